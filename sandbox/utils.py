@@ -1,0 +1,81 @@
+"""Small helpers shared by the core and the command line."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "********"
+
+# The password runs to the last "@" of the authority, so a password that itself contains an
+# unescaped "@" is masked whole. Several URIs in one string (kombu failover lists) all match.
+_URI_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s;]*):(?P<password>[^/?#\s;]*)@"
+)
+
+# Words that mark a config key as secret. Keys are split into words, so HEARTBEAT or
+# MONKEY_PATCH do not match while DB_PASSWORD, apiKey and SECRET_KEY do.
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credentials"}
+)
+_KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def sanitize_url(url: str) -> str:
+    """Return ``url`` with the password of every URI in it replaced by ``REDACTED``."""
+    return _URI_PASSWORD.sub(rf"\g<head>:{REDACTED}@", url)
+
+
+def is_secret_key(key: object) -> bool:
+    """Tell whether a config key names a secret (a password, token, key...)."""
+    if not isinstance(key, str):
+        return False
+    return any(word.lower() in _SECRET_WORDS for word in _KEY_WORD.findall(key))
+
+
+def mask_secrets(mapping: Mapping) -> dict:
+    """Return a deep copy of a config mapping that is safe to print or log."""
+    return {key: _mask_value(key, value) for key, value in mapping.items()}
+
+
+def _mask_value(key: object, value: Any) -> Any:
+    if value is not None and is_secret_key(key):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return mask_secrets(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_mask_value(None, item) for item in value)
+    if isinstance(value, str):
+        return sanitize_url(value)
+    return value
+
+
+def import_from_path(path: str) -> Any:
+    """Import the object named by ``"pkg.mod:Name"`` or ``"pkg.mod.Name"``.
+
+    Raises ImportError with a message naming what could not be found.
+    """
+    if ":" in path:
+        module_name, _, attr_path = path.partition(":")
+    else:
+        module_name, _, attr_path = path.rpartition(".")
+    if not module_name or not attr_path:
+        raise ImportError(f"cannot import {path!r}: expected 'module:Name' or 'module.Name'")
+    try:
+        target = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not _is_module_or_parent(exc.name, module_name):
+            raise  # the module exists but one of its own imports is missing
+        raise ImportError(f"cannot import {path!r}: no module named {exc.name!r}") from None
+    for attr in attr_path.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            raise ImportError(f"cannot import {path!r}: {attr!r} not found") from None
+    return target
+
+
+def _is_module_or_parent(name: str | None, module_name: str) -> bool:
+    return name is not None and (module_name == name or module_name.startswith(name + "."))
