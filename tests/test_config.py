@@ -1,0 +1,232 @@
+import io
+
+import pytest
+
+from sandbox.config import DEFAULTS, Config, config, load_config, substitute
+from sandbox.exceptions import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def environ(monkeypatch):
+    for name in ("SB_HOST", "SB_PORT", "SB_FLAG", "SB_MISSING", "SB_OTHER", "SB_USER"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# --- substitution -------------------------------------------------------------------------
+
+
+def test_plain_variable(environ):
+    environ.setenv("SB_HOST", "rabbit")
+    assert load_config("uri: amqp://${SB_HOST}:5672/") == {"uri": "amqp://rabbit:5672/"}
+
+
+def test_default_used_when_unset():
+    assert load_config("host: ${SB_HOST:localhost}") == {"host": "localhost"}
+
+
+def test_variable_wins_over_default(environ):
+    environ.setenv("SB_HOST", "rabbit")
+    assert load_config("host: ${SB_HOST:localhost}") == {"host": "rabbit"}
+
+
+def test_nested_defaults(environ):
+    text = "host: ${SB_HOST:${SB_OTHER:fallback}}"
+    assert load_config(text) == {"host": "fallback"}
+    environ.setenv("SB_OTHER", "other")
+    assert load_config(text) == {"host": "other"}
+    environ.setenv("SB_HOST", "first")
+    assert load_config(text) == {"host": "first"}
+
+
+def test_unused_default_is_not_looked_up(environ):
+    environ.setenv("SB_HOST", "set")
+    assert load_config("host: ${SB_HOST:${SB_MISSING}}") == {"host": "set"}
+
+
+def test_several_variables_in_one_value(environ):
+    environ.setenv("SB_USER", "ada")
+    text = "uri: amqp://${SB_USER}:${SB_MISSING:pw}@${SB_HOST:localhost}/"
+    assert load_config(text) == {"uri": "amqp://ada:pw@localhost/"}
+
+
+def test_values_are_read_as_yaml_scalars(environ):
+    environ.setenv("SB_FLAG", "false")
+    loaded = load_config(
+        "port: ${SB_PORT:8000}\nflag: ${SB_FLAG}\nratio: ${SB_MISSING:0.5}\nnothing: ${SB_MISSING:}"
+    )
+    assert loaded == {"port": 8000, "flag": False, "ratio": 0.5, "nothing": None}
+
+
+def test_a_value_is_a_scalar_even_when_it_looks_like_yaml(environ):
+    environ.setenv("SB_OTHER", "a: [1, 2]  # not a comment")
+    assert load_config("x: ${SB_OTHER}") == {"x": "a: [1, 2]  # not a comment"}
+
+
+def test_variable_values_are_not_expanded_again(environ):
+    environ.setenv("SB_OTHER", "${SB_MISSING}")
+    assert load_config("x: ${SB_OTHER}") == {"x": "${SB_MISSING}"}
+
+
+def test_raw_env_var_keeps_a_string(environ):
+    environ.setenv("SB_PORT", "5672")
+    assert load_config("port: !raw_env_var ${SB_PORT}") == {"port": "5672"}
+
+
+def test_explicit_env_var_tag_on_a_quoted_value():
+    assert load_config("port: !env_var '${SB_PORT:99}'") == {"port": 99}
+
+
+def test_quoted_strings_are_untouched():
+    text = "single: '${SB_MISSING}'\ndouble: \"${SB_MISSING:x}\""
+    assert load_config(text) == {"single": "${SB_MISSING}", "double": "${SB_MISSING:x}"}
+
+
+def test_nested_structures_are_substituted():
+    # Flow collections end a plain scalar at "{", so a list uses block style.
+    text = "LOGGING:\n  handlers:\n    - ${SB_MISSING:console}\n  level: ${SB_MISSING:10}\n"
+    assert load_config(text) == {"LOGGING": {"handlers": ["console"], "level": 10}}
+
+
+def test_missing_variable_names_it_with_the_line():
+    with pytest.raises(ConfigurationError) as info:
+        load_config("a: 1\nb: ${SB_MISSING}\n")
+    assert str(info.value) == (
+        "<string>, line 2: environment variable SB_MISSING is not set and has no default"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${SB_HOST", "expected ':' or '}'"),
+        ("${SB_HOST:abc", "unclosed"),
+        ("${}", "expected a variable name"),
+        ("${SB_HOST-x}", "expected ':' or '}'"),
+    ],
+)
+def test_malformed_references(text, message):
+    with pytest.raises(ConfigurationError, match=message):
+        substitute(text, {})
+
+
+def test_substitute_with_an_explicit_environment():
+    assert substitute("$ ${A} {x} ${B:${C:c}}", {"A": "a"}) == "$ a {x} c"
+
+
+# --- sources and errors -----------------------------------------------------------------------
+
+
+def test_load_from_path_and_from_file_object(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("AMQP_URI: memory://\nmax_workers: 3\n")
+    expected = {"AMQP_URI": "memory://", "max_workers": 3}
+    assert load_config(path) == expected
+    assert load_config(str(path)) == expected
+    with path.open() as stream:
+        assert load_config(stream) == expected
+    assert load_config(io.StringIO("{max_workers: 3}")) == {"max_workers": 3}
+
+
+def test_empty_document_is_an_empty_config():
+    assert load_config("") == {}
+    assert load_config(io.StringIO("# nothing yet\n")) == {}
+
+
+def test_missing_file():
+    with pytest.raises(ConfigurationError, match="cannot read config file nowhere.yaml"):
+        load_config("nowhere.yaml")
+
+
+def test_broken_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("a: 1\nb: [1, 2\nc: 3\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line 3: invalid YAML: ")
+
+
+def test_unsafe_tags_are_refused():
+    with pytest.raises(ConfigurationError, match="line 1"):
+        load_config("a: !!python/object/apply:os.system ['true']")
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigurationError, match="top level must be a mapping"):
+        load_config("- a\n- b\n")
+
+
+# --- the Config object ----------------------------------------------------------------------
+
+
+def test_global_config_starts_with_defaults():
+    assert isinstance(config, Config)
+    assert dict(Config(DEFAULTS)) == DEFAULTS
+    assert DEFAULTS["rpc_exchange"] == "nameko-rpc"
+    assert DEFAULTS["AMQP_URI"] == "memory://"
+
+
+def test_setup_replaces_content_with_defaults_plus_mapping():
+    cfg = Config({"stale": 1})
+    cfg.setup({"max_workers": 2, "EXTRA": "x"})
+    assert dict(cfg) == {**DEFAULTS, "max_workers": 2, "EXTRA": "x"}
+
+
+def test_patch_as_context_manager():
+    cfg = Config({"a": 1, "nested": {"b": 2}})
+    with cfg.patch({"a": 10, "c": 3}):
+        assert dict(cfg) == {"a": 10, "nested": {"b": 2}, "c": 3}
+        cfg["nested"]["b"] = 20
+        cfg["d"] = 4
+    assert dict(cfg) == {"a": 1, "nested": {"b": 2}}
+
+
+def test_patch_with_clear():
+    cfg = Config({"a": 1})
+    with cfg.patch({"b": 2}, clear=True):
+        assert dict(cfg) == {"b": 2}
+    assert dict(cfg) == {"a": 1}
+
+
+def test_patch_restores_after_an_exception():
+    cfg = Config({"a": 1})
+    with pytest.raises(RuntimeError), cfg.patch({"a": 2}):
+        cfg.setup({})
+        raise RuntimeError("boom")
+    assert dict(cfg) == {"a": 1}
+
+
+def test_patch_as_decorator_is_reusable():
+    cfg = Config({"a": 1})
+    seen = []
+
+    @cfg.patch({"a": 2})
+    def read():
+        seen.append(cfg["a"])
+
+    read()
+    read()
+    assert seen == [2, 2]
+    assert cfg["a"] == 1
+
+
+def test_patch_of_the_global_config():
+    with config.patch({"AMQP_URI": "amqp://x"}):
+        assert config["AMQP_URI"] == "amqp://x"
+    assert config["AMQP_URI"] == DEFAULTS["AMQP_URI"]
+
+
+def test_repr_and_str_mask_secrets():
+    cfg = Config({"AMQP_URI": "amqp://guest:hunter2@host/", "DB_PASSWORD": "hunter2"})
+    for text in (repr(cfg), str(cfg)):
+        assert "hunter2" not in text
+        assert text.startswith("Config({")
+        assert "amqp://guest:********@host/" in text
+    assert cfg["DB_PASSWORD"] == "hunter2"
+
+
+def test_sandbox_config_is_the_global_object():
+    import sandbox
+
+    assert sandbox.config is config
