@@ -1,0 +1,32 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test demo bench lint rabbitmq
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1
+
+test: $(STAMP) rabbitmq
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+rabbitmq:
+	bash scripts/ensure-rabbitmq.sh
+
+demo: $(STAMP)
+	$(BIN)/python -m sandbox.demo
+
+bench: $(STAMP) rabbitmq
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,348 @@
+"""The service container: one service class, its extensions, and the workers they start.
+
+It knows nothing of HTTP or AMQP: entrypoints call :meth:`ServiceContainer.spawn_worker`.
+Everything in here runs in the runtime's hub thread; the public lifecycle methods hand
+themselves over to it, so they can be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import eventlet
+import eventlet.event
+import greenlet
+
+from sandbox import recorder
+from sandbox.exceptions import ConfigurationError, ContainerBeingKilled
+from sandbox.extensions import (
+    DependencyProvider,
+    Entrypoint,
+    Extension,
+    get_entrypoints,
+    is_dependency,
+    iter_extensions,
+)
+from sandbox.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+ResultHandler = Callable[["WorkerContext", Any, Any], tuple[Any, Any]]
+
+
+def get_service_name(service_cls: type) -> str:
+    name = getattr(service_cls, "name", None)
+    if name is None:
+        raise ConfigurationError(f"Service class {service_cls.__name__} must define a `name`")
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"Service name of {service_cls.__name__} must be a str, not {type(name).__name__}"
+        )
+    return name
+
+
+def _global_config() -> Mapping[str, Any]:
+    from sandbox.config import config
+
+    return config
+
+
+def get_container_cls(config: Mapping[str, Any] | None = None) -> type[ServiceContainer]:
+    config = _global_config() if config is None else config
+    path = config.get("SERVICE_CONTAINER_CLS")
+    if not path:
+        return ServiceContainer
+    from sandbox.utils import import_from_path
+
+    return import_from_path(path)
+
+
+def new_call_id() -> str:
+    return str(uuid.uuid4())
+
+
+class WorkerContext:
+    """What one worker knows about its call: ids, arguments and the context data it carries."""
+
+    def __init__(
+        self,
+        container: ServiceContainer,
+        service: Any,
+        entrypoint: Entrypoint,
+        args: Iterable | None = None,
+        kwargs: Mapping | None = None,
+        data: Mapping | None = None,
+    ):
+        self.container = container
+        self.config = container.config
+        self.service = service
+        self.entrypoint = entrypoint
+        self.service_name = container.service_name
+        self.args = tuple(args) if args is not None else ()
+        self.kwargs = dict(kwargs) if kwargs is not None else {}
+        self.data = dict(data) if data is not None else {}
+        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
+        tracked = container.parent_calls_tracked
+        parents = list(self.data.get("call_id_stack") or [])
+        self.call_id_stack = (parents[-tracked:] if tracked else []) + [self.call_id]
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    @property
+    def context_data(self) -> dict[str, Any]:
+        data = dict(self.data)
+        data["call_id_stack"] = self.call_id_stack
+        return data
+
+    @property
+    def origin_call_id(self) -> str:
+        return self.call_id_stack[0]
+
+    @property
+    def immediate_parent_call_id(self) -> str | None:
+        return self.call_id_stack[-2] if len(self.call_id_stack) > 1 else None
+
+    def __repr__(self) -> str:
+        return f"<WorkerContext [{self.service_name}.{self.entrypoint.method_name}]>"
+
+
+class ServiceContainer:
+    """Hosts one service class: binds its extensions, runs them, and runs its workers."""
+
+    def __init__(self, service_cls: type, config: Mapping[str, Any] | None = None):
+        self.service_cls = service_cls
+        self.service_name = get_service_name(service_cls)
+        self.config = _global_config() if config is None else config
+        self.max_workers = int(self.config.get("max_workers", 10))
+        self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
+        self.serializer = self.config.get("serializer", "json")
+        self.accept = self.config.get("ACCEPT", [self.serializer])
+
+        self.shared_extensions: dict[Any, Extension] = {}
+        self.dependencies: set[DependencyProvider] = set()
+        self.entrypoints: set[Entrypoint] = set()
+        for attr_name, prototype in vars_with_bases(service_cls):
+            self.dependencies.add(prototype.bind(self, attr_name))
+        for method_name, prototype in get_entrypoints(service_cls):
+            self.entrypoints.add(prototype.bind(self, method_name))
+        self.subextensions: set[Extension] = {
+            sub for ext in self.extensions_declared for sub in iter_extensions(ext)
+        }
+
+        self.started = False
+        self._being_killed = False
+        self._died = eventlet.event.Event()
+        self._worker_pool: eventlet.GreenPool | None = None
+        self._worker_threads: dict[WorkerContext, Any] = {}
+        self._managed_threads: dict[Any, str | None] = {}
+
+    @property
+    def extensions_declared(self) -> set[Extension]:
+        return set(self.dependencies) | set(self.entrypoints)
+
+    @property
+    def extensions(self) -> set[Extension]:
+        return self.extensions_declared | self.subextensions
+
+    @property
+    def interface(self) -> ServiceContainer:
+        """What extensions may use of the container (Nameko compatibility)."""
+        return self
+
+    @property
+    def busy_workers(self) -> int:
+        return len(self._worker_threads)
+
+    # --- lifecycle: callable from any thread ------------------------------------------------
+
+    def start(self) -> None:
+        get_runtime().call(self._start)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully; kill instead when in-flight workers outlive ``timeout`` seconds."""
+        get_runtime().call(self._stop, timeout)
+
+    def kill(self, exc_info: tuple | None = None) -> None:
+        get_runtime().call(self._kill, exc_info)
+
+    def wait(self) -> None:
+        """Block until the container stops; re-raise the error that killed it, if any."""
+        get_runtime().call(self._died.wait)
+
+    # --- lifecycle: hub thread --------------------------------------------------------------
+
+    def _start(self) -> None:
+        log.debug("starting %s", self)
+        self._worker_pool = eventlet.GreenPool(size=self.max_workers)
+        _call_all(self.extensions, "setup")
+        _call_all(self.extensions, "start")
+        self.started = True
+        log.debug("started %s", self)
+
+    def _stop(self, timeout: float | None = None) -> None:
+        if self._died.ready():
+            return
+        log.debug("stopping %s", self)
+        _call_all(self.entrypoints, "stop")
+        if not self._drain_workers(timeout):
+            log.warning("%s: workers still busy after %ss, killing them", self, timeout)
+            self._kill()
+            return
+        _call_all(self.dependencies, "stop")
+        _call_all(self.subextensions, "stop")
+        self._kill_managed_threads()
+        self.started = False
+        if not self._died.ready():
+            self._died.send(None)
+
+    def _drain_workers(self, timeout: float | None) -> bool:
+        if self._worker_pool is None:
+            return True
+        with eventlet.Timeout(timeout, False):
+            self._worker_pool.waitall()
+            return True
+        return False
+
+    def _kill(self, exc_info: tuple | None = None) -> None:
+        if self._being_killed:
+            # A second kill may come from one of the threads the first one is killing.
+            return
+        self._being_killed = True
+        if exc_info is not None:
+            log.error("killing %s because of %r", self, exc_info[1], exc_info=exc_info)
+        else:
+            log.debug("killing %s", self)
+        _call_all(self.entrypoints, "kill", swallow=True)
+        for thread in list(self._worker_threads.values()):
+            thread.kill()
+        _call_all(self.dependencies | self.subextensions, "kill", swallow=True)
+        self._kill_managed_threads()
+        self.started = False
+        if not self._died.ready():
+            if exc_info is not None:
+                self._died.send_exception(*exc_info)
+            else:
+                self._died.send(None)
+
+    def _kill_managed_threads(self) -> None:
+        current = greenlet.getcurrent()
+        for thread in list(self._managed_threads):
+            if thread is not current:
+                thread.kill()
+
+    # --- workers and managed threads: hub thread --------------------------------------------
+
+    def spawn_worker(
+        self,
+        entrypoint: Entrypoint,
+        args: Iterable,
+        kwargs: Mapping,
+        context_data: Mapping | None = None,
+        handle_result: ResultHandler | None = None,
+    ) -> WorkerContext:
+        """Start a worker for ``entrypoint``; waits greenly while all ``max_workers`` are busy."""
+        if self._being_killed:
+            raise ContainerBeingKilled()
+        service = self.service_cls()
+        worker_ctx = WorkerContext(self, service, entrypoint, args, kwargs, data=context_data)
+        thread = self._worker_pool.spawn(self._run_worker, worker_ctx, handle_result)
+        self._worker_threads[worker_ctx] = thread
+        thread.link(self._worker_exited, worker_ctx)
+        return worker_ctx
+
+    def _worker_exited(self, thread: Any, worker_ctx: WorkerContext) -> None:
+        self._worker_threads.pop(worker_ctx, None)
+        try:
+            thread.wait()
+        except greenlet.GreenletExit:
+            pass
+        except Exception:
+            # The lifecycle itself failed (a dependency hook, a result handler): the container
+            # can no longer be trusted to run workers.
+            self._kill(sys.exc_info())
+
+    def _run_worker(self, worker_ctx: WorkerContext, handle_result: ResultHandler | None) -> None:
+        worker_ctx.started_at = time.time()
+        recorder.notify("worker_started", worker_ctx)
+        result = exc_info = None
+        try:
+            self._inject_dependencies(worker_ctx)
+            method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
+            try:
+                result = method(*worker_ctx.args, **worker_ctx.kwargs)
+            except Exception as exc:
+                exc_info = (type(exc), exc, exc.__traceback__)
+                self._log_worker_error(worker_ctx, exc)
+            if handle_result is not None:
+                result, exc_info = handle_result(worker_ctx, result, exc_info)
+            for dependency in self.dependencies:
+                dependency.worker_result(worker_ctx, result, exc_info)
+        finally:
+            for dependency in self.dependencies:
+                dependency.worker_teardown(worker_ctx)
+            worker_ctx.finished_at = time.time()
+            recorder.notify("worker_finished", worker_ctx, result, exc_info)
+
+    def _inject_dependencies(self, worker_ctx: WorkerContext) -> None:
+        for dependency in self.dependencies:
+            setattr(worker_ctx.service, dependency.attr_name, dependency.get_dependency(worker_ctx))
+        for dependency in self.dependencies:
+            dependency.worker_setup(worker_ctx)
+
+    def _log_worker_error(self, worker_ctx: WorkerContext, exc: Exception) -> None:
+        expected = worker_ctx.entrypoint.expected_exceptions
+        if expected and isinstance(exc, expected):
+            log.warning("%r raised an expected %s: %s", worker_ctx, type(exc).__name__, exc)
+        else:
+            log.error("error in %r", worker_ctx, exc_info=exc)
+
+    def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None):
+        """Run ``fn`` in a green thread whose failure kills the container."""
+        thread = eventlet.spawn(fn)
+        self._managed_threads[thread] = identifier
+        thread.link(self._managed_thread_exited)
+        return thread
+
+    def _managed_thread_exited(self, thread: Any) -> None:
+        identifier = self._managed_threads.pop(thread, None)
+        try:
+            thread.wait()
+        except greenlet.GreenletExit:
+            pass
+        except Exception:
+            log.debug("managed thread %s failed", identifier or thread)
+            self._kill(sys.exc_info())
+
+    def __repr__(self) -> str:
+        return f"<ServiceContainer [{self.service_name}] at 0x{id(self):x}>"
+
+
+def vars_with_bases(service_cls: type) -> list[tuple[str, DependencyProvider]]:
+    """Dependency provider prototypes declared on ``service_cls`` or its bases."""
+    found: dict[str, DependencyProvider] = {}
+    for cls in reversed(service_cls.__mro__):
+        for name, value in vars(cls).items():
+            if is_dependency(value):
+                found[name] = value
+    return sorted(found.items())
+
+
+def _call_all(extensions: Iterable[Extension], method: str, swallow: bool = False) -> None:
+    """Call ``method`` on every extension concurrently; raise the first failure unless swallowed."""
+    threads = [eventlet.spawn(getattr(ext, method)) for ext in extensions]
+    first_error: BaseException | None = None
+    for thread in threads:
+        try:
+            thread.wait()
+        except Exception as exc:
+            if swallow:
+                log.warning("error during %s: %r", method, exc)
+            elif first_error is None:
+                first_error = exc
+    if first_error is not None:
+        raise first_error

@@ -1,0 +1,148 @@
+"""Exceptions, and their wire form: ``{"exc_type", "exc_path", "exc_args", "value"}``.
+
+The four keys are Nameko's, so errors cross between sandbox and Nameko services. A fifth key,
+``traceback``, carries the remote traceback text; Nameko ignores keys it does not know.
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from typing import Any
+
+registry: dict[str, type[BaseException]] = {}
+
+# Our built-in errors travel under Nameko's module path, so that a Nameko client turns them into
+# its own instances, and a sandbox client does the same with a Nameko service's errors.
+_NAMEKO_MODULE = "nameko.exceptions"
+
+
+def get_module_path(exc_type: type) -> str:
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+
+
+def deserialize_to_instance(exc_type: type[BaseException]) -> type[BaseException]:
+    """Class decorator: remote errors of this type come back as instances of it."""
+    registry[get_module_path(exc_type)] = exc_type
+    if exc_type.__module__ == __name__:
+        registry[f"{_NAMEKO_MODULE}.{exc_type.__qualname__}"] = exc_type
+    return exc_type
+
+
+def _wire_path(exc_type: type) -> str:
+    if exc_type.__module__ == __name__ and get_module_path(exc_type) in registry:
+        return f"{_NAMEKO_MODULE}.{exc_type.__qualname__}"
+    return get_module_path(exc_type)
+
+
+def safe_for_serialization(value: Any) -> Any:
+    """Turn ``value`` into something every serializer accepts; unknown objects become text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): safe_for_serialization(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [safe_for_serialization(v) for v in value]
+    try:
+        return str(value)
+    except Exception:
+        return "[__unicode__ failed]"
+
+
+def serialize(exc: BaseException) -> dict[str, Any]:
+    return {
+        "exc_type": type(exc).__name__,
+        "exc_path": _wire_path(type(exc)),
+        "exc_args": [safe_for_serialization(arg) for arg in exc.args],
+        "value": safe_for_serialization(str(exc)),
+        "traceback": "".join(
+            traceback_module.format_exception(type(exc), exc, exc.__traceback__)
+        ),
+    }
+
+
+def deserialize(data: dict[str, Any]) -> BaseException:
+    exc_type = registry.get(data.get("exc_path", ""))
+    if exc_type is not None:
+        try:
+            return exc_type(*data.get("exc_args", ()))
+        except Exception:  # a registered type whose signature changed: degrade, never fail
+            pass
+    return RemoteError(data.get("exc_type"), data.get("value", ""), data.get("traceback"))
+
+
+class RemoteError(Exception):
+    """An error raised by a remote service; ``exc_type``, ``value`` and ``traceback`` say which."""
+
+    def __init__(self, exc_type: str | None = None, value: Any = "", traceback: str | None = None):
+        self.exc_type = exc_type
+        self.value = value
+        self.traceback = traceback
+        super().__init__(f"{exc_type} {value}")
+
+
+class BadRequest(Exception):
+    pass
+
+
+@deserialize_to_instance
+class MalformedRequest(BadRequest):
+    pass
+
+
+@deserialize_to_instance
+class MethodNotFound(BadRequest):
+    pass
+
+
+@deserialize_to_instance
+class IncorrectSignature(BadRequest):
+    pass
+
+
+class UnknownService(Exception):
+    def __init__(self, service_name: str):
+        self._service_name = service_name
+        super().__init__(service_name)
+
+    def __str__(self) -> str:
+        return f"Unknown service `{self._service_name}`"
+
+
+class RpcTimeout(Exception):
+    pass
+
+
+class UnserializableValueError(Exception):
+    def __init__(self, value: Any):
+        try:
+            self.repr_value = repr(value)
+        except Exception:
+            self.repr_value = "[__repr__ failed]"
+        super().__init__()
+
+    def __str__(self) -> str:
+        return f"Unserializable value: `{self.repr_value}`"
+
+
+class ContainerBeingKilled(Exception):
+    """The container is being killed; AMQP entrypoints requeue the message that raised this."""
+
+
+class ConfigurationError(Exception):
+    """A service, extension or config file is set up wrongly."""
+
+
+class CommandError(Exception):
+    """A command line was used wrongly; the CLI prints it as one line."""
+
+
+class ExtensionNotFound(AttributeError):
+    pass
+
+
+class ReplyQueueExpiredWithPendingReplies(Exception):
+    pass
+
+
+class ConnectionNotFound(BadRequest):
+    pass

@@ -1,0 +1,227 @@
+"""Extensions: the parts a service container is built from (Nameko's model).
+
+A class attribute on a service is a *prototype*: binding it to a container clones it from the
+arguments it was constructed with, so each container owns its own instances. Entrypoints start
+workers; dependency providers inject objects into them; shared extensions exist once per container.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import eventlet.event
+
+from sandbox.exceptions import IncorrectSignature
+
+if TYPE_CHECKING:
+    from sandbox.containers import ServiceContainer, WorkerContext
+
+ENTRYPOINT_EXTENSIONS_ATTR = "sandbox_entrypoints"
+
+
+class Extension:
+    """Something with a lifecycle inside a container: ``setup``, ``start``, ``stop``, ``kill``."""
+
+    __params: tuple[tuple, dict]
+    container: ServiceContainer | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        instance = super().__new__(cls)
+        # Kept so that bind() can make a fresh copy of a class-level prototype per container.
+        instance.__params = (args, kwargs)
+        return instance
+
+    def setup(self) -> None:
+        """Called on bound extensions before the container starts."""
+
+    def start(self) -> None:
+        """Called on bound extensions when the container has set everything up."""
+
+    def stop(self) -> None:
+        """Stop gracefully: finish what is in flight, accept nothing new."""
+
+    def kill(self) -> None:
+        """Stop at once, dropping what is in flight."""
+
+    def clone(self) -> Extension:
+        args, kwargs = self.__params
+        return type(self)(*args, **kwargs)
+
+    def bind(self, container: ServiceContainer) -> Extension:
+        """A copy of this prototype bound to ``container``, its sub-extensions bound too."""
+        instance = self.clone()
+        instance.container = weakref.proxy(container)
+        for name, prototype in _class_extensions(type(instance)):
+            setattr(instance, name, prototype.bind(container))
+        return instance
+
+    def is_bound(self) -> bool:
+        return self.container is not None
+
+    def __repr__(self) -> str:
+        if not self.is_bound():
+            return f"<{type(self).__name__} [unbound] at 0x{id(self):x}>"
+        return f"<{type(self).__name__} at 0x{id(self):x}>"
+
+
+def _class_extensions(cls: type) -> Iterator[tuple[str, Extension]]:
+    for name, value in inspect.getmembers(cls, is_extension):
+        yield name, value
+
+
+class SharedExtension(Extension):
+    """An extension that exists once per container, whatever number of extensions declare it."""
+
+    @property
+    def sharing_key(self) -> Any:
+        return type(self)
+
+    def bind(self, container: ServiceContainer) -> SharedExtension:
+        shared = container.shared_extensions.get(self.sharing_key)
+        if shared is None:
+            shared = super().bind(container)
+            container.shared_extensions[self.sharing_key] = shared
+        return shared
+
+
+class DependencyProvider(Extension):
+    """Injects ``get_dependency(worker_ctx)`` into each worker under its attribute name."""
+
+    attr_name: str | None = None
+
+    def bind(self, container: ServiceContainer, attr_name: str) -> DependencyProvider:
+        instance = super().bind(container)
+        instance.attr_name = attr_name
+        return instance
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Any:
+        """The object the worker sees as ``self.<attr_name>``."""
+
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
+        """Called before the service method runs."""
+
+    def worker_result(
+        self, worker_ctx: WorkerContext, result: Any = None, exc_info: tuple | None = None
+    ) -> None:
+        """Called with the method's result or the exception info it raised."""
+
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
+        """Called after the worker finished, whatever happened."""
+
+    def __repr__(self) -> str:
+        if not self.is_bound():
+            return super().__repr__()
+        return f"<{type(self).__name__} [{self.container.service_name}.{self.attr_name}]>"
+
+
+class ProviderCollector:
+    """Mixin for a shared extension that entrypoints register with (a consumer, a server).
+
+    Its ``stop`` waits until every provider has unregistered, that is, stopped.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._providers: set[Any] = set()
+        self._providers_gone = eventlet.event.Event()
+        super().__init__(*args, **kwargs)
+
+    def register_provider(self, provider: Any) -> None:
+        self._providers.add(provider)
+
+    def unregister_provider(self, provider: Any) -> None:
+        self._providers.discard(provider)
+        if not self._providers and not self._providers_gone.ready():
+            self._providers_gone.send(None)
+
+    def wait_for_providers(self) -> None:
+        if self._providers:
+            self._providers_gone.wait()
+
+    def stop(self) -> None:
+        self.wait_for_providers()
+
+
+class Entrypoint(Extension):
+    """A trigger that runs a service method: an RPC, an HTTP route, an event, a timer tick."""
+
+    method_name: str | None = None
+
+    def __init__(
+        self,
+        expected_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
+        sensitive_arguments: str | tuple[str, ...] = (),
+        **kwargs: Any,
+    ):
+        self.expected_exceptions = expected_exceptions
+        if isinstance(sensitive_arguments, str):
+            sensitive_arguments = (sensitive_arguments,)
+        self.sensitive_arguments = tuple(sensitive_arguments)
+        super().__init__(**kwargs)
+
+    def bind(self, container: ServiceContainer, method_name: str) -> Entrypoint:
+        instance = super().bind(container)
+        instance.method_name = method_name
+        return instance
+
+    def check_signature(self, args: tuple, kwargs: dict) -> None:
+        """Raise IncorrectSignature when the method cannot take these arguments."""
+        method = getattr(self.container.service_cls, self.method_name)
+        try:
+            inspect.signature(method).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(f"{self.method_name}() {exc}") from None
+
+    @classmethod
+    def decorator(cls, *args: Any, **kwargs: Any) -> Callable:
+        """``@entry`` and ``@entry(...)`` both work: the bare form passes the method itself."""
+
+        def register(fn: Callable, args: tuple = args, kwargs: dict = kwargs) -> Callable:
+            register_entrypoint(fn, cls(*args, **kwargs))
+            return fn
+
+        if len(args) == 1 and not kwargs and isinstance(args[0], types.FunctionType):
+            return register(args[0], args=())
+        return register
+
+    def __repr__(self) -> str:
+        if not self.is_bound():
+            return super().__repr__()
+        return f"<{type(self).__name__} [{self.container.service_name}.{self.method_name}]>"
+
+
+def register_entrypoint(fn: Callable, entrypoint: Entrypoint) -> None:
+    entrypoints = getattr(fn, ENTRYPOINT_EXTENSIONS_ATTR, None)
+    if entrypoints is None:
+        entrypoints = set()
+        setattr(fn, ENTRYPOINT_EXTENSIONS_ATTR, entrypoints)
+    entrypoints.add(entrypoint)
+
+
+def is_extension(obj: Any) -> bool:
+    return isinstance(obj, Extension)
+
+
+def is_dependency(obj: Any) -> bool:
+    return isinstance(obj, DependencyProvider)
+
+
+def is_entrypoint(obj: Any) -> bool:
+    return isinstance(obj, Entrypoint)
+
+
+def iter_extensions(extension: Extension) -> Iterator[Extension]:
+    """Every sub-extension of ``extension``, depth first."""
+    for _, sub in inspect.getmembers(extension, is_extension):
+        yield sub
+        yield from iter_extensions(sub)
+
+
+def get_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
+    """``(method_name, entrypoint prototype)`` for each entrypoint declared on ``service_cls``."""
+    for name, method in inspect.getmembers(service_cls, inspect.isfunction):
+        for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            yield name, entrypoint

@@ -1,0 +1,37 @@
+"""The recorder hook: observers the core notifies of every worker and every publish.
+
+The inspector widget and the ``sandbox run`` log both read from here (DESIGN section 1). An
+observer implements any of ``worker_started(worker_ctx)``,
+``worker_finished(worker_ctx, result, exc_info)`` and ``message_published(record)``; a failing
+observer is logged and never breaks the worker that notified it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_observers: list[Any] = []
+
+
+def add_observer(observer: Any) -> None:
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def remove_observer(observer: Any) -> None:
+    if observer in _observers:
+        _observers.remove(observer)
+
+
+def notify(event: str, *args: Any) -> None:
+    for observer in list(_observers):
+        handler = getattr(observer, event, None)
+        if handler is None:
+            continue
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("recorder observer %r failed on %s", observer, event)

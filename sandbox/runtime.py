@@ -1,0 +1,274 @@
+"""The green runtime: one daemon OS thread that owns an eventlet hub (DESIGN section 3).
+
+Every green object (servers, connections, consumers, timers, workers) lives in that thread.
+Other threads hand work to it with :meth:`GreenRuntime.submit` (a Future), :meth:`call` (blocking,
+interruptible) or :meth:`acall` (awaitable). Nothing is monkey patched: a patched kernel wedges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import eventlet
+import eventlet.debug
+import eventlet.hubs
+import greenlet
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A capturer runs in the submitting thread and returns a function that the green thread runs
+# first. The notebook layer uses it to route a green thread's output to the cell that started it;
+# the core knows nothing of IPython.
+ContextCapturer = Callable[[], Callable[[], None] | None]
+_capturers: list[ContextCapturer] = []
+
+
+def add_context_capturer(capturer: ContextCapturer) -> None:
+    if capturer not in _capturers:
+        _capturers.append(capturer)
+
+
+def remove_context_capturer(capturer: ContextCapturer) -> None:
+    if capturer in _capturers:
+        _capturers.remove(capturer)
+
+
+def _capture() -> Callable[[], None]:
+    """Snapshot the caller's context so the green thread runs as if it were the caller."""
+    ctx = contextvars.copy_context()
+    restorers = [r for r in (c() for c in list(_capturers)) if r is not None]
+
+    def enter() -> None:
+        # A greenlet has its own contextvars context; adopting the caller's keeps ContextVars
+        # (such as ipykernel's output routing) pointing where the caller pointed.
+        greenlet.getcurrent().gr_context = ctx.copy()
+        for restore in restorers:
+            restore()
+
+    return enter
+
+
+class RuntimeStopped(RuntimeError):
+    pass
+
+
+class _Job:
+    __slots__ = ("fn", "args", "kwargs", "future", "enter", "thread")
+
+    def __init__(self, fn, args, kwargs, enter):
+        self.fn, self.args, self.kwargs, self.enter = fn, args, kwargs, enter
+        self.future: Future = Future()
+        self.thread: eventlet.greenthread.GreenThread | None = None
+
+
+class GreenRuntime:
+    """An OS thread running an eventlet hub, and thread-safe ways to run code in it."""
+
+    def __init__(self, name: str = "sandbox-hub"):
+        self.name = name
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._stopping = False
+        self._threads: set[eventlet.greenthread.GreenThread] = set()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    # --- the hub thread ---------------------------------------------------------------------
+
+    def _main(self) -> None:
+        self.hub = eventlet.hubs.get_hub()
+        # Green thread failures are reported by _report, routed like any other output; the
+        # hub's own printing would print them a second time, into whichever cell is current.
+        eventlet.debug.hub_exceptions(False)
+        self._ready.set()
+        try:
+            while not self._stopping:
+                eventlet.hubs.trampoline(self._read_fd, read=True)
+                self._drain_pipe()
+                self._run_inbox()
+        finally:
+            self._shutdown()
+
+    def _drain_pipe(self) -> None:
+        try:
+            while os.read(self._read_fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _run_inbox(self) -> None:
+        while True:
+            try:
+                task = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                task()
+            except Exception:
+                log.exception("runtime task failed")
+
+    def _shutdown(self) -> None:
+        for thread in list(self._threads):
+            thread.kill()
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+    def _start_job(self, job: _Job) -> None:
+        if job.future.set_running_or_notify_cancel():
+            job.thread = self._green(self._run_job, job)
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            job.enter()
+            result = job.fn(*job.args, **job.kwargs)
+        except greenlet.GreenletExit:
+            job.future.set_exception(KeyboardInterrupt("cancelled"))
+        except BaseException as exc:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    def _green(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+        thread = eventlet.spawn(fn, *args, **kwargs)
+        self._threads.add(thread)
+        thread.link(self._threads.discard)
+        return thread
+
+    # --- any thread -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive() and not self._stopping
+
+    def in_hub(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def _post(self, task: Callable[[], None]) -> None:
+        if not self.running:
+            raise RuntimeStopped("the sandbox runtime is stopped")
+        self._inbox.put(task)
+        try:
+            os.write(self._write_fd, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full, so a wake-up is already pending
+        except OSError as exc:  # closed by a stop that raced with us
+            raise RuntimeStopped("the sandbox runtime is stopped") from exc
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Run ``fn`` in a new green thread of the hub; the Future resolves with its outcome."""
+        job = _Job(fn, args, kwargs, _capture())
+        if self.in_hub():
+            self._start_job(job)
+        else:
+            self._post(lambda: self._start_job(job))
+        return job.future
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None, **kwargs) -> T:
+        """Run ``fn`` in the hub and wait for it.
+
+        Inline when already on the hub thread (waiting there would deadlock). A timeout, or a
+        KeyboardInterrupt while waiting (a kernel interrupt), kills the green thread and raises.
+        """
+        if self.in_hub():
+            return fn(*args, **kwargs)
+        job = _Job(fn, args, kwargs, _capture())
+        self._post(lambda: self._start_job(job))
+        try:
+            return job.future.result(timeout)
+        except BaseException:
+            if not job.future.done():
+                self._cancel(job)
+            raise
+
+    async def acall(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Awaitable :meth:`call`: a cell can ``await`` it without blocking the kernel's loop."""
+        job = _Job(fn, args, kwargs, _capture())
+        self._post(lambda: self._start_job(job))
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+
+    def _cancel(self, job: _Job) -> None:
+        def kill() -> None:
+            if job.thread is not None:
+                job.thread.kill()
+            job.future.cancel()
+
+        if self.running:
+            self._post(kill)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+        """Start a long-running green thread (a server, a consumer) and return it.
+
+        Its failure is logged with its traceback, never swallowed.
+        """
+        enter = _capture()
+
+        def body() -> Any:
+            enter()
+            try:
+                return fn(*args, **kwargs)
+            except greenlet.GreenletExit:
+                raise
+            except BaseException:
+                log.exception("green thread %s failed", getattr(fn, "__qualname__", fn))
+                raise
+
+        if self.in_hub():
+            return self._green(body)
+        return self.call(self._green, body)
+
+    def stop(self, timeout: float = 5) -> bool:
+        """Kill every green thread and end the hub thread; True when it ended in time."""
+        if self.in_hub():
+            raise RuntimeError("the runtime cannot stop itself from its own thread")
+        if self.thread.is_alive() and not self._stopping:
+            self._stopping = True
+            try:
+                os.write(self._write_fd, b"x")
+            except (BlockingIOError, OSError):
+                pass
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+_runtime: GreenRuntime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> GreenRuntime:
+    """The process-wide runtime, started on first use and restarted after :func:`stop_runtime`."""
+    global _runtime
+    with _lock:
+        if _runtime is None or not _runtime.running:
+            _runtime = GreenRuntime()
+        return _runtime
+
+
+def stop_runtime(timeout: float = 5) -> None:
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None and not runtime.in_hub():
+        runtime.stop(timeout)
+
+
+# Interpreters that exit with kombu still running in the hub thread were seen to segfault.
+atexit.register(stop_runtime)

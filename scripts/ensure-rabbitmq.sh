@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Makes sure a RabbitMQ answers on 127.0.0.1:5672 for the AMQP tests: installs it with apt when
+# missing, starts it when stopped. Never fatal: without a broker the RabbitMQ tests skip and say why.
+set -u
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+port_open && exit 0
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing rabbitmq-server with apt"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && \
+                 DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null 2>&1; }
+    fi
+fi
+if command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "starting rabbitmq-server"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do port_open && exit 0; sleep 1; done
+fi
+echo "RabbitMQ is not available: the RabbitMQ variants of the AMQP tests will be skipped" >&2
+exit 0
