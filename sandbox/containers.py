@@ -130,9 +130,6 @@ class ServiceContainer:
             self.dependencies.add(prototype.bind(self, attr_name))
         for method_name, prototype in get_entrypoints(service_cls):
             self.entrypoints.add(prototype.bind(self, method_name))
-        self.subextensions: set[Extension] = {
-            sub for ext in self.extensions_declared for sub in iter_extensions(ext)
-        }
 
         self.started = False
         self._being_killed = False
@@ -144,6 +141,12 @@ class ServiceContainer:
     @property
     def extensions_declared(self) -> set[Extension]:
         return set(self.dependencies) | set(self.entrypoints)
+
+    @property
+    def subextensions(self) -> set[Extension]:
+        # Derived, so that restricting or replacing extensions before start drops what only
+        # they used (a server nobody routes to, a consumer nobody registers with).
+        return {sub for ext in self.extensions_declared for sub in iter_extensions(ext)}
 
     @property
     def extensions(self) -> set[Extension]:

@@ -54,9 +54,7 @@ def serialize(exc: BaseException) -> dict[str, Any]:
         "exc_path": _wire_path(type(exc)),
         "exc_args": [safe_for_serialization(arg) for arg in exc.args],
         "value": safe_for_serialization(str(exc)),
-        "traceback": "".join(
-            traceback_module.format_exception(type(exc), exc, exc.__traceback__)
-        ),
+        "traceback": "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__)),
     }
 
 

@@ -69,8 +69,7 @@ class Extension:
 
 
 def _class_extensions(cls: type) -> Iterator[tuple[str, Extension]]:
-    for name, value in inspect.getmembers(cls, is_extension):
-        yield name, value
+    yield from inspect.getmembers(cls, is_extension)
 
 
 class SharedExtension(Extension):

@@ -68,7 +68,9 @@ def _each(containers: list[ServiceContainer], method: str, *args: Any) -> None:
 
 
 @contextmanager
-def run_services(*services: Any, kill_on_exit: bool = False, **kwargs: Any) -> Iterator[ServiceRunner]:
+def run_services(
+    *services: Any, kill_on_exit: bool = False, **kwargs: Any
+) -> Iterator[ServiceRunner]:
     """Run ``services`` for the duration of a ``with`` block.
 
     Nameko 2's ``run_services(config, *services)`` works too: a leading mapping is the config.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import logging
 import os
@@ -241,10 +242,8 @@ class GreenRuntime:
             raise RuntimeError("the runtime cannot stop itself from its own thread")
         if self.thread.is_alive() and not self._stopping:
             self._stopping = True
-            try:
+            with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._write_fd, b"x")
-            except (BlockingIOError, OSError):
-                pass
         self.thread.join(timeout)
         return not self.thread.is_alive()
 

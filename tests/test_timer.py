@@ -1,0 +1,92 @@
+import threading
+import time
+
+import eventlet
+import pytest
+
+from sandbox.testing.services import entrypoint_waiter
+from sandbox.timer import Timer, timer
+
+
+def test_timer_ticks_drift_free_over_50_ticks(container_factory):
+    ticks = []
+    fifty = threading.Event()
+
+    class Svc:
+        name = "ticker"
+
+        @timer(interval=0.01)
+        def tick(self):
+            ticks.append(time.monotonic())
+            eventlet.sleep(0.004)  # work inside each tick must not push later ticks back
+            if len(ticks) == 50:
+                fifty.set()
+
+    container = container_factory(Svc, {})
+    started = time.monotonic()
+    container.start()
+    assert fifty.wait(10)
+    container.stop()
+    # Tick n falls on start + n * interval; its lateness stays bounded instead of accumulating
+    # the 4 ms of work per tick (which would make tick 50 at least 200 ms late).
+    lateness = ticks[49] - (started + 50 * 0.01)
+    assert lateness < 0.1, f"tick 50 is {lateness * 1000:.0f} ms late"
+    assert ticks[0] - started >= 0.009, "a non-eager timer waits one interval first"
+
+
+def test_eager_timer_fires_at_once(container_factory):
+    class Svc:
+        name = "eager"
+
+        @timer(interval=60, eager=True)
+        def tick(self):
+            return "tock"
+
+    container = container_factory(Svc, {})
+    with entrypoint_waiter(container, "tick", timeout=5) as result:
+        container.start()
+    assert result.get() == "tock"
+
+
+def test_next_tick_waits_for_the_previous_worker(container_factory):
+    active = {"now": 0, "peak": 0, "count": 0}
+    done = threading.Event()
+
+    class Svc:
+        name = "overrun"
+
+        @timer(interval=0.005)
+        def tick(self):
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+            eventlet.sleep(0.02)  # four intervals long
+            active["now"] -= 1
+            active["count"] += 1
+            if active["count"] == 5:
+                done.set()
+
+    container = container_factory(Svc, {})
+    container.start()
+    assert done.wait(10)
+    container.stop()
+    assert active["peak"] == 1
+
+
+def test_stop_ends_the_timer_promptly(container_factory):
+    class Svc:
+        name = "slowtimer"
+
+        @timer(interval=3600)
+        def tick(self):
+            pass
+
+    container = container_factory(Svc, {})
+    container.start()
+    began = time.monotonic()
+    container.stop()
+    assert time.monotonic() - began < 1
+
+
+def test_interval_must_be_positive():
+    with pytest.raises(ValueError):
+        Timer(0)
