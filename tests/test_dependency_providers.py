@@ -1,8 +1,10 @@
 from types import SimpleNamespace
 
 from sandbox.config import Config as ConfigMapping
+from sandbox.containers import ServiceContainer
 from sandbox.dependency_providers import Config
 from sandbox.extensions import DependencyProvider
+from sandbox.testing.services import dummy, entrypoint_hook
 
 
 def fake_worker_ctx(config):
@@ -20,3 +22,23 @@ def test_injects_a_plain_copy_of_the_container_config():
     assert injected == {"AMQP_URI": "memory://", "FOO": "bar"}
     injected["FOO"] = "changed"
     assert container_config["FOO"] == "bar"
+
+
+def test_a_worker_of_a_real_container_gets_the_config():
+    class Service:
+        name = "service"
+        config = Config()
+
+        @dummy
+        def read(self, key):
+            self.config["MUTATED"] = True
+            return self.config[key]
+
+    container = ServiceContainer(Service, config={"FOO": "bar"})
+    container.start()
+    try:
+        with entrypoint_hook(container, "read") as read:
+            assert read("FOO") == "bar"
+        assert "MUTATED" not in container.config
+    finally:
+        container.kill()
