@@ -1,0 +1,51 @@
+"""The ``sandbox`` console script: ``sandbox run | show-config``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import sys
+from collections.abc import Sequence
+
+import sandbox
+from sandbox.cli import run, show_config
+from sandbox.exceptions import CommandError, ConfigurationError
+
+# Each command module adds its subparser and sets ``handler`` (args -> exit code).
+COMMANDS = (run, show_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors, already printed
+        return int(exc.code or 0)
+    try:
+        return args.handler(args)
+    except (CommandError, ConfigurationError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandbox", description="Run and inspect Nameko-style services."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("service-sandbox")
+    except importlib.metadata.PackageNotFoundError:  # running from a source checkout
+        return sandbox.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

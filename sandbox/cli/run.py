@@ -1,0 +1,212 @@
+"""``sandbox run``: run service classes as a deployable process.
+
+SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import logging.config
+import os
+import queue
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+from sandbox.cli import add_config_arguments, config_from_args
+from sandbox.config import config
+from sandbox.exceptions import CommandError
+from sandbox.extensions import get_entrypoints
+from sandbox.runners import ServiceRunner
+from sandbox.utils import sanitize_url
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_KILLED = 128 + signal.SIGINT
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run services",
+        description="Run the service classes of MODULE (or only CLASS) until SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
+    add_config_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Like `python -m`, so that `sandbox run services` finds services.py in the working dir.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    config.setup(config_from_args(args))
+    configure_logging(config)
+    service_classes = find_services(args.services)
+    runner = ServiceRunner(config)
+    for service_cls in service_classes:
+        runner.add_service(service_cls)
+    return serve(runner, service_classes)
+
+
+def configure_logging(settings: Mapping[str, Any]) -> None:
+    if "LOGGING" not in settings:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        return
+    try:
+        # dictConfig silences loggers that already exist unless told otherwise, and ours (and
+        # those of the imported services) exist by now: keep them unless the file says so.
+        logging.config.dictConfig({"disable_existing_loggers": False, **settings["LOGGING"]})
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise CommandError(f"invalid LOGGING config: {exc}") from None
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+
+def find_services(specs: Iterable[str]) -> list[type]:
+    """The service classes named by ``MODULE[:CLASS]`` specs, each class once, in order."""
+    found = [service_cls for spec in specs for service_cls in _services_of(spec)]
+    return list(dict.fromkeys(found))
+
+
+def _services_of(spec: str) -> list[type]:
+    module_name, _, class_name = spec.partition(":")
+    module = _import(module_name, spec)
+    if class_name:
+        return [_named_service(module, class_name, spec)]
+    services = [
+        obj
+        for obj in vars(module).values()
+        if is_service_class(obj) and obj.__module__ == module.__name__
+    ]
+    if not services:
+        raise CommandError(
+            f"no service classes in module {module_name!r} "
+            "(a service class has a str 'name' and at least one entrypoint)"
+        )
+    return services
+
+
+def _import(module_name: str, spec: str) -> ModuleType:
+    if not _MODULE_PATH.fullmatch(module_name):
+        raise CommandError(f"{spec!r} is not a service path: expected MODULE[:CLASS]")
+    try:
+        return importlib.import_module(module_name)
+    except (ImportError, SyntaxError) as exc:
+        hint = f" (did you mean {module_name[:-3]!r}?)" if module_name.endswith(".py") else ""
+        raise CommandError(f"cannot import module {module_name!r}: {exc}{hint}") from None
+
+
+def _named_service(module: ModuleType, class_name: str, spec: str) -> type:
+    service_cls = getattr(module, class_name, None)
+    if service_cls is None:
+        raise CommandError(f"module {module.__name__!r} has no class {class_name!r}")
+    if not isinstance(service_cls, type) or not isinstance(getattr(service_cls, "name", None), str):
+        raise CommandError(f"{spec} is not a service class: it needs a str 'name' attribute")
+    return service_cls
+
+
+def is_service_class(obj: object) -> bool:
+    """A class with a str ``name`` and at least one entrypoint."""
+    return (
+        isinstance(obj, type)
+        and isinstance(getattr(obj, "name", None), str)
+        and count_entrypoints(obj) > 0
+    )
+
+
+def count_entrypoints(service_cls: type) -> int:
+    return sum(1 for _ in get_entrypoints(service_cls))
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
+    """Start ``runner`` and block until it stops; return the process exit code."""
+    # Signal handlers only queue the signal: the main thread acts on it. SimpleQueue.put is
+    # reentrant, so it is safe to call from a handler that interrupted a get().
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    handlers = {sig: signal.signal(sig, _queue_signal(events)) for sig in _STOP_SIGNALS}
+    try:
+        _start(runner, service_classes)
+        threading.Thread(
+            target=_wait, args=(runner, events), name="sandbox-wait", daemon=True
+        ).start()
+        return _handle_events(runner, events)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _queue_signal(events: queue.SimpleQueue) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        events.put(signal.Signals(signum))
+
+    return handler
+
+
+def _start(runner: ServiceRunner, service_classes: list[type]) -> None:
+    log.info("broker %s", sanitize_url(str(config["AMQP_URI"])))
+    try:
+        runner.start()
+    except Exception as exc:
+        log.debug("starting the services failed", exc_info=True)
+        runner.kill()
+        raise CommandError(f"cannot start services: {exc}") from None
+    for service_cls in service_classes:
+        count = count_entrypoints(service_cls)
+        log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
+
+
+def _wait(runner: ServiceRunner, events: queue.SimpleQueue) -> None:
+    try:
+        runner.wait()
+    except BaseException as exc:
+        events.put(exc)
+    else:
+        events.put(None)
+
+
+def _handle_events(runner: ServiceRunner, events: queue.SimpleQueue) -> int:
+    """React to signals until the runner has stopped; the first stops, the second kills."""
+    stopping = killed = False
+    while True:
+        event = events.get()
+        if event is None:
+            log.info("stopped")
+            return EXIT_KILLED if killed else 0
+        if isinstance(event, BaseException):
+            log.error("a service crashed, stopped all", exc_info=event)
+            return 1
+        if not stopping:
+            log.info("%s: stopping gracefully (Ctrl-C again to kill)", event.name)
+            _in_thread(runner.stop)
+            stopping = True
+        elif not killed:
+            log.warning("%s: killing the services", event.name)
+            _in_thread(runner.kill)
+            killed = True
+
+
+def _in_thread(action: Callable[[], None]) -> None:
+    # stop() blocks until in-flight work is done; the main thread must stay free for signals.
+    def target() -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("%s failed", action.__name__)
+
+    threading.Thread(target=target, name=f"sandbox-{action.__name__}", daemon=True).start()
