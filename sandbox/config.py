@@ -64,6 +64,9 @@ config = Config(DEFAULTS)
 def load_config(source: str | os.PathLike | IO[str]) -> dict[str, Any]:
     """Load a YAML config from a path, a YAML text or an open file.
 
+    A str is read as YAML text when it is not an existing file and holds a newline, ":" or
+    "{" (every non-empty mapping does); otherwise it is a path.
+
     ``${VAR}`` and ``${VAR:default}`` in unquoted values (or under ``!env_var``) are replaced
     from ``os.environ`` and the result is read as a YAML scalar, so ``${PORT:8000}`` is an int;
     ``!raw_env_var`` keeps it a string. Raises ConfigurationError naming the file and line.

@@ -1,6 +1,7 @@
 """``sandbox run``: run service classes as a deployable process.
 
-SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them.
+SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them. Exit codes: 0 after
+a graceful stop, 130 after a kill, 1 when a service crashed, 2 for a usage or config error.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def configure_logging(settings: Mapping[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         return
     try:
-        # dictConfig silences loggers that already exist unless told otherwise, and ours (and
-        # those of the imported services) exist by now: keep them unless the file says so.
+        # dictConfig silences the loggers that already exist unless told otherwise, and the
+        # framework's do by now: keep them unless the config says so.
         logging.config.dictConfig({"disable_existing_loggers": False, **settings["LOGGING"]})
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         raise CommandError(f"invalid LOGGING config: {exc}") from None
