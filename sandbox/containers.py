@@ -132,6 +132,7 @@ class ServiceContainer:
             self.entrypoints.add(prototype.bind(self, method_name))
 
         self.started = False
+        self._entrypoints_stopped = False
         self._being_killed = False
         self._died = eventlet.event.Event()
         self._worker_pool: eventlet.GreenPool | None = None
@@ -191,7 +192,7 @@ class ServiceContainer:
         if self._died.ready():
             return
         log.debug("stopping %s", self)
-        _call_all(self.entrypoints, "stop")
+        self._stop_entrypoints()
         if not self._drain_workers(timeout):
             log.warning("%s: workers still busy after %ss, killing them", self, timeout)
             self._kill()
@@ -202,6 +203,12 @@ class ServiceContainer:
         self.started = False
         if not self._died.ready():
             self._died.send(None)
+
+    def _stop_entrypoints(self) -> None:
+        """Accept no new work; a reload does this at once and the rest of the stop later."""
+        if not self._entrypoints_stopped:
+            self._entrypoints_stopped = True
+            _call_all(self.entrypoints, "stop")
 
     def _drain_workers(self, timeout: float | None) -> bool:
         if self._worker_pool is None:
