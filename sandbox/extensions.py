@@ -224,3 +224,16 @@ def get_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
     for name, method in inspect.getmembers(service_cls, inspect.isfunction):
         for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
             yield name, entrypoint
+
+
+def count_entrypoints(service_cls: type) -> int:
+    return sum(1 for _ in get_entrypoints(service_cls))
+
+
+def is_service_class(obj: object) -> bool:
+    """A class with a str ``name`` and at least one entrypoint: something a container can run."""
+    return (
+        isinstance(obj, type)
+        and isinstance(getattr(obj, "name", None), str)
+        and count_entrypoints(obj) > 0
+    )

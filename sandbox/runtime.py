@@ -55,7 +55,10 @@ def _capture() -> Callable[[], None]:
         # (such as ipykernel's output routing) pointing where the caller pointed.
         greenlet.getcurrent().gr_context = ctx.copy()
         for restore in restorers:
-            restore()
+            try:
+                restore()
+            except Exception:  # misrouted output is better than a job that never runs
+                log.exception("context capturer failed")
 
     return enter
 

@@ -23,7 +23,7 @@ from typing import Any
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.config import config
 from sandbox.exceptions import CommandError
-from sandbox.extensions import get_entrypoints
+from sandbox.extensions import count_entrypoints, is_service_class
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
 
@@ -114,19 +114,6 @@ def _named_service(module: ModuleType, class_name: str, spec: str) -> type:
     if not isinstance(service_cls, type) or not isinstance(getattr(service_cls, "name", None), str):
         raise CommandError(f"{spec} is not a service class: it needs a str 'name' attribute")
     return service_cls
-
-
-def is_service_class(obj: object) -> bool:
-    """A class with a str ``name`` and at least one entrypoint."""
-    return (
-        isinstance(obj, type)
-        and isinstance(getattr(obj, "name", None), str)
-        and count_entrypoints(obj) > 0
-    )
-
-
-def count_entrypoints(service_cls: type) -> int:
-    return sum(1 for _ in get_entrypoints(service_cls))
 
 
 # --- running -------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import sandbox.cli.main
-from sandbox.cli.run import count_entrypoints, find_services, is_service_class
+from sandbox.cli.run import find_services
 from sandbox.exceptions import CommandError
-from sandbox.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from sandbox.extensions import ENTRYPOINT_EXTENSIONS_ATTR, count_entrypoints, is_service_class
 
 SOURCE_ROOT = Path(sandbox.cli.main.__file__).resolve().parents[2]
 
