@@ -191,8 +191,8 @@ class GreenRuntime:
         if self.in_hub():
             return fn(*args, **kwargs)
         job = _Job(fn, args, kwargs, _capture())
-        self._post(lambda: self._start_job(job))
         try:
+            self._post(lambda: self._start_job(job))
             return job.future.result(timeout)
         except BaseException:
             if not job.future.done():

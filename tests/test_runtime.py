@@ -70,7 +70,7 @@ def test_keyboard_interrupt_while_waiting_kills_the_job_and_keeps_the_hub(runtim
             killed.set()
 
     def interrupt_main_when_reached():
-        reached.wait(5)
+        assert reached.wait(60)
         # A real signal, as a kernel interrupt sends: it wakes the blocked wait.
         os.kill(os.getpid(), signal.SIGINT)
 
