@@ -1,0 +1,1 @@
+"""The Jupyter layer: the only part of sandbox that imports IPython and ipywidgets."""

@@ -1,0 +1,234 @@
+"""``sb``: the notebook's client to its services (like ``n`` in ``nameko shell``)."""
+
+from __future__ import annotations
+
+import dis
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sandbox import recorder
+from sandbox.config import config
+from sandbox.notebook.errors import describe_error, show_error
+from sandbox.notebook.http import HttpClient
+from sandbox.notebook.session import RUNNING, ServiceHandle, Session
+from sandbox.notebook.status import service_line, services_table
+from sandbox.utils import sanitize_url
+
+
+class Client:
+    """What a notebook cell uses to reach and drive the kernel's services."""
+
+    def __init__(self, session: Session):
+        self._session = session
+        self._rpc = None
+        self._dispatch = None
+        self.http = HttpClient(self._mark)
+        self._last_action = 0.0
+        self._finished = _FinishedWorkers()
+        recorder.add_observer(self._finished)
+
+    def _mark(self) -> None:
+        self._last_action = time.time()
+
+    # --- services ---------------------------------------------------------------------------
+
+    @property
+    def services(self) -> ServicesView:
+        return ServicesView(self._session)
+
+    def start(self, service_cls: type) -> ServiceHandle | None:
+        """Start (or reload) a service class; prints one status line, or one error line."""
+        name = getattr(service_cls, "name", service_cls.__name__)
+        previous = self._session.services.get(name)
+        reloading = previous is not None and previous.state == RUNNING
+        try:
+            handle = self._session.start(service_cls)
+        except Exception as exc:
+            show_error(f"could not start {name!r}: {describe_error(exc)}")
+            return None
+        print(service_line(handle, reloaded=reloading))
+        return handle
+
+    def stop(self, service: str | type) -> None:
+        handle = self._session.stop(service)
+        print(service_line(handle))
+
+    def restart(self, service: str | type) -> None:
+        handle = self._session.restart(service)
+        print(service_line(handle))
+
+    # --- calls ------------------------------------------------------------------------------
+
+    @property
+    def rpc(self):
+        """``sb.rpc.<service>.<method>(...)``, ``.call_async(...)``, ``sb.rpc["name"]``."""
+        if self._rpc is None:
+            from sandbox.standalone.rpc import ClusterRpcProxy
+
+            self._rpc_proxy = ClusterRpcProxy(config)
+            self._rpc = self._rpc_proxy.start()
+        self._mark()
+        return self._rpc
+
+    def dispatch(self, service_name: str, event_type: str, event_data: Any = None) -> None:
+        """Publish an event as if ``service_name`` had dispatched it."""
+        if self._dispatch is None:
+            from sandbox.standalone.events import event_dispatcher
+
+            self._dispatch = event_dispatcher(config)
+        self._mark()
+        self._dispatch(service_name, event_type, event_data)
+
+    def wait_for(
+        self,
+        service: str,
+        entrypoint: str,
+        timeout: float = 10,
+        callback: Callable[[Any, Any, Any], bool] | None = None,
+    ):
+        """Wait until ``service.entrypoint`` has run a worker.
+
+        ``with sb.wait_for("svc", "handler"): ...`` waits, after the block, for a worker that
+        finished after the block began. A plain ``sb.wait_for("svc", "handler")`` returns at once
+        when such a worker finished since the last call made through ``sb``, else waits for one.
+        """
+        waiter = Waiter(self._finished, service, entrypoint, timeout, callback)
+        if _called_in_with_statement(sys._getframe(1)):
+            return waiter
+        waiter.since = self._last_action
+        return waiter.wait()
+
+    # --- connection -------------------------------------------------------------------------
+
+    def connect(self, uri: str) -> None:
+        """Move the kernel's services and this client to the broker at ``uri``.
+
+        ``amqp://user:pass@host:5672/vhost`` joins a RabbitMQ (and the cluster behind it);
+        ``memory://`` comes back to the embedded broker.
+        """
+        running = [h.cls for h in self._session.services.values() if h.state == RUNNING]
+        self._session.stop_all()
+        self._disconnect()
+        config["AMQP_URI"] = uri
+        print(f"connected to {sanitize_url(uri)}")
+        for service_cls in running:
+            self.start(service_cls)
+
+    def _disconnect(self) -> None:
+        if self._rpc is not None:
+            self._rpc_proxy.stop()
+            self._rpc = None
+        self._dispatch = None
+
+    def close(self) -> None:
+        recorder.remove_observer(self._finished)
+        self._disconnect()
+        self.http.close()
+
+    def __repr__(self) -> str:
+        running = sum(1 for h in self._session.services.values() if h.state == RUNNING)
+        return f"<sandbox client: {running} service(s) running; see sb.services>"
+
+
+class ServicesView:
+    """``sb.services``: a live table of the session's services."""
+
+    def __init__(self, session: Session):
+        self._session = session
+
+    def __getitem__(self, name: str) -> ServiceHandle:
+        return self._session._handle(name)
+
+    def __iter__(self):
+        return iter(list(self._session.services.values()))
+
+    def __len__(self) -> int:
+        return len(self._session.services)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._session.services
+
+    def __repr__(self) -> str:
+        return services_table(self._session.services.values())
+
+
+class _FinishedWorkers:
+    """A recorder observer remembering the last finished worker of each entrypoint."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, str], tuple[float, Any, Any, Any]] = {}
+        self.condition = threading.Condition()
+
+    def worker_finished(self, worker_ctx, result, exc_info) -> None:
+        key = (worker_ctx.service_name, worker_ctx.entrypoint.method_name)
+        with self.condition:
+            self.last[key] = (worker_ctx.finished_at or time.time(), result, exc_info, worker_ctx)
+            self.condition.notify_all()
+
+
+class Waiter:
+    """The outcome of ``sb.wait_for``: ``.result``, ``.exc_info``, ``.get()`` re-raises."""
+
+    def __init__(self, finished, service, entrypoint, timeout, callback):
+        self._finished = finished
+        self.service, self.entrypoint, self.timeout = service, entrypoint, timeout
+        self.callback = callback
+        self.since = time.time()
+        self.result: Any = None
+        self.exc_info: tuple | None = None
+
+    def __enter__(self) -> Waiter:
+        self.since = time.time()
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.wait()
+
+    def wait(self) -> Waiter:
+        key = (self.service, self.entrypoint)
+        deadline = time.monotonic() + self.timeout
+        with self._finished.condition:
+            while True:
+                entry = self._finished.last.get(key)
+                if entry is not None and entry[0] >= self.since and self._accepts(entry):
+                    _, self.result, self.exc_info, _ = entry
+                    return self
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{self.service}.{self.entrypoint} did not run within {self.timeout}s"
+                    )
+                self._finished.condition.wait(remaining)
+
+    def _accepts(self, entry) -> bool:
+        if self.callback is None:
+            return True
+        _, result, exc_info, worker_ctx = entry
+        return bool(self.callback(worker_ctx, result, exc_info))
+
+    def get(self) -> Any:
+        if self.exc_info is not None:
+            raise self.exc_info[1]
+        return self.result
+
+    def __repr__(self) -> str:
+        outcome = f"raised {self.exc_info[1]!r}" if self.exc_info else f"returned {self.result!r}"
+        return f"<{self.service}.{self.entrypoint} {outcome}>"
+
+
+def _called_in_with_statement(frame) -> bool:
+    """True when the caller's next instruction enters a ``with`` block on our return value.
+
+    ``sb.wait_for`` serves both as a plain call and as a context manager; only the compiled
+    code of the caller can tell which one is meant.
+    """
+    following = [
+        ins.opname
+        for ins in dis.get_instructions(frame.f_code)
+        if ins.offset > frame.f_lasti and ins.opname not in ("CACHE", "EXTENDED_ARG")
+    ][:2]
+    return following[:1] == ["BEFORE_WITH"] or following == ["COPY", "LOAD_SPECIAL"]

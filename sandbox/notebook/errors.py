@@ -1,0 +1,54 @@
+"""Errors in a notebook: one clear line, never a traceback through sandbox's internals."""
+
+from __future__ import annotations
+
+import sys
+
+from sandbox.exceptions import (
+    ConfigurationError,
+    IncorrectSignature,
+    MalformedRequest,
+    MethodNotFound,
+    RemoteError,
+    RpcTimeout,
+    UnknownService,
+)
+
+# Raised by sb calls on behalf of the services: the user's cell is what matters, not our frames.
+SERVICE_ERRORS = (
+    ConfigurationError,
+    IncorrectSignature,
+    MalformedRequest,
+    MethodNotFound,
+    RemoteError,
+    RpcTimeout,
+    UnknownService,
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def show_error(message: str) -> None:
+    print(f"sandbox: {message}", file=sys.stderr)
+
+
+def show_service_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython custom exception handler for SERVICE_ERRORS: the error, and a remote traceback."""
+    lines = []
+    remote_traceback = getattr(value, "traceback", None)
+    if remote_traceback:
+        lines.append("Traceback in the service (most recent call last):")
+        lines.extend(remote_traceback.rstrip().splitlines()[1:])
+    lines.append(describe_error(value))
+    shell._showtraceback(etype, value, lines)
+    return lines
+
+
+def install(ip) -> None:
+    ip.set_custom_exc(SERVICE_ERRORS, show_service_error)
+
+
+def uninstall(ip) -> None:
+    ip.set_custom_exc((), None)

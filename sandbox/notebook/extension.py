@@ -1,0 +1,94 @@
+"""``%load_ext sandbox``: one line gives a kernel the broker, the web address, ``sb`` and magics."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from typing import Any
+
+from sandbox import __version__
+from sandbox.config import config
+from sandbox.notebook import errors
+from sandbox.notebook.client import Client
+from sandbox.notebook.magics import SandboxMagics
+from sandbox.notebook.output import capture_cell
+from sandbox.notebook.session import Session
+from sandbox.runtime import add_context_capturer, get_runtime, remove_context_capturer
+from sandbox.utils import sanitize_url
+
+_loaded: dict[str, Any] = {}
+
+
+def load(ip) -> None:
+    if _loaded:
+        return
+    get_runtime()  # one hub thread per kernel; %reload_ext finds it running and reuses it
+    add_context_capturer(capture_cell)
+    _choose_web_address()
+    session = Session()
+    session.forget(ip.user_ns)
+    client = Client(session)
+    magics = SandboxMagics(ip, session, client)
+    ip.register_magics(magics)
+    ip.push({"sb": client})
+    ip.events.register("post_run_cell", _post_run_cell)
+    errors.install(ip)
+    _loaded.update(ip=ip, session=session, client=client)
+    print(
+        f"sandbox {__version__}: broker {_describe_broker()}, "
+        f"HTTP on http://{config['WEB_SERVER_ADDRESS']}. "
+        "Define a service class in a cell to start it; `sb` is the client, `%sandbox?` helps."
+    )
+
+
+def unload(ip) -> None:
+    if not _loaded:
+        return
+    ip.events.unregister("post_run_cell", _post_run_cell)
+    errors.uninstall(ip)
+    remove_context_capturer(capture_cell)
+    _loaded["client"].close()
+    _loaded["session"].stop_all(timeout=5)
+    if ip.user_ns.get("sb") is _loaded["client"]:
+        del ip.user_ns["sb"]
+    _loaded.clear()
+
+
+def _post_run_cell(result) -> None:
+    ip, session = _loaded["ip"], _loaded["session"]
+    if not session.autostart:
+        return
+    for service_cls in session.changed_services(ip.user_ns):
+        _loaded["client"].start(service_cls)
+
+
+def _describe_broker() -> str:
+    uri = str(config["AMQP_URI"])
+    return "memory:// (embedded)" if uri.startswith("memory://") else sanitize_url(uri)
+
+
+def _choose_web_address() -> None:
+    """Keep the configured address when it is free, else take a free port on the same host."""
+    host, _, port = str(config["WEB_SERVER_ADDRESS"]).rpartition(":")
+    host = host or "127.0.0.1"
+    if _port_free(host, int(port)):
+        config["WEB_SERVER_ADDRESS"] = f"{host}:{port}"
+        return
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        config["WEB_SERVER_ADDRESS"] = f"{host}:{sock.getsockname()[1]}"
+    print(f"sandbox: port {port} is taken, using {config['WEB_SERVER_ADDRESS']}", file=sys.stderr)
+
+
+def _port_free(host: str, port: int) -> bool:
+    if port == 0:
+        return True
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True

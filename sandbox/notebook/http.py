@@ -1,0 +1,103 @@
+"""``sb.http``: HTTP calls to the kernel's web server; responses display themselves."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from sandbox.config import config
+
+
+def base_url() -> str:
+    return f"http://{config['WEB_SERVER_ADDRESS']}"
+
+
+class HttpResponse:
+    """A response: ``status``, ``headers``, ``text``, ``json()``; it renders itself in a cell."""
+
+    def __init__(self, response: requests.Response):
+        self._response = response
+        self.status = response.status_code
+        self.reason = response.reason
+        self.headers = dict(response.headers)
+        self.text = response.text
+        self.content = response.content
+        self.url = response.url
+        self.method = response.request.method
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    def json(self) -> Any:
+        return self._response.json()
+
+    def _json_or_none(self) -> Any:
+        if "json" not in self.headers.get("Content-Type", ""):
+            return None
+        try:
+            return self.json()
+        except ValueError:
+            return None
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        body = self._json_or_none()
+        shown = json.dumps(body, indent=2) if body is not None else self.text
+        colour = "#2e7d32" if self.ok else "#c62828"
+        bundle["text/html"] = (
+            f"<div><b style='color:{colour}'>{self.status} {html.escape(self.reason or '')}</b>"
+            f" <code>{html.escape(self.method)} {html.escape(self.url)}</code>"
+            f"<pre style='margin:4px 0'>{html.escape(shown[:20000])}</pre></div>"
+        )
+        if body is not None:
+            bundle["application/json"] = body
+        return bundle
+
+    def __repr__(self) -> str:
+        body = self.text if len(self.text) <= 2000 else self.text[:2000] + "..."
+        return f"{self.status} {self.reason}\n{body}"
+
+
+class HttpClient:
+    """``sb.http.get("/path")``, ``.post``, ``.put``, ``.patch``, ``.delete``, ``.request``."""
+
+    def __init__(self, on_call: Callable[[], None] | None = None):
+        self._session = requests.Session()
+        self._on_call = on_call
+
+    def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        if self._on_call is not None:
+            self._on_call()
+        url = path if path.startswith(("http://", "https://")) else base_url() + _slash(path)
+        kwargs.setdefault("timeout", 30)
+        return HttpResponse(self._session.request(method.upper(), url, **kwargs))
+
+    def get(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.request("DELETE", path, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __repr__(self) -> str:
+        return f"<sb.http on {base_url()}>"
+
+
+def _slash(path: str) -> str:
+    return path if path.startswith("/") else "/" + path

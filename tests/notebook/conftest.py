@@ -1,0 +1,79 @@
+"""Real Jupyter kernels for the notebook tests, driven through jupyter_client."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+
+@dataclass
+class Result:
+    stdout: str = ""
+    stderr: str = ""
+    data: list[dict] = field(default_factory=list)
+    error: dict | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything the cell showed as text: streams and text/plain results."""
+        shown = [d.get("text/plain", "") for d in self.data]
+        return self.stdout + self.stderr + "\n".join(shown)
+
+
+class Kernel:
+    def __init__(self, tmp_path):
+        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+
+    def run(self, code: str, timeout: float = 60, allow_error: bool = False) -> Result:
+        msg_id = self.client.execute(code)
+        result = self.collect(msg_id, timeout)
+        if result.error and not allow_error:
+            raise AssertionError(
+                f"cell failed: {result.error['ename']}: {result.error['evalue']}\n"
+                + "\n".join(result.error["traceback"])
+            )
+        return result
+
+    def collect(self, msg_id: str, timeout: float) -> Result:
+        result = Result()
+        while True:
+            try:
+                msg = self.client.get_iopub_msg(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no reply within {timeout}s; so far: {result}") from None
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    result.stdout += content["text"]
+                else:
+                    result.stderr += content["text"]
+            elif kind in ("execute_result", "display_data"):
+                result.data.append(content["data"])
+            elif kind == "error":
+                result.error = content
+            elif kind == "status" and content["execution_state"] == "idle":
+                return result
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    k = Kernel(tmp_path)
+    yield k
+    k.shutdown()
+
+
+@pytest.fixture
+def sandbox_kernel(kernel):
+    """A kernel with ``%load_ext sandbox`` done, on a free web port."""
+    kernel.run("from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:0'")
+    kernel.run("%load_ext sandbox")
+    return kernel
