@@ -7,6 +7,7 @@ workers; dependency providers inject objects into them; shared extensions exist 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import weakref
@@ -166,11 +167,15 @@ class Entrypoint(Extension):
         instance.method_name = method_name
         return instance
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        # Computing a signature costs more than a whole trivial HTTP request: do it once.
+        return inspect.signature(getattr(self.container.service_cls, self.method_name))
+
     def check_signature(self, args: tuple, kwargs: dict) -> None:
         """Raise IncorrectSignature when the method cannot take these arguments."""
-        method = getattr(self.container.service_cls, self.method_name)
         try:
-            inspect.signature(method).bind(None, *args, **kwargs)
+            self._signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise IncorrectSignature(f"{self.method_name}() {exc}") from None
 
