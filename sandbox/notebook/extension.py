@@ -7,12 +7,12 @@ import socket
 import sys
 from typing import Any
 
-from sandbox import __version__
+from sandbox import __version__, recorder
 from sandbox.config import config
 from sandbox.notebook import errors
 from sandbox.notebook.client import Client
 from sandbox.notebook.magics import SandboxMagics
-from sandbox.notebook.output import capture_cell
+from sandbox.notebook.output import CellRouter, capture_cell
 from sandbox.notebook.session import Session
 from sandbox.runtime import add_context_capturer, get_runtime, remove_context_capturer
 from sandbox.utils import sanitize_url
@@ -32,9 +32,13 @@ def load(ip) -> None:
     magics = SandboxMagics(ip, session, client)
     ip.register_magics(magics)
     ip.push({"sb": client})
+    router = CellRouter()
+    ip.events.register("pre_run_cell", router.pre_run_cell)
+    ip.events.register("post_run_cell", router.post_run_cell)
     ip.events.register("post_run_cell", _post_run_cell)
+    recorder.add_observer(router)
     errors.install(ip)
-    _loaded.update(ip=ip, session=session, client=client)
+    _loaded.update(ip=ip, session=session, client=client, router=router)
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
         f"HTTP on http://{config['WEB_SERVER_ADDRESS']}. "
@@ -45,7 +49,11 @@ def load(ip) -> None:
 def unload(ip) -> None:
     if not _loaded:
         return
+    router = _loaded["router"]
+    ip.events.unregister("pre_run_cell", router.pre_run_cell)
+    ip.events.unregister("post_run_cell", router.post_run_cell)
     ip.events.unregister("post_run_cell", _post_run_cell)
+    recorder.remove_observer(router)
     errors.uninstall(ip)
     remove_context_capturer(capture_cell)
     _loaded["client"].close()

@@ -48,3 +48,24 @@ def capture_cell() -> Callable[[], None] | None:
     if parent is None:
         return None
     return lambda: route_to(parent)
+
+
+class CellRouter:
+    """A recorder observer: a worker that starts while a cell runs prints into that cell.
+
+    Otherwise its output goes where its green thread was started from: the cell that started
+    the service. The kernel's ``pre_run_cell``/``post_run_cell`` events keep ``running`` true.
+    """
+
+    def __init__(self) -> None:
+        self.running: dict[str, Any] | None = None
+
+    def pre_run_cell(self, info: Any = None) -> None:
+        self.running = current_parent()
+
+    def post_run_cell(self, result: Any = None) -> None:
+        self.running = None
+
+    def worker_started(self, worker_ctx: Any) -> None:
+        if self.running is not None:
+            route_to(self.running)

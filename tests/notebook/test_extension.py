@@ -134,3 +134,22 @@ def test_unload_stops_services_and_reload_reuses_the_hub(sandbox_kernel):
     sandbox_kernel.run("%load_ext sandbox")
     same = sandbox_kernel.run("print(get_runtime().thread is hub)")
     assert same.stdout.strip() == "True"
+
+
+def test_worker_output_goes_to_the_running_cell(sandbox_kernel):
+    define(
+        sandbox_kernel,
+        """
+        from sandbox.timer import timer
+
+        class Chatty:
+            name = "chatty"
+
+            @timer(interval=0.05)
+            def tick(self):
+                print("tick from the worker")
+        """,
+    )
+    waiting = sandbox_kernel.run("import time; time.sleep(0.5)")
+    assert "tick from the worker" in waiting.stdout
+    sandbox_kernel.run("%sandbox stop chatty")
