@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import inspect
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -79,3 +81,33 @@ def import_from_path(path: str) -> Any:
 
 def _is_module_or_parent(name: str | None, module_name: str) -> bool:
     return name is not None and (module_name == name or module_name.startswith(name + "."))
+
+
+_ARGUMENT_PATH = re.compile(r"(\w+)|\[(\d+)\]")
+
+
+def get_redacted_args(entrypoint: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The call's arguments by name, with the entrypoint's ``sensitive_arguments`` redacted.
+
+    A sensitive argument is a name (``"password"``) or a path into one (``"user.token"``,
+    ``"items[0]"``), as in Nameko. The arguments themselves are left untouched.
+    """
+    method = getattr(entrypoint.container.service_cls, entrypoint.method_name)
+    bound = inspect.signature(method).bind(None, *args, **kwargs)
+    callargs = copy.deepcopy(dict(list(bound.arguments.items())[1:]))
+    for path in entrypoint.sensitive_arguments:
+        keys = [key or int(index) for key, index in _ARGUMENT_PATH.findall(path)]
+        if keys and keys[0] in callargs:
+            _redact(callargs, keys)
+    return callargs
+
+
+def _redact(data: Any, keys: list[Any]) -> None:
+    key, rest = keys[0], keys[1:]
+    try:
+        if rest:
+            _redact(data[key], rest)
+        else:
+            data[key] = REDACTED
+    except (KeyError, IndexError, TypeError):
+        pass  # a path that does not fit this call's data redacts nothing

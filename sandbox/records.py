@@ -1,0 +1,472 @@
+"""Message records: what the inspector lists and ``sandbox run`` can log (DESIGN sections 1, 6).
+
+A :class:`Recorder` is a :mod:`sandbox.recorder` observer. It keeps one :class:`Record` per
+message (a worker's call, an HTTP request, a published event or message) in a ring buffer.
+Recording happens in the hub thread on every message, so it only keeps references; turning
+payloads into JSON-safe data waits until someone looks at a record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shlex
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import eventlet
+import eventlet.hubs
+
+from sandbox import recorder
+from sandbox.constants import CALL_ID_STACK_CONTEXT_KEY, HEADER_PREFIX
+from sandbox.utils import REDACTED, get_redacted_args
+
+log = logging.getLogger(__name__)
+
+HTTP, RPC, EVENT, TIMER, MESSAGE, CALL = "HTTP", "RPC", "EVENT", "TIMER", "MESSAGE", "CALL"
+RUNNING, OK, ERROR = "running", "ok", "error"
+
+DEFAULT_SIZE = 10_000
+MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
+
+# Entrypoint classes by name, so the core need not import the modules that define them.
+_KIND_BY_CLASS = {
+    "HttpRequestHandler": HTTP,
+    "Rpc": RPC,
+    "EventHandler": EVENT,
+    "Timer": TIMER,
+    "Consumer": MESSAGE,
+}
+_kind_cache: dict[type, str] = {}
+
+
+def entrypoint_kind(entrypoint: Any) -> str:
+    """HTTP, RPC, EVENT, TIMER or MESSAGE from the entrypoint's class; CALL for any other."""
+    cls = type(entrypoint)
+    kind = _kind_cache.get(cls)
+    if kind is None:
+        names = (base.__name__ for base in cls.__mro__)
+        kind = next((_KIND_BY_CLASS[n] for n in names if n in _KIND_BY_CLASS), CALL)
+        _kind_cache[cls] = kind
+    return kind
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-safe data: containers kept, bytes decoded, anything else repr'd."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "..."
+    if isinstance(value, bytes | bytearray):
+        try:
+            return jsonable(bytes(value).decode())
+        except UnicodeDecodeError:
+            return repr(bytes(value[:MAX_TEXT]))
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v, depth + 1) for v in value]
+    return repr(value)[:MAX_TEXT]
+
+
+def describe_call_id(call_id: str | None) -> str | None:
+    """``"svc.method"`` from a call id ``"svc.method.<uuid>"``."""
+    return call_id.rsplit(".", 1)[0] if call_id else None
+
+
+class Record:
+    """One message: who sent it where, what it carried, what came back, and how long it took."""
+
+    __slots__ = (
+        "id",
+        "time",
+        "kind",
+        "service",
+        "entrypoint",
+        "call_id",
+        "call_id_stack",
+        "args",
+        "kwargs",
+        "context",
+        "result",
+        "error",
+        "status",
+        "code",
+        "duration",
+        "source",
+        "target",
+        "http",
+        "event",
+        "_text",
+    )
+
+    def __init__(self, id: int, kind: str, time: float):
+        self.id, self.kind, self.time = id, kind, time
+        self.service: str | None = None
+        self.entrypoint: str | None = None
+        self.call_id: str | None = None
+        self.call_id_stack: list[str] = []
+        self.args: tuple = ()
+        self.kwargs: dict[str, Any] = {}
+        self.context: dict[str, Any] = {}
+        self.result: Any = None
+        self.error: dict[str, str] | None = None
+        self.status = RUNNING
+        self.code: int | None = None  # the HTTP status, for HTTP records
+        self.duration: float | None = None
+        self.source: str | None = None
+        self.target: str | None = None
+        self.http: dict[str, Any] | None = None  # request and response, for HTTP records
+        self.event: dict[str, Any] | None = None  # the publish, for EVENT/MESSAGE publishes
+        self._text: str | None = None
+
+    # --- derived views: rendered when asked, never on the hot path --------------------------
+
+    @property
+    def origin_call_id(self) -> str | None:
+        return self.call_id_stack[0] if self.call_id_stack else self.call_id
+
+    @property
+    def request(self) -> Any:
+        """The request payload as JSON-safe data."""
+        if self.http is not None:
+            request = self.http["request"]
+            body = _parsed_body(request["body"], request["headers"])
+            return {"method": request["method"], "url": request["url"], "body": body}
+        if self.event is not None:
+            return jsonable(self.event["payload"])
+        return {"args": jsonable(self.args), "kwargs": jsonable(self.kwargs)}
+
+    @property
+    def response(self) -> Any:
+        """The reply as JSON-safe data: the result, the HTTP response, or the error."""
+        if self.http is not None:
+            response = self.http["response"]
+            body = _parsed_body(response["body"], response["headers"])
+            return {"status": response["status"], "headers": response["headers"], "body": body}
+        if self.error is not None:
+            return {"error": self.error}
+        return jsonable(self.result)
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        if self.http is not None:
+            return jsonable(self.http["request"].get("headers", {}))
+        if self.event is not None:
+            return jsonable(self.event.get("headers") or {})
+        return jsonable(self.context)
+
+    @property
+    def shown_status(self) -> str:
+        return str(self.code) if self.code is not None else self.status
+
+    def summary(self) -> str:
+        """One line: time, kind, source -> target, status, duration."""
+        clock = time.strftime("%H:%M:%S", time.localtime(self.time))
+        millis = int(self.time * 1000) % 1000
+        took = f"{self.duration * 1000:.1f}ms" if self.duration is not None else "..."
+        return (
+            f"{clock}.{millis:03d} {self.kind:<7} {self.source or '-'} -> {self.target or '-'}"
+            f"  {self.shown_status} {took}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "kind": self.kind,
+            "source": self.source,
+            "target": self.target,
+            "service": self.service,
+            "entrypoint": self.entrypoint,
+            "status": self.shown_status,
+            "duration": self.duration,
+            "call_id": self.call_id,
+            "call_id_stack": list(self.call_id_stack),
+            "request": self.request,
+            "response": self.response,
+            "headers": self.headers,
+        }
+
+    def text(self) -> str:
+        """Everything searchable, lower case; cached once the record is complete."""
+        if self._text is not None:
+            return self._text
+        text = " ".join(
+            [self.summary(), self.call_id or "", json.dumps([self.request, self.response])]
+        ).lower()
+        if self.status != RUNNING:
+            self._text = text
+        return text
+
+    def matches(
+        self,
+        service: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+    ) -> bool:
+        """Filter test: every criterion given must hold; ``text`` is a case-free substring."""
+        if service and service not in (self.service, describe_call_id(self.source)):
+            return False
+        if kind and kind != self.kind:
+            return False
+        if status and status not in (self.status, self.shown_status):
+            return False
+        return not text or text.lower() in self.text()
+
+    def curl(self) -> str | None:
+        """The HTTP request as a curl command line, for HTTP records."""
+        if self.http is None:
+            return None
+        request = self.http["request"]
+        words = ["curl", "-X", request["method"], request["url"]]
+        for name, value in request.get("headers", {}).items():
+            if name.lower() not in ("host", "content-length", "accept-encoding", "connection"):
+                words += ["-H", f"{name}: {value}"]
+        body = request.get("body")
+        if body:
+            words += ["--data-raw", body.decode(errors="replace")]
+        return " ".join(shlex.quote(word) for word in words)
+
+    def __repr__(self) -> str:
+        return f"<Record #{self.id} {self.summary()}>"
+
+
+class Subscription:
+    """Delivers new and updated records to ``callback`` in batches, at most every ``interval``.
+
+    The callback runs in the hub thread, so a burst of messages costs one call per interval.
+    """
+
+    def __init__(self, recorder: Recorder, callback: Callable[[list[Record]], None], interval):
+        self.recorder, self.callback, self.interval = recorder, callback, interval
+        self.batches = 0
+        self.delivered = 0
+        self._pending: list[Record] = []
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    def push(self, record: Record | None) -> None:
+        """Queue ``record`` (None: just refresh); schedules the next flush if none is due."""
+        with self._lock:
+            if record is not None:
+                self._pending.append(record)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        from sandbox.runtime import get_runtime
+
+        runtime = get_runtime()
+        if runtime.in_hub():
+            eventlet.hubs.get_hub().schedule_call_global(self.interval, self.flush)
+        else:
+            runtime.submit(lambda: (eventlet.sleep(self.interval), self.flush()))
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._scheduled = False
+        batch = list({id(r): r for r in pending}.values())  # a record may start and finish
+        self.batches += 1
+        self.delivered += len(batch)
+        try:
+            self.callback(batch)
+        except Exception:
+            log.exception("record subscriber %r failed", self.callback)
+
+    def cancel(self) -> None:
+        self.recorder.unsubscribe(self)
+
+
+class Recorder:
+    """Keeps the last ``size`` message records; an observer of :mod:`sandbox.recorder`.
+
+    Records are created and updated in the hub thread; :meth:`records` may be read from any.
+    """
+
+    def __init__(self, size: int | None = None):
+        if size is None:
+            from sandbox.config import config
+
+            size = int(config.get("RECORDER_SIZE", DEFAULT_SIZE))
+        self._records: deque[Record] = deque(maxlen=size)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._open: dict[int, Record] = {}  # id(worker_ctx) -> its record, while it runs
+        self._open_http: dict[str, Record] = {}  # call id -> HTTP record awaiting its response
+        self._subscriptions: list[Subscription] = []
+
+    @property
+    def size(self) -> int:
+        return self._records.maxlen or 0
+
+    def start(self) -> Recorder:
+        recorder.add_observer(self)
+        return self
+
+    def stop(self) -> None:
+        recorder.remove_observer(self)
+
+    # --- reading: any thread ----------------------------------------------------------------
+
+    def records(self) -> list[Record]:
+        with self._lock:
+            return list(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+        for subscription in list(self._subscriptions):
+            subscription.push(None)
+
+    def subscribe(
+        self, callback: Callable[[list[Record]], None], interval: float = 0.15
+    ) -> Subscription:
+        subscription = Subscription(self, callback, interval)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    # --- writing: hub thread ----------------------------------------------------------------
+
+    def _add(self, record: Record) -> None:
+        with self._lock:
+            self._records.append(record)
+        self._publish(record)
+
+    def _publish(self, record: Record) -> None:
+        for subscription in self._subscriptions:
+            subscription.push(record)
+
+    def worker_started(self, worker_ctx: Any) -> None:
+        entrypoint = worker_ctx.entrypoint
+        record = Record(next(self._ids), entrypoint_kind(entrypoint), worker_ctx.started_at)
+        record.service = worker_ctx.service_name
+        record.entrypoint = entrypoint.method_name
+        record.target = f"{record.service}.{record.entrypoint}"
+        record.call_id = worker_ctx.call_id
+        record.call_id_stack = worker_ctx.call_id_stack
+        record.context = worker_ctx.data
+        record.source = describe_call_id(worker_ctx.immediate_parent_call_id)
+        if entrypoint.sensitive_arguments:
+            record.kwargs = _redacted(entrypoint, worker_ctx.args, worker_ctx.kwargs)
+        else:
+            record.args, record.kwargs = worker_ctx.args, worker_ctx.kwargs
+        if record.kind == HTTP:
+            self._open_http[record.call_id] = record
+        elif record.kind == EVENT and record.source is None:
+            record.source = getattr(entrypoint, "source_service", None)
+        self._open[id(worker_ctx)] = record
+        self._add(record)
+
+    def worker_finished(self, worker_ctx: Any, result: Any, exc_info: tuple | None) -> None:
+        record = self._open.pop(id(worker_ctx), None)
+        if record is None:  # started before this recorder was
+            return
+        record.duration = worker_ctx.finished_at - worker_ctx.started_at
+        if exc_info is not None:
+            record.status = ERROR
+            record.error = {
+                "type": exc_info[0].__name__,
+                "message": str(exc_info[1]),
+                "traceback": "".join(traceback.format_exception(*exc_info)),
+            }
+        else:
+            record.status = OK
+            record.result = result
+        self._publish(record)
+
+    def http_request(self, info: dict[str, Any]) -> None:
+        record = self._open_http.pop(info.get("call_id") or "", None)
+        if record is None:  # no worker ran: an unknown route, a body too large...
+            record = Record(next(self._ids), HTTP, time.time() - info["duration"])
+            record.target = info["path"]
+            record.status = ERROR
+            self._add(record)
+        request, response = info["request"], info["response"]
+        record.code = info["status"]
+        record.duration = info["duration"]
+        record.status = ERROR if record.code >= 400 else OK
+        record.source = record.source or request.remote_addr
+        record.http = {"request": _http_request(request), "response": _http_response(response)}
+        self._publish(record)
+
+    def message_published(self, info: dict[str, Any]) -> None:
+        # An RPC request or reply is already the record of the worker that handled it.
+        if info.get("reply_to") or info.get("correlation_id"):
+            return
+        exchange = info.get("exchange") or ""
+        kind = EVENT if exchange.endswith(".events") else MESSAGE
+        record = Record(next(self._ids), kind, time.time())
+        headers = info.get("headers") or {}
+        stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []
+        record.call_id_stack = list(stack)
+        record.source = describe_call_id(stack[-1]) if stack else None
+        record.service = exchange[: -len(".events")] if kind == EVENT else None
+        record.target = f"{exchange}:{info.get('routing_key', '')}"
+        record.status = OK
+        record.event = info
+        self._add(record)
+
+
+def _redacted(entrypoint: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    try:
+        return get_redacted_args(entrypoint, *args, **kwargs)
+    except TypeError:  # arguments that do not fit the method: show none of them
+        return {"arguments": REDACTED}
+
+
+def _http_request(request: Any) -> dict[str, Any]:
+    try:
+        body = request.get_data(cache=True)[:MAX_TEXT]
+    except Exception:  # a body refused as too large, a client gone: record none
+        body = b""
+    return {
+        "method": request.method,
+        "url": request.url,
+        "headers": dict(request.headers),
+        "body": body,
+    }
+
+
+def _http_response(response: Any) -> dict[str, Any]:
+    body = b"" if response.is_streamed else response.get_data()[:MAX_TEXT]
+    return {"status": response.status_code, "headers": dict(response.headers), "body": body}
+
+
+def _parsed_body(body: bytes, headers: dict[str, str]) -> Any:
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if body and "json" in content_type:
+        try:
+            return json.loads(body)
+        except ValueError:
+            pass
+    return jsonable(body)
+
+
+_recorder: Recorder | None = None
+
+
+def get_recorder() -> Recorder:
+    """The process-wide recorder (created, not started, on first use)."""
+    global _recorder
+    if _recorder is None:
+        _recorder = Recorder()
+    return _recorder
