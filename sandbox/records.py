@@ -19,11 +19,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import eventlet
-import eventlet.hubs
-
 from sandbox import recorder
 from sandbox.constants import CALL_ID_STACK_CONTEXT_KEY, HEADER_PREFIX
+from sandbox.runtime import get_runtime
 from sandbox.utils import REDACTED, get_redacted_args
 
 log = logging.getLogger(__name__)
@@ -262,13 +260,7 @@ class Subscription:
             if self._scheduled:
                 return
             self._scheduled = True
-        from sandbox.runtime import get_runtime
-
-        runtime = get_runtime()
-        if runtime.in_hub():
-            eventlet.hubs.get_hub().schedule_call_global(self.interval, self.flush)
-        else:
-            runtime.submit(lambda: (eventlet.sleep(self.interval), self.flush()))
+        get_runtime().call_later(self.interval, self.flush)
 
     def flush(self) -> None:
         with self._lock:

@@ -239,6 +239,24 @@ class GreenRuntime:
             return self._green(body)
         return self.call(self._green, body)
 
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in a green thread of the hub ``delay`` seconds from now.
+
+        Callable from any thread; nothing waits for it, so its failure is logged.
+        """
+
+        def later() -> None:
+            eventlet.sleep(delay)
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s failed", getattr(fn, "__qualname__", fn))
+
+        if self.in_hub():
+            self._green(later)
+        else:
+            self._post(lambda: self._green(later))
+
     def stop(self, timeout: float = 5) -> bool:
         """Kill every green thread and end the hub thread; True when it ended in time."""
         if self.in_hub():

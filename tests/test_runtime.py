@@ -168,3 +168,18 @@ def test_stop_kills_green_threads_and_refuses_new_work():
     assert killed.is_set()
     with pytest.raises(RuntimeError):
         rt.submit(lambda: None)
+
+
+def test_call_later_runs_in_the_hub_after_the_delay_from_any_thread(runtime):
+    ran = []
+    done = threading.Event()
+
+    def record(label):
+        ran.append((label, threading.current_thread() is runtime.thread))
+        if len(ran) == 2:
+            done.set()
+
+    runtime.call_later(0.01, record, "from a cell")
+    runtime.call(runtime.call_later, 0, record, "from the hub")
+    assert done.wait(5)
+    assert sorted(ran) == [("from a cell", True), ("from the hub", True)]
