@@ -25,9 +25,9 @@ _SECRET_WORDS = frozenset(
 _KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
-def sanitize_url(url: str) -> str:
-    """Return ``url`` with the password of every URI in it replaced by ``REDACTED``."""
-    return _URI_PASSWORD.sub(rf"\g<head>:{REDACTED}@", url)
+def sanitize_url(url: str, replacement: str = REDACTED) -> str:
+    """Return ``url`` with the password of every URI in it replaced by ``replacement``."""
+    return _URI_PASSWORD.sub(lambda match: f"{match['head']}:{replacement}@", url)
 
 
 def is_secret_key(key: object) -> bool:
