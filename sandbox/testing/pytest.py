@@ -49,3 +49,39 @@ def runner_factory():
     yield make
     for runner in runners:
         runner.kill()
+
+
+@pytest.fixture
+def web_config(empty_config: dict[str, Any]):
+    """``WEB_SERVER_ADDRESS`` on a free port, in the config and patched into the global one."""
+    from sandbox.config import config
+    from sandbox.testing.utils import find_free_port
+    from sandbox.web.server import WEB_SERVER_CONFIG_KEY
+
+    empty_config[WEB_SERVER_CONFIG_KEY] = f"127.0.0.1:{find_free_port()}"
+    with config.patch(empty_config):
+        yield empty_config
+
+
+@pytest.fixture
+def web_config_port(web_config: dict[str, Any]) -> int:
+    from sandbox.web.server import WEB_SERVER_CONFIG_KEY, parse_address
+
+    return parse_address(web_config[WEB_SERVER_CONFIG_KEY]).port
+
+
+@pytest.fixture
+def web_session(web_config_port: int):
+    """A ``requests.Session`` whose relative URLs go to the web server: ``.get("/path")``."""
+    from urllib.parse import urljoin
+
+    import requests  # a test dependency, not one of sandbox's
+
+    base_url = f"http://127.0.0.1:{web_config_port}/"
+
+    class WebSession(requests.Session):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any):
+            return super().request(method, urljoin(base_url, url), *args, **kwargs)
+
+    with WebSession() as session:
+        yield session

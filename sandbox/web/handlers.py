@@ -1,0 +1,168 @@
+"""``@http(method, url)``: run a service method for each matching HTTP request.
+
+The handler gets the werkzeug :class:`~sandbox.web.server.Request` and the values of the
+route's converters as keyword arguments, and may return a ``Response``, a ``str``/``bytes``
+body, ``(status, body)``, ``(status, headers, body)``, or a ``dict``/``list`` sent as JSON.
+Subclass :class:`HttpRequestHandler` and use its ``decorator`` to change any of that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from functools import partial
+from typing import Any
+
+import eventlet.event
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Response
+
+from sandbox.containers import WorkerContext
+from sandbox.exceptions import BadRequest, ContainerBeingKilled
+from sandbox.extensions import Entrypoint
+from sandbox.web.server import (
+    CALL_ID_ENVIRON_KEY,
+    Request,
+    WebServer,
+    error_response,
+    http_exception_response,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CACHED_SHAPES = 16
+
+
+class HttpRequestHandler(Entrypoint):
+    server = WebServer()
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        expected_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
+        **kwargs: Any,
+    ):
+        self.method = method
+        self.url = url
+        self._pending: set[eventlet.event.Event] = set()
+        self._valid_shapes: set[tuple] = set()
+        super().__init__(expected_exceptions=expected_exceptions, **kwargs)
+
+    @property
+    def methods(self) -> list[str]:
+        """The HTTP methods of ``method``: ``"GET, POST"`` gives ``["GET", "POST"]``."""
+        return [name.strip().upper() for name in self.method.split(",") if name.strip()]
+
+    def get_url_rule(self) -> Rule:
+        return Rule(self.url, methods=self.methods)
+
+    def check_signature(self, args: tuple, kwargs: dict) -> None:
+        # Binding depends only on how many arguments and which names, and a route passes
+        # the same ones on every request: bind each shape once (a few, bounded).
+        shape = (len(args), *kwargs)
+        if shape not in self._valid_shapes:
+            super().check_signature(args, kwargs)
+            if len(self._valid_shapes) < MAX_CACHED_SHAPES:
+                self._valid_shapes.add(shape)
+
+    def setup(self) -> None:
+        self.server.register_provider(self)
+
+    def stop(self) -> None:
+        self.server.unregister_provider(self)
+
+    def kill(self) -> None:
+        self.server.unregister_provider(self)
+        # The container kills the workers next, and killed workers never report a result:
+        # answer their requests now rather than leave the clients hanging.
+        for outcome in list(self._pending):
+            if not outcome.ready():
+                outcome.send_exception(ContainerBeingKilled())
+
+    # --- one request ----------------------------------------------------------------------
+
+    def handle_request(self, request: Request) -> Response:
+        try:
+            result = self._run_worker(request)
+        except Exception as exc:
+            return self.response_from_exception(exc)
+        try:
+            return self.response_from_result(result)
+        except Exception as exc:
+            log.error("%r returned what cannot be a response", self, exc_info=exc)
+            return self.response_from_exception(exc)
+
+    def _run_worker(self, request: Request) -> Any:
+        context_data = self.server.context_data_from_headers(request)
+        args, kwargs = self.get_entrypoint_parameters(request)
+        self.check_signature(args, kwargs)
+        outcome = eventlet.event.Event()
+        self._pending.add(outcome)
+        try:
+            worker_ctx = self.container.spawn_worker(
+                self, args, kwargs, context_data, partial(self._handle_result, outcome)
+            )
+            request.environ[CALL_ID_ENVIRON_KEY] = worker_ctx.call_id
+            return outcome.wait()
+        finally:
+            self._pending.discard(outcome)
+
+    def _handle_result(
+        self,
+        outcome: eventlet.event.Event,
+        worker_ctx: WorkerContext,
+        result: Any,
+        exc_info: tuple | None,
+    ) -> tuple[Any, tuple | None]:
+        if not outcome.ready():
+            outcome.send(result, exc_info)  # wait() raises exc_info when there is one
+        return result, exc_info
+
+    # --- overridable ----------------------------------------------------------------------
+
+    def get_entrypoint_parameters(self, request: Request) -> tuple[tuple, dict[str, Any]]:
+        """The method's arguments: the request, and the route's values by name."""
+        return (request,), request.path_values
+
+    def response_from_result(self, result: Any) -> Response:
+        if isinstance(result, Response):
+            return result
+        status, headers, payload = 200, None, result
+        if isinstance(result, tuple):
+            if len(result) == 3:
+                status, headers, payload = result
+            elif len(result) == 2:
+                status, payload = result
+            else:
+                raise TypeError(
+                    f"a tuple result must be (status, body) or (status, headers, body), "
+                    f"not {len(result)} items"
+                )
+        if payload is None:
+            return Response(status=204 if status == 200 else status, headers=headers)
+        if isinstance(payload, (dict, list)):
+            return Response(json.dumps(payload), status, headers, mimetype="application/json")
+        if not isinstance(payload, (str, bytes)):
+            raise TypeError(
+                f"payload must be str, bytes, dict or list, not {type(payload).__name__}"
+            )
+        return Response(payload, status, headers)
+
+    def response_from_exception(self, exc: Exception) -> Response:
+        """A JSON error: 400 for expected exceptions and bad requests, 500 for the rest."""
+        if isinstance(exc, HTTPException):
+            return http_exception_response(exc)
+        if isinstance(exc, ContainerBeingKilled):
+            status = 503
+        elif isinstance(exc, (BadRequest, self.expected_exceptions)):
+            status = 400
+        else:
+            status = 500
+        trace = "".join(traceback.format_exception(exc)) if self.server.debug else None
+        return error_response(status, type(exc).__name__, str(exc), traceback_text=trace)
+
+
+http = HttpRequestHandler.decorator

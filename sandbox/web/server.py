@@ -1,0 +1,452 @@
+"""The HTTP server: every container in the process is served from one socket per address.
+
+Nameko runs one eventlet.wsgi server per container, so two services configured with the same
+``WEB_SERVER_ADDRESS`` both bind the port and the kernel splits connections between them. Here a
+process-wide registry holds one :class:`Listener` per bind address; each container's
+:class:`WebServer` mounts its routes on it at start and takes them off at stop, and the socket
+closes when the last container leaves. Everything here runs in the runtime's hub thread, except
+the read-only :func:`get_listener_address` and :func:`get_base_url`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import eventlet
+import eventlet.greenio
+import eventlet.wsgi
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request as WerkzeugRequest
+from werkzeug.wrappers import Response
+
+from sandbox import recorder
+from sandbox.exceptions import ConfigurationError
+from sandbox.extensions import ProviderCollector, SharedExtension
+from sandbox.runtime import get_runtime
+from sandbox.web.protocol import HttpOnlyProtocol
+
+log = logging.getLogger(__name__)
+
+WEB_SERVER_CONFIG_KEY = "WEB_SERVER_ADDRESS"
+DEFAULT_WEB_SERVER_ADDRESS = "127.0.0.1:8000"
+MAX_CONTENT_LENGTH_CONFIG_KEY = "MAX_CONTENT_LENGTH"
+DEFAULT_MAX_CONTENT_LENGTH = 10 * 1024 * 1024
+WEB_DEBUG_CONFIG_KEY = "WEB_DEBUG"
+
+# The root app hands the matched route to the container's app through the environ, so that
+# middleware from ``get_wsgi_app`` sits between them and routing runs once per request.
+ROUTE_ENVIRON_KEY = "sandbox.route"
+CALL_ID_ENVIRON_KEY = "sandbox.call_id"
+
+MAX_CONNECTIONS = 1024
+# How long a closing listener lets requests already being answered finish.
+CLOSE_GRACE_SECONDS = 1.0
+
+
+class BindAddress(NamedTuple):
+    address: str
+    port: int
+
+
+def parse_address(address: str | int) -> BindAddress:
+    """``"[host:]port"`` (``"[::1]:80"`` for IPv6) to a BindAddress; the host defaults to
+    127.0.0.1."""
+    text = str(address).strip()
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        return BindAddress(host, int(port))
+    except ValueError:
+        raise ConfigurationError(
+            f"{WEB_SERVER_CONFIG_KEY} must be '[host:]port', not {address!r}"
+        ) from None
+
+
+def base_url(address: BindAddress) -> str:
+    host = "127.0.0.1" if address.address in ("", "0.0.0.0") else address.address
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{address.port}"
+
+
+class Request(WerkzeugRequest):
+    """werkzeug's Request, plus the route's ``path_values`` and the body as text (Nameko)."""
+
+    path_values: dict[str, Any]
+
+    @property
+    def body(self) -> str:
+        return self.get_data(as_text=True)
+
+
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    headers: Iterable[tuple[str, str]] | None = None,
+    traceback_text: str | None = None,
+) -> Response:
+    """The JSON body every error is answered with: ``{"error": TYPE, "message": ...}``."""
+    body: dict[str, Any] = {"error": error, "message": message}
+    if traceback_text is not None:
+        body["traceback"] = traceback_text
+    return Response(json.dumps(body), status, headers, mimetype="application/json")
+
+
+def http_exception_response(exc: HTTPException, environ: Mapping | None = None) -> Response:
+    if exc.response is not None:  # abort(response) chose the whole response itself
+        return exc.response
+    headers = [(k, v) for k, v in exc.get_headers(environ) if k.lower() != "content-type"]
+    return error_response(exc.code or 500, type(exc).__name__, exc.description or "", headers)
+
+
+class WsgiApp:
+    """One container's WSGI app: runs the handler the listener matched for this request."""
+
+    def __init__(self, server: WebServer):
+        self.server = server
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        handler, path_values = environ[ROUTE_ENVIRON_KEY]
+        request = Request(environ)
+        request.max_content_length = self.server.max_content_length
+        request.path_values = path_values
+        response = self.respond(handler, request)
+        record_request(request, response, started, handler)
+        return response(environ, start_response)
+
+    def respond(self, handler: Any, request: Request) -> Response:
+        environ, limit = request.environ, request.max_content_length
+        length = environ.get("CONTENT_LENGTH")  # eventlet has checked it is an int
+        if length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            length = buffer_chunked_body(environ, limit)
+        if limit is not None and length and int(length) > limit:
+            return http_exception_response(RequestEntityTooLarge())
+        return handler.handle_request(request)
+
+
+def buffer_chunked_body(environ: dict, limit: int | None) -> int:
+    """Read a chunked body, one byte past ``limit`` at most; it then has a Content-Length.
+
+    werkzeug either ignores a body without a Content-Length or, given a limit, silently
+    truncates it there: a handler could not tell an overflowing body from one that fits.
+    """
+    body = environ["wsgi.input"].read(-1 if limit is None else limit + 1)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input_terminated"] = True  # werkzeug: a chunked body is safe to read now
+    return len(body)
+
+
+def record_request(
+    request: Request, response: Response, started: float, handler: Any = None
+) -> None:
+    """The access log: a ``http_request`` record for the recorder, a line at DEBUG."""
+    duration = time.perf_counter() - started
+    service = handler.container.service_name if handler is not None else None
+    entrypoint = handler.method_name if handler is not None else None
+    log.debug(
+        "%s %s %s %.2fms (%s.%s)",
+        request.method,
+        request.path,
+        response.status_code,
+        duration * 1000,
+        service,
+        entrypoint,
+    )
+    recorder.notify(
+        "http_request",
+        {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration": duration,
+            "service": service,
+            "entrypoint": entrypoint,
+            "call_id": request.environ.get(CALL_ID_ENVIRON_KEY),
+            "request": request,
+            "response": response,
+        },
+    )
+
+
+class Listener:
+    """A listening socket and its eventlet.wsgi server, shared by every container bound to it."""
+
+    def __init__(self, requested: BindAddress, opener: WebServer):
+        self.requested = requested
+        # No SO_REUSEPORT: another process asking for this port must fail, not share it.
+        self.sock = eventlet.listen(requested, reuse_port=False)
+        self.address = BindAddress(*self.sock.getsockname()[:2])
+        self.url_map = Map()
+        self._servers: list[WebServer] = []
+        self._connections = eventlet.GreenPool(MAX_CONNECTIONS)
+        self._states: dict[int, list] = {}
+        self.wsgi_server = opener.get_wsgi_server(self.sock, self)
+        self._accepting = get_runtime().spawn(self._accept)
+        log.debug("listening on %s", base_url(self.address))
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        try:
+            handler, path_values = self.url_map.bind_to_environ(environ).match()
+        except HTTPException as exc:
+            response = http_exception_response(exc, environ)
+            record_request(Request(environ), response, started)
+            return response(environ, start_response)
+        environ[ROUTE_ENVIRON_KEY] = (handler, path_values)
+        return handler.server.wsgi_app(environ, start_response)
+
+    # --- routes ---------------------------------------------------------------------------
+
+    def attach(self, server: WebServer) -> None:
+        """Mount ``server``'s routes; a route another service already serves is an error."""
+        for other in self._servers:
+            if other.service_name != server.service_name:
+                _check_conflicts(server, other, self.address)
+        self._servers.append(server)
+        self.refresh()
+
+    def detach(self, server: WebServer) -> bool:
+        """Take ``server``'s routes off; True when no container is left on this listener."""
+        if server in self._servers:
+            self._servers.remove(server)
+            self.refresh()
+        return not self._servers
+
+    def refresh(self) -> None:
+        """Rebuild the routing map from every attached container's current routes.
+
+        During a reload the same service is attached twice: the newer container's routes
+        shadow the older one's, so new requests reach new code while old requests finish.
+        """
+        rules, seen = [], set()
+        for server in reversed(self._servers):
+            for rule in server.url_map.iter_rules():
+                key = _rule_key(rule)
+                if key not in seen:
+                    seen.add(key)
+                    rules.append(rule.empty())
+        self.url_map = Map(rules)
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, client = self.sock.accept()
+            except OSError as exc:
+                log.warning("accept failed on %s: %s", base_url(self.address), exc)
+                eventlet.sleep(0.01)  # e.g. out of file descriptors: let connections close
+                continue
+            conn.settimeout(self.wsgi_server.socket_timeout)
+            self._connections.spawn(self._serve, [client, conn, eventlet.wsgi.STATE_IDLE])
+
+    def _serve(self, state: list) -> None:
+        key = id(state)
+        self._states[key] = state
+        try:
+            self.wsgi_server.process_request(state)
+        except Exception:
+            log.exception("error serving %s", state[0])
+        finally:
+            del self._states[key]
+            state[2] = eventlet.wsgi.STATE_CLOSE
+            eventlet.greenio.shutdown_safe(state[1])
+            state[1].close()
+
+    def close(self, grace: float) -> None:
+        """Stop accepting, free the port, and end the open connections.
+
+        Idle keep-alive connections close at once; requests being answered get ``grace``
+        seconds to finish.
+        """
+        self._accepting.kill()
+        self.sock.close()
+        for state in list(self._states.values()):
+            previous, state[2] = state[2], eventlet.wsgi.STATE_CLOSE
+            if previous == eventlet.wsgi.STATE_IDLE:
+                eventlet.greenio.shutdown_safe(state[1])
+        with eventlet.Timeout(grace, False):
+            self._connections.waitall()
+        for thread in list(self._connections.coroutines_running):
+            thread.kill()
+        log.debug("closed %s", base_url(self.address))
+
+
+def _rule_key(rule: Rule) -> tuple[str, frozenset[str]]:
+    return rule.rule, frozenset(rule.methods or ())
+
+
+def _check_conflicts(server: WebServer, other: WebServer, address: BindAddress) -> None:
+    for rule in server.url_map.iter_rules():
+        for taken in other.url_map.iter_rules():
+            if rule.rule != taken.rule:
+                continue
+            methods, taken_methods = rule.methods, taken.methods
+            if methods is None or taken_methods is None or methods & taken_methods:
+                shared = sorted((methods or set()) & (taken_methods or set())) or ["*"]
+                raise ConfigurationError(
+                    f"service '{server.service_name}' cannot serve {','.join(shared)} "
+                    f"{rule.rule}: service '{other.service_name}' already serves it on "
+                    f"{base_url(address)}"
+                )
+
+
+_listeners: dict[BindAddress, Listener] = {}
+
+
+def _find_listener(address: BindAddress) -> Listener | None:
+    listener = _listeners.get(address)
+    if listener is None and address.port:
+        # "host:0" picked a port; asking for that port by number means the same listener.
+        listener = next((x for x in list(_listeners.values()) if x.address == address), None)
+    return listener
+
+
+def _acquire_listener(server: WebServer, address: BindAddress) -> Listener:
+    listener = _find_listener(address)
+    if listener is None:
+        listener = _listeners[address] = Listener(address, server)
+    try:
+        listener.attach(server)
+    except Exception:
+        _release_listener(listener, server, grace=0)
+        raise
+    return listener
+
+
+def _release_listener(listener: Listener, server: WebServer, grace: float) -> None:
+    if listener.detach(server):
+        _listeners.pop(listener.requested, None)
+        listener.close(grace)
+
+
+def get_listener_address(address: str | int | None = None) -> BindAddress | None:
+    """The address actually bound for a ``WEB_SERVER_ADDRESS``, or None when none listens.
+
+    ``address`` defaults to the global config's; with port 0 this tells the port chosen.
+    Any thread may ask.
+    """
+    if address is None:
+        from sandbox.config import config
+
+        address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    listener = _find_listener(parse_address(address))
+    return listener.address if listener is not None else None
+
+
+def get_base_url(address: str | int | None = None) -> str | None:
+    """``http://host:port`` where the services of ``address`` are served, None if nowhere."""
+    bound = get_listener_address(address)
+    return base_url(bound) if bound is not None else None
+
+
+class WebServer(ProviderCollector, SharedExtension):
+    """One container's view of the shared HTTP server: its routes, app and hooks.
+
+    Nameko's hooks are kept: override ``get_wsgi_app`` to add middleware (it wraps this
+    container's routes only), ``context_data_from_headers`` to read context from requests,
+    ``get_wsgi_server`` to tune eventlet's server (called by whichever container opens the
+    listener), ``make_url_map`` to change the routes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url_map = Map()
+        self.wsgi_app: Callable | None = None
+        self.max_content_length: int | None = DEFAULT_MAX_CONTENT_LENGTH
+        self.debug = False
+        self._listener: Listener | None = None
+
+    @property
+    def service_name(self) -> str:
+        return self.container.service_name
+
+    @property
+    def configured_addr(self) -> BindAddress:
+        return parse_address(
+            self.container.config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+        )
+
+    @property
+    def bind_addr(self) -> BindAddress:
+        """The address served on: the bound one once started (port 0 resolved)."""
+        if self._listener is not None:
+            return self._listener.address
+        return self.configured_addr
+
+    @property
+    def base_url(self) -> str:
+        return base_url(self.bind_addr)
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.max_content_length = config.get(
+            MAX_CONTENT_LENGTH_CONFIG_KEY, DEFAULT_MAX_CONTENT_LENGTH
+        )
+        self.debug = bool(config.get(WEB_DEBUG_CONFIG_KEY, False))
+
+    def start(self) -> None:
+        self.url_map = self.make_url_map()
+        self.wsgi_app = self.get_wsgi_app()
+        self._listener = _acquire_listener(self, self.configured_addr)
+
+    def unregister_provider(self, provider: Any) -> None:
+        super().unregister_provider(provider)
+        if self._listener is not None:
+            # A stopped entrypoint takes no new requests: its route goes at once.
+            self.url_map = self.make_url_map()
+            self._listener.refresh()
+
+    def stop(self) -> None:
+        super().stop()
+        self._release(CLOSE_GRACE_SECONDS)
+
+    def kill(self) -> None:
+        self._release(0)
+
+    def _release(self, grace: float) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            _release_listener(listener, self, grace)
+
+    # --- Nameko's hooks -------------------------------------------------------------------
+
+    def make_url_map(self) -> Map:
+        rules = []
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            rules.append(rule)
+        return Map(rules)
+
+    def get_wsgi_app(self) -> Callable:
+        return WsgiApp(self)
+
+    def get_wsgi_server(
+        self,
+        sock: Any,
+        wsgi_app: Callable,
+        protocol: type = HttpOnlyProtocol,
+        debug: bool = False,
+    ) -> eventlet.wsgi.Server:
+        return eventlet.wsgi.Server(
+            sock,
+            sock.getsockname(),
+            wsgi_app,
+            protocol=protocol,
+            debug=debug,
+            log_output=False,
+        )
+
+    def context_data_from_headers(self, request: Request) -> dict[str, Any]:
+        """Context data for the worker, read from the request; none by default (Nameko)."""
+        return {}
