@@ -132,6 +132,13 @@ class Record:
         return self.call_id_stack[0] if self.call_id_stack else self.call_id
 
     @property
+    def parent_call_id(self) -> str | None:
+        """The call that caused this message: the publishing worker's, or the calling one's."""
+        if self.event is not None:
+            return self.call_id_stack[-1] if self.call_id_stack else None
+        return self.call_id_stack[-2] if len(self.call_id_stack) > 1 else None
+
+    @property
     def request(self) -> Any:
         """The request payload as JSON-safe data."""
         if self.http is not None:

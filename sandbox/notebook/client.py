@@ -11,10 +11,14 @@ from typing import Any
 
 from sandbox import recorder
 from sandbox.config import config
+from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.http import HttpClient
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
 from sandbox.notebook.status import service_line, services_table
+from sandbox.notebook.trace import Trace
+from sandbox.notebook.widgets.logs import ServiceLogs
+from sandbox.records import Record, get_recorder
 from sandbox.utils import sanitize_url
 
 
@@ -29,6 +33,10 @@ class Client:
         self._last_action = 0.0
         self._finished = _FinishedWorkers()
         recorder.add_observer(self._finished)
+        self._recorder = get_recorder().start()
+        self.trace = Trace(self._recorder)
+        self._logs = ServiceLogs().install()
+        self._views: dict[str, Any] = {}
 
     def _mark(self) -> None:
         self._last_action = time.time()
@@ -101,6 +109,61 @@ class Client:
         waiter.since = self._last_action
         return waiter.wait()
 
+    def replay(self, record: Record | int) -> Any:
+        """Send a recorded request again (``sb.replay(sb.trace[-1])`` or a record id)."""
+        if isinstance(record, int):
+            record = self.trace.find(record)
+        self._mark()
+        return replay(self, record)
+
+    # --- widgets ----------------------------------------------------------------------------
+
+    def inspect(self, service=None, kind=None, status=None, text=None):
+        """The message inspector, filtered as asked: a live widget in a notebook, text elsewhere.
+
+        There is one per kernel: showing it again shows the same live view.
+        """
+        from sandbox.notebook.widgets.inspector import Inspector
+
+        inspector = self._view("inspector", lambda: Inspector(self._recorder, self))
+        return inspector.filter(service, kind, status, text)
+
+    def dashboard(self):
+        """Every service with its state, entrypoints, workers, buttons and log."""
+        from sandbox.notebook.widgets.dashboard import Dashboard
+
+        return self._view("dashboard", lambda: Dashboard(self._session, self._logs))
+
+    def call_form(self):
+        """A form to call an RPC method, HTTP route or event handler and see the reply."""
+        from sandbox.notebook.widgets.call_form import CallForm
+
+        form = self._view("call_form", lambda: CallForm(self, self._session))
+        form.refresh()
+        return form
+
+    def _view(self, name: str, make: Callable[[], Any]) -> Any:
+        if name not in self._views:
+            self._views[name] = make()
+        return self._views[name]
+
+    # --- export -----------------------------------------------------------------------------
+
+    def export(self, path: str = "services.py", *services: str) -> None:
+        """Write the services (all, or those named) to a module ``sandbox run`` can run.
+
+        The module holds the classes with the imports, helpers and constants they use, found
+        in the cells run so far; ``config.yaml`` beside it holds the kernel's config, secrets
+        as ``${ENV}`` placeholders. Names that cannot be exported are listed as warnings.
+        """
+        from sandbox.export import ExportError
+        from sandbox.notebook.export import export_from_kernel
+
+        try:
+            export_from_kernel(path, services)
+        except ExportError as exc:
+            show_error(f"cannot export: {exc}")
+
     # --- connection -------------------------------------------------------------------------
 
     def connect(self, uri: str) -> None:
@@ -125,6 +188,11 @@ class Client:
 
     def close(self) -> None:
         recorder.remove_observer(self._finished)
+        for view in self._views.values():
+            view.close()
+        self._views.clear()
+        self._logs.close()
+        self._recorder.stop()
         self._disconnect()
         self.http.close()
 

@@ -9,9 +9,11 @@ import shlex
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.display import display
 
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.status import services_table
+from sandbox.notebook.widgets.base import in_kernel
 
 
 class MagicUsageError(Exception):
@@ -89,15 +91,17 @@ class SandboxMagics(Magics):
     @line_magic
     @one_line_errors
     def sandbox(self, line: str) -> Any:
-        """Drive the sandbox: ``%sandbox status|start|stop|restart|autostart|connect|patch``.
+        """Drive the sandbox: ``%sandbox COMMAND``, where COMMAND is one of:
 
-        status                 every service, its state and entrypoints
+        status                 every service: a live dashboard (text without widgets)
         start [Class ...]      start (or reload) service classes from the namespace
         stop NAME              stop a service gracefully
         restart NAME           stop and start a service again
         autostart on|off       start services when a cell defines them (default on)
         connect URI            move services and client to a broker (amqp://..., memory://)
         patch                  opt into eventlet.monkey_patch(thread=False) for blocking code
+        export [FILE [Class ...]] write services to FILE (services.py) and config.yaml
+        inspect [kind=RPC ...] the message inspector (filters: service, kind, status, text)
         """
         command, _, rest = line.strip().partition(" ")
         handler = getattr(self, f"_sandbox_{command or 'status'}", None)
@@ -106,7 +110,17 @@ class SandboxMagics(Magics):
         return handler(rest.strip())
 
     def _sandbox_status(self, rest: str) -> None:
-        print(services_table(self.session.services.values()))
+        if in_kernel():
+            display(self.client.dashboard())
+        else:
+            print(services_table(self.session.services.values()))
+
+    def _sandbox_inspect(self, rest: str) -> None:
+        filters = dict(_split_values(rest)[1]) if rest else {}
+        unknown = set(filters) - {"service", "kind", "status", "text"}
+        if unknown:
+            raise MagicUsageError("usage: %sandbox inspect [service=S kind=K status=S text=T]")
+        display(self.client.inspect(**{k: str(v) for k, v in filters.items()}))
 
     def _sandbox_start(self, rest: str) -> None:
         names = rest.split()
@@ -140,6 +154,9 @@ class SandboxMagics(Magics):
 
     def _sandbox_connect(self, rest: str) -> None:
         self.client.connect(*_required(rest, "usage: %sandbox connect URI"))
+
+    def _sandbox_export(self, rest: str) -> None:
+        self.client.export(*(shlex.split(rest) or ["services.py"]))
 
     def _sandbox_patch(self, rest: str) -> None:
         import eventlet

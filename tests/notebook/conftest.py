@@ -77,3 +77,13 @@ def sandbox_kernel(kernel):
     kernel.run("from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:0'")
     kernel.run("%load_ext sandbox")
     return kernel
+
+
+@pytest.fixture(scope="module")
+def module_sandbox_kernel(tmp_path_factory):
+    """One sandbox kernel shared by a module's tests, for tests that can share state."""
+    k = Kernel(tmp_path_factory.mktemp("kernel"))
+    k.run("from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:0'")
+    k.run("%load_ext sandbox")
+    yield k
+    k.shutdown()

@@ -72,8 +72,9 @@ def test_start_error_is_one_line_and_others_keep_running(sandbox_kernel):
     assert bad.stderr.strip() == (
         "sandbox: could not start 'bad': RuntimeError: database unreachable"
     )
-    status = sandbox_kernel.run("%sandbox status")
-    assert "● ticker running" in status.stdout and "bad" not in status.stdout
+    # In a kernel the status is the dashboard widget; its text form is the status table.
+    status = sandbox_kernel.run("%sandbox status").data[0]["text/plain"]
+    assert "● ticker running" in status and "bad" not in status
 
 
 def test_stop_restart_and_autostart_off(sandbox_kernel):

@@ -1,0 +1,79 @@
+"""``sb.trace``: the recorded messages, as a list a cell can index, filter and clear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.records import Record, Recorder
+
+SHOWN = 20  # rows in the text view; the rest is one index away
+
+
+class RecordList(list):
+    """Records that show themselves as a table (text) and as data (application/json)."""
+
+    def filter(
+        self,
+        service: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+    ) -> RecordList:
+        """The records matching every criterion given (``kind="RPC"``, ``status="error"``...)."""
+        return RecordList(r for r in self if r.matches(service, kind, status, text))
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        return {
+            "text/plain": records_table(self),
+            "application/json": [r.to_dict() for r in self[-SHOWN:]],
+        }
+
+    def __repr__(self) -> str:
+        return records_table(self)
+
+
+def records_table(records: list[Record]) -> str:
+    if not records:
+        return "no messages recorded"
+    lines = [f"#{r.id:<5} {r.summary()}" for r in records[-SHOWN:]]
+    hidden = len(records) - len(lines)
+    head = [f"... {hidden} earlier (index or .filter() to see them)"] if hidden else []
+    return "\n".join(head + lines)
+
+
+class Trace:
+    """A live view of the kernel's recorder: ``sb.trace[-1]``, ``sb.trace.filter(kind="RPC")``."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def records(self) -> RecordList:
+        return RecordList(self.recorder.records())
+
+    def filter(self, service=None, kind=None, status=None, text=None) -> RecordList:
+        return self.records().filter(service, kind, status, text)
+
+    def find(self, record_id: int) -> Record:
+        for record in reversed(self.recorder.records()):
+            if record.id == record_id:
+                return record
+        raise KeyError(f"no record #{record_id} (the oldest ones make room for new ones)")
+
+    def clear(self) -> None:
+        self.recorder.clear()
+
+    def __getitem__(self, index):
+        found = self.recorder.records()[index]
+        return RecordList(found) if isinstance(index, slice) else found
+
+    def __len__(self) -> int:
+        return len(self.recorder)
+
+    def __iter__(self):
+        return iter(self.recorder.records())
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        return self.records()._repr_mimebundle_(include, exclude)
+
+    def __repr__(self) -> str:
+        return records_table(self.recorder.records())

@@ -1,0 +1,91 @@
+"""What every sandbox widget shares: front-end detection, output dicts, the display protocol."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from IPython import get_ipython
+
+JSON_LIMIT = 50  # records or rows put in an application/json fallback
+
+
+def in_kernel() -> bool:
+    """True when a Jupyter kernel (and so possibly a widget front end) is listening."""
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def json_output(data: Any, root: str, expanded: bool = False) -> dict[str, Any]:
+    """A display_data output showing ``data`` as a collapsible JSON tree named ``root``."""
+    if not isinstance(data, dict | list):
+        data = {root: data}
+    return {
+        "output_type": "display_data",
+        "data": {"application/json": data, "text/plain": f"{root}: {json.dumps(data, indent=1)}"},
+        "metadata": {"application/json": {"expanded": expanded, "root": root}},
+    }
+
+
+def html_output(markup: str, text: str) -> dict[str, Any]:
+    return {
+        "output_type": "display_data",
+        "data": {"text/html": markup, "text/plain": text},
+        "metadata": {},
+    }
+
+
+def stream_output(text: str, name: str = "stdout") -> dict[str, Any]:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def message_html(text: str, error: bool = False) -> str:
+    colour = "#c62828" if error else "#2e7d32"
+    return f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+
+class View:
+    """A widget when a kernel can show one, text and JSON in every case.
+
+    Subclasses build their ipywidgets tree in ``build()`` (only in a kernel) and describe
+    themselves in ``text()`` and ``data()``.
+    """
+
+    widget: Any = None
+
+    def __init__(self) -> None:
+        if in_kernel():
+            self.widget = self.build()
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def data(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the widget and every widget inside it (a closed box leaves its children open)."""
+        if self.widget is not None:
+            _close_tree(self.widget)
+            self.widget = None
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {}
+        widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # None once closed
+        if callable(widget_bundle):
+            bundle.update(widget_bundle(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = self.text()
+        bundle["application/json"] = self.data()
+        return bundle
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()

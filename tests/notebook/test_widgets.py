@@ -1,0 +1,274 @@
+"""Inspector, dashboard and call form in a real kernel: widget state read from inside it."""
+
+import json
+import textwrap
+
+import pytest
+
+SETUP = """
+import json, logging, time
+from sandbox.testing.services import dummy, entrypoint_hook
+
+def wait_until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.02)
+
+def call(method, *args, **kwargs):
+    with entrypoint_hook(sb.services["shop"].container, method) as hook:
+        return hook(*args, **kwargs)
+
+def row_labels(inspector):
+    return [label for label, _ in inspector.rows_widget.options]
+
+class Shop:
+    name = "shop"
+
+    @dummy
+    def price(self, item, quantity=1):
+        return {"item": item, "total": 3 * quantity}
+
+    @dummy
+    def explode(self):
+        logging.getLogger("shop").warning("about to explode")
+        raise ValueError("kaboom")
+"""
+
+
+@pytest.fixture(scope="module")
+def k(module_sandbox_kernel):
+    module_sandbox_kernel.run(SETUP)
+    return module_sandbox_kernel
+
+
+def run(kernel, code):
+    """Run ``code`` and return what it printed as JSON on its last line."""
+    out = kernel.run(textwrap.dedent(code)).stdout.strip().splitlines()
+    return json.loads(out[-1])
+
+
+@pytest.fixture
+def inspector(k):
+    k.run("insp = sb.inspect(service='', kind='', status='', text=''); insp.resume(); insp.clear()")
+    return "insp"
+
+
+def test_rows_appear_after_calls(k, inspector):
+    rows = run(
+        k,
+        """
+        call("price", "apple", quantity=2)
+        call("price", "pear")
+        wait_until(lambda: len(insp.rows_widget.options) == 2)
+        print(json.dumps(row_labels(insp)))
+        """,
+    )
+    assert all("CALL" in row and "shop.price" in row and " ok " in row for row in rows)
+    assert rows[0].startswith("#") and "ms" in rows[0]
+
+
+def test_filters_and_selection_change_the_detail_view(k, inspector):
+    state = run(
+        k,
+        """
+        call("price", "needle")
+        call("price", "hay")
+        try:
+            call("explode")
+        except ValueError:
+            pass
+        wait_until(lambda: len(insp.rows_widget.options) == 3)
+        insp.text_filter.value = "needle"
+        needle_rows = row_labels(insp)
+        insp.text_filter.value = ""
+        insp.status_filter.value = "error"
+        error_rows = row_labels(insp)
+        insp.rows_widget.value = insp.rows_widget.options[0][1]
+        error_detail = insp.detail_widget.outputs
+        insp.status_filter.value = ""
+        insp.kind_filter.value = "TIMER"
+        timer_rows = row_labels(insp)
+        insp.kind_filter.value = ""
+        insp.rows_widget.value = [v for _, v in insp.rows_widget.options][-1]
+        first_detail = insp.detail_widget.outputs
+        print(json.dumps({
+            "needle": needle_rows, "errors": error_rows, "timers": timer_rows,
+            "error_detail": error_detail, "first_detail": first_detail,
+            "kept": insp.rows_widget.value == [v for _, v in insp.rows_widget.options][-1],
+        }))
+        """,
+    )
+    assert len(state["needle"]) == 1
+    assert len(state["errors"]) == 1 and "shop.explode" in state["errors"][0]
+    assert state["timers"] == []
+    streams = [o for o in state["error_detail"] if o["output_type"] == "stream"]
+    assert 'raise ValueError("kaboom")' in streams[0]["text"]
+    trees = {
+        o["metadata"]["application/json"]["root"]: o["data"]["application/json"]
+        for o in state["first_detail"]
+        if "application/json" in o.get("data", {})
+    }
+    assert trees["request"] == {"args": ["needle"], "kwargs": {}}
+    assert trees["response"] == {"item": "needle", "total": 3}
+    assert trees["headers and context data"] == {}
+    assert trees["call_id_stack"][0].startswith("shop.price.")
+    assert state["kept"]
+
+
+def test_a_new_message_keeps_the_selection(k, inspector):
+    kept = run(
+        k,
+        """
+        call("price", "first")
+        wait_until(lambda: len(insp.rows_widget.options) == 1)
+        chosen = insp.rows_widget.options[0][1]
+        insp.rows_widget.value = chosen
+        call("price", "second")
+        wait_until(lambda: len(insp.rows_widget.options) == 2)
+        print(json.dumps([insp.rows_widget.value == chosen, insp.selected.request["args"]]))
+        """,
+    )
+    assert kept == [True, ["first"]]
+
+
+def test_replay_produces_a_new_record(k, inspector):
+    state = run(
+        k,
+        """
+        call("price", "replayed", quantity=5)
+        wait_until(lambda: len(insp.rows_widget.options) == 1)
+        insp.rows_widget.value = insp.rows_widget.options[0][1]
+        insp.replay_button.click()
+        wait_until(lambda: len(insp.rows_widget.options) == 2)
+        records = sb.trace.filter(service="shop", kind="CALL")
+        print(json.dumps({
+            "requests": [r.request for r in records],
+            "message": insp.message_widget.value,
+        }))
+        """,
+    )
+    request = {"args": ["replayed"], "kwargs": {"quantity": 5}}
+    assert state["requests"] == [request, request]
+    assert "replayed #" in state["message"] and "&#x27;total&#x27;: 15" in state["message"]
+
+
+def test_pause_holds_the_list_and_clear_empties_it(k, inspector):
+    state = run(
+        k,
+        """
+        insp.pause_button.value = True
+        call("price", "while paused")
+        wait_until(lambda: "1 new" in insp.count_widget.value)
+        paused_rows = len(insp.rows_widget.options)
+        insp.pause_button.value = False
+        resumed_rows = len(insp.rows_widget.options)
+        insp.clear_button.click()
+        print(json.dumps([paused_rows, resumed_rows, len(insp.rows_widget.options), len(sb.trace)]))
+        """,
+    )
+    assert state == [0, 1, 0, 0]
+
+
+def test_call_chains_group_under_the_origin(k, inspector):
+    labels = run(
+        k,
+        """
+        with entrypoint_hook(sb.services["shop"].container, "price") as hook:
+            hook("root")
+        root = sb.trace[-1]
+        with entrypoint_hook(sb.services["shop"].container, "price",
+                             context_data={"call_id_stack": [root.call_id]}) as hook:
+            hook("child")
+        call("price", "unrelated")
+        wait_until(lambda: len(insp.rows_widget.options) == 3)
+        insp.chains_toggle.value = True
+        chained = row_labels(insp)
+        insp.chains_toggle.value = False
+        print(json.dumps(chained))
+        """,
+    )
+    assert "└─" not in labels[0]  # the newest chain, "unrelated", first
+    assert "└─" not in labels[1] and "- -> shop.price" in labels[1]
+    assert "└─ " in labels[2] and "shop.price -> shop.price" in labels[2]
+
+
+def test_dashboard_buttons_stop_and_start_services(k):
+    state = run(
+        k,
+        """
+        d = sb.dashboard()
+        d.buttons["shop"]["stop"].click()
+        stopped = (sb.services["shop"].state, d.buttons["shop"]["start"].disabled)
+        d.buttons["shop"]["start"].click()
+        started = (sb.services["shop"].state, d.buttons["shop"]["start"].disabled)
+        row = d._rows["shop"]
+        print(json.dumps({
+            "stopped": stopped, "started": started, "message": d.message_widget.value,
+            "state": row["state"].value, "entrypoints": row["entrypoints"].value,
+            "workers": row["workers"].value,
+        }))
+        """,
+    )
+    assert state["stopped"] == ["stopped", False]
+    assert state["started"] == ["running", True]
+    assert "shop running" in state["message"]
+    assert "running" in state["state"]
+    assert "entrypoint price" in state["entrypoints"]
+    assert "0/10 workers busy" in state["workers"]
+
+
+def test_dashboard_log_panel_shows_the_services_warnings_and_errors(k):
+    text = run(
+        k,
+        """
+        d = sb.dashboard()
+        try:
+            call("explode")
+        except ValueError:
+            pass
+        panel = d.logs.panel("shop")
+        wait_until(lambda: "kaboom" in "".join(o.get("text", "") for o in panel.outputs))
+        print(json.dumps(panel.outputs[-1]["text"]))
+        """,
+    )
+    assert "WARNING shop: about to explode" in text
+    assert "ERROR sandbox.containers: error in <WorkerContext [shop.explode]>" in text
+    assert "ValueError: kaboom" in text
+
+
+def test_call_form_rejects_bad_json_and_shows_the_reply(k):
+    state = run(
+        k,
+        """
+        form = sb.call_form()
+        form.choose("shop.price")
+        form.args_widget.value = '{"item": "fig", '
+        form.fire_button.click()
+        bad = (form.status_widget.value, form.reply_widget.outputs)
+        form.args_widget.value = '{"item": "fig", "quantity": 2}'
+        form.fire_button.click()
+        print(json.dumps({
+            "bad": bad, "status": form.status_widget.value,
+            "reply": form.reply_widget.outputs[0]["data"]["application/json"],
+            "targets": [label for label, _ in form.target_widget.options],
+        }))
+        """,
+    )
+    assert "invalid JSON" in state["bad"][0] and "c62828" in state["bad"][0]
+    assert state["bad"][1] == []
+    assert "CALL shop.price replied in" in state["status"]
+    assert state["reply"] == {"item": "fig", "total": 6}
+    assert "CALL shop.explode" in state["targets"]
+
+
+def test_magics_show_widgets_with_text_fallbacks(k):
+    inspect = k.run("%sandbox inspect kind=CALL").data[0]
+    status = k.run("%sandbox status").data[0]
+    k.run("sb.inspect(kind='')")
+    assert "application/vnd.jupyter.widget-view+json" in inspect
+    assert inspect["text/plain"].startswith("inspector: ")
+    assert isinstance(inspect["application/json"], list)
+    assert "application/vnd.jupyter.widget-view+json" in status
+    assert "● shop running" in status["text/plain"]
