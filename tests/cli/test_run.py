@@ -1,23 +1,15 @@
 """`sandbox run`: discovery in process, the command itself in a subprocess."""
 
-import os
-import queue
 import signal
-import subprocess
 import sys
 import textwrap
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
-import sandbox.cli.main
 from sandbox.cli.run import find_services
 from sandbox.exceptions import CommandError
 from sandbox.extensions import ENTRYPOINT_EXTENSIONS_ATTR, count_entrypoints, is_service_class
-
-SOURCE_ROOT = Path(sandbox.cli.main.__file__).resolve().parents[2]
 
 DUMMY_SERVICE = """
 from sandbox import config
@@ -221,70 +213,7 @@ def test_discovery_errors(make_module, spec, message):
     assert message in str(info.value)
 
 
-# --- the command, in a subprocess ------------------------------------------------------------
-
-
-class Cli:
-    """A `sandbox` process whose stderr lines are collected by a thread as they come."""
-
-    def __init__(self, *args, cwd):
-        pythonpath = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.cli.main", *args],
-            cwd=cwd,
-            env={**os.environ, "PYTHONPATH": pythonpath},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines = []
-        self._queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for_line(self, text, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                pytest.fail(f"no line with {text!r} in stderr:\n{''.join(self.lines)}")
-            self.lines.append(line)
-            if text in line:
-                return line
-
-    def finish(self, timeout=10):
-        """Wait for the exit; return the exit code and the whole stderr."""
-        code = self.proc.wait(timeout=timeout)
-        while (line := self._queue.get(timeout=timeout)) is not None:
-            self.lines.append(line)
-        return code, "".join(self.lines)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def cli(tmp_path):
-    processes = []
-
-    def start(*args, modules=None):
-        for name, source in (modules or {}).items():
-            (tmp_path / f"{name}.py").write_text(source)
-        processes.append(Cli(*args, cwd=tmp_path))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        process.kill()
+# --- the command, in a subprocess (the `cli` fixture is in tests/conftest.py) -----------------
 
 
 def test_sigterm_stops_gracefully(cli):

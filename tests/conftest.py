@@ -1,0 +1,76 @@
+"""Helpers shared by the test directories: `sandbox` commands run as separate processes."""
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Cli:
+    """A `sandbox` process whose stderr lines are collected by a thread as they come."""
+
+    def __init__(self, *args, cwd, env=None):
+        pythonpath = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.cli.main", *args],
+            cwd=cwd,
+            env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = []
+        self._queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for_line(self, text, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                pytest.fail(f"no line with {text!r} in stderr:\n{''.join(self.lines)}")
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def finish(self, timeout=10):
+        """Wait for the exit; return the exit code and the whole stderr."""
+        code = self.proc.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            self.lines.append(line)
+        return code, "".join(self.lines)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def cli(tmp_path):
+    processes = []
+
+    def start(*args, modules=None, env=None):
+        for name, source in (modules or {}).items():
+            (tmp_path / f"{name}.py").write_text(source)
+        processes.append(Cli(*args, cwd=tmp_path, env=env))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        process.kill()
