@@ -1,0 +1,7 @@
+"""kombu glue: green connections, the publisher pool, the consumer loop, the embedded broker.
+
+``transport`` makes connections (py-amqp on green sockets for ``amqp://``, the embedded
+broker for ``memory://``) and pools them for publishing; ``publish`` sends confirmed,
+retried messages; ``consume`` reads queues over one connection and reconnects; ``memory``
+is the kombu transport of the embedded broker (:mod:`sandbox.broker`).
+"""

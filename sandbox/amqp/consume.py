@@ -1,0 +1,248 @@
+"""Consuming: several queues over one connection, read by one green thread that never blocks.
+
+:class:`Consumer` owns the connection. Its loop is the only reader of the socket; callbacks run
+inside it and must hand work over (spawn) instead of waiting. Other green threads may ack,
+requeue or cancel, which only write. When the connection fails the loop reconnects with
+back-off and declares and consumes everything again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp
+import eventlet
+import eventlet.event
+import kombu
+import kombu.serialization
+
+from sandbox.amqp.publish import RECOVERABLE_ERRORS
+from sandbox.amqp.transport import connect, retry_delays
+from sandbox.utils import sanitize_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 1,
+    "interval_step": 1,
+    "interval_max": 5,
+}
+
+MessageCallback = Callable[[kombu.Message], None]
+
+# A channel error (a bad ack, a queue declared with other arguments) closes the channel the
+# whole consumer runs on: start afresh, as after a lost connection.
+RECONNECT_ERRORS = (*RECOVERABLE_ERRORS, *amqp.Connection.channel_errors)
+
+
+@dataclass(eq=False)
+class Subscription:
+    queue: kombu.Queue
+    callback: MessageCallback
+    no_ack: bool = False
+    prefetch_count: int | None = None
+    on_lost: Callable[[], None] | None = None
+    consumer_tag: str | None = field(default=None, init=False)
+    cancelled: bool = field(default=False, init=False)
+
+
+class Consumer:
+    """Consumes queues over one connection; :meth:`run` is its loop, for a green thread.
+
+    ``on_lost`` callbacks learn that a queue vanished while the connection was down (its
+    messages with it), which a reply queue's waiting callers need to know.
+    """
+
+    def __init__(
+        self,
+        amqp_uri: str,
+        *,
+        heartbeat: float | None = None,
+        prefetch_count: int = 10,
+        accept: Iterable[str] | None = None,
+        ssl: Any = None,
+        login_method: str | None = None,
+        retry_policy: Mapping[str, Any] | None = None,
+    ):
+        self.amqp_uri = amqp_uri
+        self.heartbeat = heartbeat
+        self.prefetch_count = prefetch_count
+        self.accept = kombu.serialization.prepare_accept_content(accept or ["json"])
+        self.retry_policy = {**DEFAULT_RETRY_POLICY, **(retry_policy or {})}
+        self._connection_options = {"ssl": ssl, "login_method": login_method}
+        self._subscriptions: list[Subscription] = []
+        self._connection: kombu.Connection | None = None
+        self._channel: Any = None
+        self._ready = eventlet.event.Event()
+
+    def add_queue(
+        self,
+        queue: kombu.Queue,
+        callback: MessageCallback,
+        *,
+        no_ack: bool = False,
+        prefetch_count: int | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Subscription:
+        """Consume ``queue`` from the next (re)connection on; add queues before :meth:`run`."""
+        subscription = Subscription(queue, callback, no_ack, prefetch_count, on_lost)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def cancel(self, subscription: Subscription) -> None:
+        """Stop deliveries from a queue; the ones already on their way are requeued."""
+        subscription.cancelled = True
+        if subscription.consumer_tag is not None and self._channel is not None:
+            # nowait: the loop is the only reader, so nobody could wait for the CancelOk.
+            with contextlib.suppress(*RECOVERABLE_ERRORS):
+                self._channel.basic_cancel(subscription.consumer_tag, nowait=True)
+
+    def wait_until_ready(self) -> None:
+        """Wait until every queue is consumed; raise when the first connection failed."""
+        self._ready.wait()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until killed; reconnect forever once the first connection succeeded.
+
+        Until then, a failure ends the loop and :meth:`wait_until_ready` raises it: a
+        connection error once ``max_retries`` attempts failed, anything else at once.
+        """
+        try:
+            self._run()
+        except Exception as exc:
+            if self._ready.ready():
+                raise
+            self._ready.send_exception(exc)
+
+    def _run(self) -> None:
+        delays = retry_delays(self.retry_policy)
+        while True:
+            try:
+                self._connect()
+                delays = retry_delays({**self.retry_policy, "max_retries": None})
+                if not self._ready.ready():
+                    self._ready.send(None)
+                self._drain()
+            except RECONNECT_ERRORS as exc:
+                self._drop_connection()
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning(
+                    "Error connecting to broker at %s (%s).\nRetrying in %s seconds.",
+                    sanitize_url(self.amqp_uri),
+                    exc,
+                    delay,
+                )
+                eventlet.sleep(delay)
+
+    def _connect(self) -> None:
+        connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
+        self._connection = connection
+        channel = connection.channel()
+        reconnecting = self._ready.ready()
+        for subscription in self._subscriptions:
+            if subscription.cancelled:
+                continue
+            if reconnecting and subscription.on_lost is not None:
+                self._check_queue(connection, subscription)
+            self._consume(channel, subscription)
+        self._channel = channel
+
+    def _check_queue(self, connection: kombu.Connection, subscription: Subscription) -> None:
+        channel = connection.channel()
+        try:
+            subscription.queue(channel).queue_declare(passive=True)
+        except connection.channel_errors:
+            subscription.on_lost()
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+    def _consume(self, channel: Any, subscription: Subscription) -> None:
+        subscription.queue(channel).declare()
+        if not subscription.no_ack:
+            # Per consumer (global=False): it applies to the consumers started after it.
+            prefetch = subscription.prefetch_count or self.prefetch_count
+            channel.basic_qos(0, prefetch, False)
+        subscription.consumer_tag = channel.basic_consume(
+            subscription.queue.name,
+            no_ack=subscription.no_ack,
+            callback=lambda raw: self._deliver(channel, subscription, raw),
+        )
+
+    def _deliver(self, channel: Any, subscription: Subscription, raw: Any) -> None:
+        message = channel.message_to_python(raw)
+        message.accept = self.accept
+        if subscription.cancelled:
+            requeue(message)
+            return
+        try:
+            subscription.callback(message)
+        except Exception:
+            log.exception("dropped a message from %s: its callback failed", subscription.queue)
+            reject(message)
+
+    def _drain(self) -> None:
+        connection = self._connection
+        interval = connection.get_heartbeat_interval()
+        # py-amqp wants a tick at least twice per interval; a busy stream of deliveries must
+        # not starve it, so ticks are also due after any event.
+        tick = interval / 4 if interval else None
+        next_tick = time.monotonic() + tick if tick else None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=tick)
+            if next_tick is not None and time.monotonic() >= next_tick:
+                connection.heartbeat_check()
+                next_tick = time.monotonic() + tick
+
+    def _drop_connection(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        for subscription in self._subscriptions:
+            subscription.consumer_tag = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.collect()
+
+    def close(self) -> None:
+        """Close the connection once the loop has been killed."""
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is None:
+            return
+        # The loop may have been killed half way through a frame: give the polite close a
+        # moment, then drop the socket.
+        with eventlet.Timeout(1, False), contextlib.suppress(Exception):
+            connection.release()
+            return
+        with contextlib.suppress(Exception):
+            connection.collect()
+
+
+def ack(message: kombu.Message) -> None:
+    """Ack, unless the connection it came on is gone (the broker redelivers it then)."""
+    _settle(message, "ack")
+
+
+def requeue(message: kombu.Message) -> None:
+    _settle(message, "requeue")
+
+
+def reject(message: kombu.Message) -> None:
+    """Reject without requeueing: drop it (or dead-letter it, when the queue says so)."""
+    _settle(message, "reject")
+
+
+def _settle(message: kombu.Message, how: str) -> None:
+    try:
+        getattr(message, how)()
+    except RECOVERABLE_ERRORS as exc:
+        log.debug("could not %s message %s: %r", how, message.delivery_tag, exc)

@@ -1,0 +1,244 @@
+"""kombu connections: green py-amqp for RabbitMQ, the embedded broker for ``memory://``.
+
+Nothing is monkey patched. py-amqp's transport module is re-imported with eventlet's green
+``socket`` and ``ssl``, and kombu gets a transport class that uses it, so a connection waits
+greenly in the thread whose hub it was created in: the runtime's hub thread.
+
+Publishing goes through :class:`ConnectionPool`: a few connections per broker address and hub
+thread, each lent to one green thread at a time, so a publish never opens a connection of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import eventlet
+import eventlet.semaphore
+import kombu
+import kombu.transport.pyamqp
+from amqp.exceptions import NotFound
+
+# Registers our embedded broker as kombu's ``memory://`` transport.
+from sandbox.amqp import memory as _memory  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
+
+_green_amqp_transport = eventlet.import_patched("amqp.transport")
+
+
+class _WholeFrames:
+    """Writes whole frames only, so the frames of green threads sharing a socket never mix.
+
+    A consumer connection is written to by its loop (heartbeats) and by workers (acks); a
+    green ``sendall`` that blocks half way would let another green thread write in between.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._write_lock = eventlet.semaphore.Semaphore()
+
+    def write(self, s: bytes) -> None:
+        with self._write_lock:
+            super().write(s)
+
+
+class GreenTCPTransport(_WholeFrames, _green_amqp_transport.TCPTransport):
+    pass
+
+
+class GreenSSLTransport(_WholeFrames, _green_amqp_transport.SSLTransport):
+    pass
+
+
+class GreenAmqpConnection(kombu.transport.pyamqp.Connection):
+    def Transport(  # noqa: N802 (py-amqp's name)
+        self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None, **kwargs
+    ):
+        transport_cls = GreenSSLTransport if ssl else GreenTCPTransport
+        return transport_cls(
+            host,
+            connect_timeout=connect_timeout,
+            ssl=ssl,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            **kwargs,
+        )
+
+
+class GreenTransport(kombu.transport.pyamqp.Transport):
+    """kombu's py-amqp transport on green sockets."""
+
+    Connection = GreenAmqpConnection
+
+
+def connect(
+    uri: str,
+    *,
+    ssl: Any = None,
+    login_method: str | None = None,
+    heartbeat: float | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+) -> kombu.Connection:
+    """A kombu connection (not yet open) for ``uri``; RabbitMQ schemes get green sockets."""
+    scheme = uri.partition("://")[0].lower()
+    options: dict[str, Any] = {
+        "ssl": ssl or scheme == "amqps",
+        "login_method": login_method,
+        "heartbeat": heartbeat or 0,
+        "transport_options": dict(transport_options or {}),
+    }
+    if scheme in GREEN_SCHEMES:
+        options["transport"] = GreenTransport
+    return kombu.Connection(uri, **options)
+
+
+def connection_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`connect` options a config names (``AMQP_SSL``, ``LOGIN_METHOD``)."""
+    return {"ssl": config.get("AMQP_SSL"), "login_method": config.get("LOGIN_METHOD")}
+
+
+def retry_delays(policy: Mapping[str, Any] | None = None) -> Iterator[float]:
+    """Back-off delays in seconds: ``interval_start``, then ``interval_step`` more each time,
+    at most ``interval_max``; ``max_retries`` of them, or endless when it is None."""
+    policy = policy or {}
+    start = float(policy.get("interval_start", 0))
+    step = float(policy.get("interval_step", 1))
+    maximum = float(policy.get("interval_max", 5))
+    delays = (min(start + step * n, maximum) for n in itertools.count())
+    max_retries = policy.get("max_retries")
+    return delays if max_retries is None else itertools.islice(delays, max_retries)
+
+
+class PooledChannel:
+    """One pooled connection with its publishing channel.
+
+    Returns (unroutable mandatory messages) are collected in :attr:`returned` while a publish
+    waits for its confirm; the publisher reads them afterwards.
+    """
+
+    def __init__(self, connection: kombu.Connection):
+        self.connection = connection
+        self.channel = connection.channel()
+        self.producer = kombu.Producer(self.channel, auto_declare=False)
+        self.returned: list[tuple[Exception, str, str]] = []
+        self.channel.events["basic_return"].add(self._on_return)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        self.returned.append((exc, exchange, routing_key))
+
+    def queue_exists(self, name: str) -> bool:
+        # A passive declare of a missing queue closes its channel: use a throwaway one.
+        channel = self.connection.channel()
+        try:
+            channel.queue_declare(name, passive=True)
+            return True
+        except NotFound:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.release()
+
+
+class ConnectionPool:
+    """Connections to one broker, lent to one green thread at a time.
+
+    It grows on demand up to ``limit`` connections, then borrowers wait greenly. A connection
+    that failed while lent is closed instead of coming back. Queues known to exist are cached
+    here too, per broker address (see :meth:`queue_exists`).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        confirms: bool = True,
+        limit: int = 10,
+        transport_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ):
+        self.uri = uri
+        self.confirms = confirms
+        transport_options = {**(transport_options or {}), "confirm_publish": confirms}
+        self._options = {**options, "transport_options": transport_options}
+        self._idle: list[PooledChannel] = []
+        self._slots = eventlet.semaphore.Semaphore(limit)
+        self._known_queues: set[str] = set()
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[PooledChannel]:
+        with self._slots:
+            pooled = self._idle.pop() if self._idle else self._open()
+            try:
+                yield pooled
+            except BaseException:
+                # Whatever broke (a dead socket, a kill half way through a confirm), the
+                # connection's state is unknown: never lend it again.
+                pooled.close()
+                raise
+            pooled.returned.clear()
+            self._idle.append(pooled)
+
+    def _open(self) -> PooledChannel:
+        return PooledChannel(connect(self.uri, **self._options))
+
+    def queue_exists(self, name: str) -> bool:
+        """Whether the broker has queue ``name``; a yes is remembered until :meth:`forget_queue`."""
+        if name in self._known_queues:
+            return True
+        with self.acquire() as pooled:
+            exists = pooled.queue_exists(name)
+        if exists:
+            self._known_queues.add(name)
+        return exists
+
+    def forget_queue(self, name: str) -> None:
+        self._known_queues.discard(name)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
+# Connections belong to the hub of the thread that made them, so each thread has its own pools.
+_local = threading.local()
+
+
+def get_pool(
+    uri: str,
+    *,
+    confirms: bool = True,
+    ssl: Any = None,
+    login_method: str | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+) -> ConnectionPool:
+    """This thread's pool for these connection parameters, created on first use."""
+    pools: dict[tuple, ConnectionPool] = _local.__dict__.setdefault("pools", {})
+    key = (uri, confirms, repr(ssl), login_method, repr(sorted((transport_options or {}).items())))
+    pool = pools.get(key)
+    if pool is None:
+        pool = pools[key] = ConnectionPool(
+            uri,
+            confirms=confirms,
+            ssl=ssl,
+            login_method=login_method,
+            transport_options=transport_options,
+        )
+    return pool
+
+
+def close_pools(uri: str | None = None) -> None:
+    """Close this thread's pooled connections (to ``uri`` only, when given)."""
+    pools: dict[tuple, ConnectionPool] = _local.__dict__.get("pools", {})
+    for key in [key for key in pools if uri is None or key[0] == uri]:
+        pools.pop(key).close()

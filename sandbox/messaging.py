@@ -1,0 +1,250 @@
+"""Plain AMQP messaging: ``Publisher`` and ``@consume``, and what every AMQP extension shares.
+
+Each container has one :class:`QueueConsumer`: one connection that consumes the queues of all
+its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints hand
+each delivery to a green thread of its own, which waits for a worker slot; the consumer's loop
+never waits, so heartbeats flow even while every worker is busy.
+
+Context data (call id stack, language, user id...) travels in ``nameko.``-prefixed headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import kombu
+
+from sandbox import serialization
+from sandbox.amqp.consume import Consumer as AmqpConsumer
+from sandbox.amqp.consume import Subscription, ack, reject, requeue
+from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.transport import connection_options
+from sandbox.constants import HEADER_PREFIX
+from sandbox.exceptions import ContainerBeingKilled
+from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
+
+if TYPE_CHECKING:
+    from sandbox.containers import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def encode_to_headers(context_data: Mapping[str, Any], prefix: str = HEADER_PREFIX) -> dict:
+    """Context data as message headers; None values are left out."""
+    return {f"{prefix}.{key}": value for key, value in context_data.items() if value is not None}
+
+
+def decode_from_headers(headers: Mapping[str, Any] | None, prefix: str = HEADER_PREFIX) -> dict:
+    """The context data carried by message headers: the prefixed ones, prefix removed."""
+    start = f"{prefix}."
+    return {
+        key[len(start) :]: value
+        for key, value in (headers or {}).items()
+        if isinstance(key, str) and key.startswith(start)
+    }
+
+
+class HeaderEncoder:
+    """Nameko 2's mixin: the headers that carry a worker's context data."""
+
+    header_prefix = HEADER_PREFIX
+
+    def get_message_headers(self, worker_ctx: WorkerContext) -> dict:
+        return encode_to_headers(worker_ctx.context_data, prefix=self.header_prefix)
+
+
+class HeaderDecoder:
+    """Nameko 2's mixin: the context data carried by a message's headers."""
+
+    header_prefix = HEADER_PREFIX
+
+    def unpack_message_headers(self, message: kombu.Message) -> dict:
+        return decode_from_headers(message.headers, prefix=self.header_prefix)
+
+
+def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
+    """A publisher set up from ``config``; options (``uri``, ``ssl``, ``serializer``...) win."""
+    options = {
+        "serializer": serialization.setup(config).serializer,
+        **connection_options(config),
+        **options,
+    }
+    return AmqpPublisher(options.pop("uri", None) or config["AMQP_URI"], **options)
+
+
+def describe(message: kombu.Message) -> str:
+    """A message in a log line: where it came from, never its body."""
+    info = message.delivery_info or {}
+    return (
+        f"message {info.get('routing_key')!r} from exchange {info.get('exchange')!r} "
+        f"({message.content_type})"
+    )
+
+
+def reject_malformed(message: kombu.Message, reason: Any) -> None:
+    """Drop a message nobody can handle, and say so in the log."""
+    log.warning("rejected %s: %s", describe(message), reason)
+    reject(message)
+
+
+class QueueConsumer(SharedExtension, ProviderCollector):
+    """The container's one consumer connection, shared by all its AMQP extensions.
+
+    Providers call :meth:`consume` in their ``setup`` and :meth:`unregister_provider` when they
+    stop, which cancels their queues. ``stop`` waits for them all, then closes the connection.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subscriptions: dict[Any, list[Subscription]] = {}
+        self._consumer: AmqpConsumer | None = None
+        self._thread: Any = None
+
+    @property
+    def consumer(self) -> AmqpConsumer:
+        if self._consumer is None:
+            config = self.container.config
+            self._consumer = AmqpConsumer(
+                config["AMQP_URI"],
+                heartbeat=config.get("HEARTBEAT", 60),
+                prefetch_count=config.get("PREFETCH_COUNT", 10),
+                accept=serialization.setup(config).accept,
+                retry_policy=config.get("TRANSPORT_OPTIONS"),
+                **connection_options(config),
+            )
+        return self._consumer
+
+    def consume(
+        self,
+        provider: Any,
+        queue: kombu.Queue,
+        on_message: Callable[[kombu.Message], None],
+        **options: Any,
+    ) -> None:
+        """Deliver ``queue``'s messages to ``on_message``, called in the consumer loop: it must
+        not wait. ``options``: ``no_ack``, ``prefetch_count``, ``on_lost``."""
+        self.register_provider(provider)
+        subscription = self.consumer.add_queue(queue, on_message, **options)
+        self._subscriptions.setdefault(provider, []).append(subscription)
+
+    def start(self) -> None:
+        self._thread = self.container.spawn_managed_thread(
+            self.consumer.run, identifier=f"{self.container.service_name}.queue_consumer"
+        )
+        self.consumer.wait_until_ready()
+
+    def unregister_provider(self, provider: Any) -> None:
+        for subscription in self._subscriptions.pop(provider, ()):
+            self.consumer.cancel(subscription)
+        super().unregister_provider(provider)
+
+    def stop(self) -> None:
+        self.wait_for_providers()
+        self.kill()
+
+    def kill(self) -> None:
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+        if self._consumer is not None:
+            self._consumer.close()
+
+
+class Publisher(DependencyProvider, HeaderEncoder):
+    """Injects ``publish(msg, **kwargs)``: publishes with the worker's context in headers.
+
+    ``exchange`` and the entities in ``declare`` are declared before the first publish;
+    ``options`` are defaults for every publish (``routing_key``, ``delivery_mode``...).
+    """
+
+    def __init__(
+        self,
+        exchange: kombu.Exchange | None = None,
+        declare: list[Any] | None = None,
+        **options: Any,
+    ):
+        self.exchange = exchange
+        self.declare = list(declare or [])
+        if exchange is not None:
+            self.declare.append(exchange)
+        self.options = options
+
+    def setup(self) -> None:
+        self.publisher = publisher_for(self.container.config, declare=self.declare, **self.options)
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[..., None]:
+        extra_headers = self.get_message_headers(worker_ctx)
+
+        def publish(msg: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("exchange", self.exchange)
+            self.publisher.publish(msg, extra_headers=extra_headers, **kwargs)
+
+        return publish
+
+
+class Consumer(Entrypoint, HeaderDecoder):
+    """``@consume(queue)``: run the method with each message body from a kombu ``Queue``.
+
+    The message is acked when the worker finishes, or requeued when it failed and
+    ``requeue_on_error`` is set. ``prefetch_count`` overrides config ``PREFETCH_COUNT``.
+    """
+
+    queue_consumer = QueueConsumer()
+
+    def __init__(
+        self,
+        queue: kombu.Queue,
+        requeue_on_error: bool = False,
+        prefetch_count: int | None = None,
+        **kwargs: Any,
+    ):
+        self.queue = queue
+        self.requeue_on_error = requeue_on_error
+        self.prefetch_count = prefetch_count
+        super().__init__(**kwargs)
+
+    def setup(self) -> None:
+        self.queue_consumer.consume(
+            self, self.queue, self.on_message, prefetch_count=self.prefetch_count
+        )
+
+    def stop(self) -> None:
+        self.queue_consumer.unregister_provider(self)
+
+    def on_message(self, message: kombu.Message) -> None:
+        self.container.spawn_managed_thread(
+            partial(self.handle_message, message),
+            identifier=f"{self.container.service_name}.{self.method_name}.message",
+        )
+
+    def handle_message(self, message: kombu.Message) -> None:
+        try:
+            body = message.decode()
+        except Exception as exc:
+            reject_malformed(message, exc)
+            return
+        try:
+            self.container.spawn_worker(
+                self,
+                (body,),
+                {},
+                context_data=self.unpack_message_headers(message),
+                handle_result=partial(self.handle_result, message),
+            )
+        except ContainerBeingKilled:
+            requeue(message)
+
+    def handle_result(
+        self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any
+    ) -> tuple[Any, Any]:
+        if exc_info is not None and self.requeue_on_error:
+            requeue(message)
+        else:
+            ack(message)
+        return result, exc_info
+
+
+consume = Consumer.decorator

@@ -1,0 +1,41 @@
+"""``sb.export(path, *services)`` and ``%sandbox export``: export from the kernel's history.
+
+The cells are the kernel's input history, which holds every cell run, in the order run: that
+is the code that made the services the kernel has now. The config is the kernel's own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from IPython import get_ipython
+
+from sandbox.config import config
+from sandbox.export import export_cells
+from sandbox.notebook.errors import show_error
+
+
+def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) -> None:
+    """Write the module and its config.yaml; print what was written and every warning."""
+    ip = get_ipython()
+    output = Path(path)
+    result = export_cells(
+        ip.history_manager.input_hist_raw[1:],  # entry 0 is a placeholder
+        notebook_name(ip.user_ns),
+        services,
+        settings=dict(config),
+        local_dir=Path.cwd(),
+        module_name=output.stem,
+    )
+    module_path, config_path = result.write(output)
+    for warning in result.warnings:
+        show_error(f"warning: {warning}")
+    print(f"wrote {module_path} ({', '.join(result.services)}) and {config_path}")
+
+
+def notebook_name(namespace: dict) -> str:
+    """The notebook's file name when the front end told the kernel, else the history."""
+    session = namespace.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    return Path(session).name if session else "the kernel's input history"

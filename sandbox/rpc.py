@@ -1,0 +1,512 @@
+"""RPC over AMQP: the ``@rpc`` entrypoint and the clients that call it.
+
+Wire format (Nameko's): requests go to the topic exchange ``nameko-rpc`` with routing key
+``{service}.{method}`` and body ``{"args": [...], "kwargs": {...}}``; each service consumes
+queue ``rpc-{service}``. A request names its reply routing key in ``reply_to`` and a uuid4
+``correlation_id``; the reply ``{"result": ..., "error": ...}`` goes back through the same
+exchange to the caller's queue ``rpc.reply-{owner}-{uuid}``.
+
+Clients (``ClusterRpc``, ``ServiceRpc``/``RpcProxy`` in services, and the standalone ones)
+take a ``timeout``. A call to a service nobody serves raises ``UnknownService`` at once, even
+when a catch-all binding on the exchange would swallow the request: the client first checks
+(once) that the service's queue exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import eventlet
+import eventlet.event
+import kombu
+import kombu.exceptions
+
+from sandbox import serialization
+from sandbox.amqp.consume import ack, requeue
+from sandbox.amqp.publish import RECOVERABLE_ERRORS, OutgoingMessage, UndeliverableMessage
+from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.exceptions import (
+    ContainerBeingKilled,
+    IncorrectSignature,
+    MalformedRequest,
+    MethodNotFound,
+    ReplyQueueExpiredWithPendingReplies,
+    RpcTimeout,
+    UnknownService,
+    UnserializableValueError,
+    deserialize,
+    serialize,
+)
+from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
+from sandbox.messaging import (
+    HeaderDecoder,
+    QueueConsumer,
+    describe,
+    encode_to_headers,
+    publisher_for,
+    reject_malformed,
+)
+from sandbox.runtime import get_runtime
+
+if TYPE_CHECKING:
+    from sandbox.containers import WorkerContext
+
+log = logging.getLogger(__name__)
+
+RPC_QUEUE_TEMPLATE = "rpc-{}"
+RPC_REPLY_QUEUE_TEMPLATE = "rpc.reply-{}-{}"
+RPC_REPLY_QUEUE_TTL = 300000  # ms
+
+# Publisher options a client sets itself for every request.
+RESTRICTED_OPTIONS = frozenset(
+    {"exchange", "routing_key", "mandatory", "reply_to", "correlation_id"}
+)
+
+
+def get_rpc_exchange(config: Mapping[str, Any] | None = None) -> kombu.Exchange:
+    if config is None:
+        from sandbox.config import config
+    return kombu.Exchange(config.get("rpc_exchange") or "nameko-rpc", type="topic", durable=True)
+
+
+def reply_queue(owner: str, routing_key: str, exchange: kombu.Exchange) -> kombu.Queue:
+    """The reply queue of a client owner (a service, a standalone proxy)."""
+    return kombu.Queue(
+        RPC_REPLY_QUEUE_TEMPLATE.format(owner, routing_key),
+        exchange=exchange,
+        routing_key=routing_key,
+        queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL},
+    )
+
+
+# --- serving ------------------------------------------------------------------------------
+
+
+def _exc_info(exc: BaseException) -> tuple:
+    return type(exc), exc, exc.__traceback__
+
+
+def parse_request(message: kombu.Message) -> tuple[list, dict]:
+    """``(args, kwargs)`` of a request; MalformedRequest when the body is not one."""
+    try:
+        body = message.decode()
+    except Exception as exc:
+        raise MalformedRequest(f"cannot decode the body: {exc}") from None
+    args = body.get("args") if isinstance(body, dict) else None
+    kwargs = body.get("kwargs") if isinstance(body, dict) else None
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        raise MalformedRequest("Message missing `args` or `kwargs`")
+    return list(args), kwargs
+
+
+class RpcConsumer(SharedExtension, ProviderCollector):
+    """Consumes the container's ``rpc-{service}`` queue and routes requests to its ``@rpc``s."""
+
+    queue_consumer = QueueConsumer()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._entrypoints: dict[str, Rpc] = {}
+        self._stopping = False
+
+    def setup(self) -> None:
+        config = self.container.config
+        service_name = self.container.service_name
+        self.exchange = get_rpc_exchange(config)
+        self.publisher = publisher_for(config)
+        queue = kombu.Queue(
+            RPC_QUEUE_TEMPLATE.format(service_name),
+            exchange=self.exchange,
+            routing_key=f"{service_name}.*",
+            durable=True,
+        )
+        self.queue_consumer.consume(self, queue, self.on_message)
+
+    def register_provider(self, provider: Rpc) -> None:
+        self._entrypoints[provider.method_name] = provider
+        super().register_provider(provider)
+
+    def unregister_provider(self, provider: Rpc) -> None:
+        self._stopping = True
+        self._entrypoints.pop(provider.method_name, None)
+        super().unregister_provider(provider)
+        if not self._entrypoints:
+            self.queue_consumer.unregister_provider(self)
+
+    def on_message(self, message: kombu.Message) -> None:
+        self.container.spawn_managed_thread(
+            partial(self.handle_message, message),
+            identifier=f"{self.container.service_name}.rpc_request",
+        )
+
+    def handle_message(self, message: kombu.Message) -> None:
+        if not message.properties.get("reply_to"):
+            reject_malformed(message, "no reply_to, so nowhere to send a reply")
+            return
+        try:
+            args, kwargs = parse_request(message)
+            entrypoint = self._entrypoint_for(message)
+            if entrypoint is None:
+                return
+            entrypoint.check_signature(args, kwargs)
+        except MalformedRequest as exc:
+            self.respond(
+                message, None, _exc_info(exc), settle=partial(reject_malformed, reason=exc)
+            )
+            return
+        except (MethodNotFound, IncorrectSignature) as exc:
+            self.respond(message, None, _exc_info(exc))
+            return
+        entrypoint.handle_request(message, args, kwargs)
+
+    def _entrypoint_for(self, message: kombu.Message) -> Rpc | None:
+        method_name = message.delivery_info["routing_key"].rpartition(".")[2]
+        entrypoint = self._entrypoints.get(method_name)
+        if entrypoint is None:
+            if self._stopping:
+                # The method may well exist: it is stopping. Another instance may take it.
+                requeue(message)
+                return None
+            raise MethodNotFound(method_name)
+        return entrypoint
+
+    def respond(
+        self,
+        message: kombu.Message,
+        result: Any,
+        exc_info: tuple | None,
+        settle: Callable[[kombu.Message], None] = ack,
+    ) -> tuple[Any, Any]:
+        """Reply, then settle the request (requeue it when no reply could be sent).
+
+        Returns ``(result, exc_info)`` as the caller was told them.
+        """
+        error = exc_info[1] if exc_info is not None else None
+        try:
+            try:
+                self._send_reply(message, result, error)
+            except kombu.exceptions.EncodeError:
+                error = UnserializableValueError(result)
+                result, exc_info = None, _exc_info(error)
+                self._send_reply(message, None, error)
+        except RECOVERABLE_ERRORS:
+            log.exception("could not reply to %s; requeued", describe(message))
+            requeue(message)
+        else:
+            settle(message)
+        return result, exc_info
+
+    def _send_reply(self, message: kombu.Message, result: Any, error: BaseException | None):
+        properties = message.properties
+        self.publisher.publish(
+            {"result": result, "error": serialize(error) if error is not None else None},
+            exchange=self.exchange,
+            routing_key=properties["reply_to"],
+            correlation_id=properties.get("correlation_id"),
+            serializer=serialization.serializer_for(
+                message.content_type, self.publisher.serializer
+            ),
+            kind="rpc-reply",
+        )
+
+
+class Rpc(Entrypoint, HeaderDecoder):
+    """``@rpc``: the method answers RPC requests for ``{service}.{method}``."""
+
+    rpc_consumer = RpcConsumer()
+
+    def setup(self) -> None:
+        self.rpc_consumer.register_provider(self)
+
+    def stop(self) -> None:
+        self.rpc_consumer.unregister_provider(self)
+
+    def handle_request(self, message: kombu.Message, args: list, kwargs: dict) -> None:
+        try:
+            self.container.spawn_worker(
+                self,
+                args,
+                kwargs,
+                context_data=self.unpack_message_headers(message),
+                handle_result=partial(self.handle_result, message),
+            )
+        except ContainerBeingKilled:
+            requeue(message)
+
+    def handle_result(
+        self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any
+    ) -> tuple[Any, Any]:
+        return self.rpc_consumer.respond(message, result, exc_info)
+
+
+rpc = Rpc.decorator
+
+
+# --- calling ------------------------------------------------------------------------------
+
+
+class PendingReplies:
+    """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, eventlet.event.Event] = {}
+
+    def expect(self, correlation_id: str) -> eventlet.event.Event:
+        event = self._waiting[correlation_id] = eventlet.event.Event()
+        return event
+
+    def forget(self, correlation_id: str) -> None:
+        self._waiting.pop(correlation_id, None)
+
+    def deliver(self, message: kombu.Message) -> None:
+        """Hand a reply to its caller (called in the consumer loop)."""
+        event = self._waiting.pop(message.properties.get("correlation_id"), None)
+        if event is None:
+            log.debug("dropped a reply nobody waits for (timed out?): %s", describe(message))
+            return
+        try:
+            event.send(message.decode())
+        except Exception as exc:
+            event.send_exception(exc)
+
+    def queue_lost(self) -> None:
+        """The reply queue vanished while the connection was down, and the replies with it."""
+        self.fail_all(
+            lambda: ReplyQueueExpiredWithPendingReplies(
+                "the reply queue expired while the broker was unreachable; "
+                "the replies of the calls in flight are lost"
+            )
+        )
+
+    def fail(self, correlation_id: str, exc: BaseException) -> None:
+        """Raise ``exc`` in the call's caller, unless its reply came already."""
+        event = self._waiting.pop(correlation_id, None)
+        if event is not None:
+            event.send_exception(exc)
+
+    def fail_all(self, make_error: Callable[[], BaseException]) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for event in waiting.values():
+            event.send_exception(make_error())
+
+
+class RpcReply:
+    """The pending result of ``call_async``: ``result()`` waits for it (any thread)."""
+
+    def __init__(
+        self,
+        replies: PendingReplies,
+        correlation_id: str,
+        event: eventlet.event.Event,
+        target: str,
+        timeout: float | None,
+    ):
+        self.correlation_id = correlation_id
+        self.target = target
+        self.timeout = timeout
+        self._replies = replies
+        self._event = event
+        self._body: dict | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The call's result, or its error raised; ``timeout`` defaults to the client's."""
+        return get_runtime().call(self.wait, timeout)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """:meth:`result`, for the hub thread."""
+        if self._body is None:
+            self._body = self._wait_body(self.timeout if timeout is None else timeout)
+        if self._body.get("error"):
+            raise deserialize(self._body["error"])
+        return self._body.get("result")
+
+    def _wait_body(self, timeout: float | None) -> dict:
+        timer = eventlet.Timeout(timeout, RpcTimeout(f"{self.target} timed out after {timeout}s"))
+        try:
+            return self._event.wait()
+        except RpcTimeout:
+            self._replies.forget(self.correlation_id)
+            raise
+        finally:
+            timer.cancel()
+
+    def __repr__(self) -> str:
+        return f"<RpcReply {self.target} {self.correlation_id}>"
+
+
+class RpcCaller:
+    """Publishes requests and returns :class:`RpcReply` objects (hub thread only).
+
+    Shared by the clients in services and the standalone ones; they differ in their reply
+    queue and in the context data they send.
+    """
+
+    def __init__(
+        self,
+        publisher: AmqpPublisher,
+        exchange: kombu.Exchange,
+        replies: PendingReplies,
+        reply_to: str,
+        timeout: float | None = None,
+    ):
+        self.publisher = publisher
+        self.exchange = exchange
+        self.replies = replies
+        self.reply_to = reply_to
+        self.timeout = timeout
+
+    def send(
+        self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
+    ) -> RpcReply:
+        pool = self.publisher.pool
+        queue_name = RPC_QUEUE_TEMPLATE.format(service_name)
+        # Mandatory publishing alone misses an unknown service when a catch-all binding on the
+        # exchange takes the request; a queue that does not exist cannot be missed.
+        if not pool.queue_exists(queue_name):
+            raise UnknownService(service_name)
+        correlation_id = str(uuid.uuid4())
+        request = self.publisher.prepare(
+            {"args": list(args), "kwargs": dict(kwargs)},
+            exchange=self.exchange,
+            routing_key=f"{service_name}.{method_name}",
+            reply_to=self.reply_to,
+            correlation_id=correlation_id,
+            mandatory=True,
+            extra_headers=encode_to_headers(context_data),
+            kind="rpc-request",
+        )
+        event = self.replies.expect(correlation_id)
+        # The broker confirms a persistent request only once it is on disk or acked, which
+        # comes after the reply: waiting for the confirm first would double the round trip.
+        eventlet.spawn_n(self._publish, request, service_name)
+        target = f"{service_name}.{method_name}"
+        return RpcReply(self.replies, correlation_id, event, target, self.timeout)
+
+    def _publish(self, request: OutgoingMessage, service_name: str) -> None:
+        correlation_id = request.options["correlation_id"]
+        try:
+            self.publisher.send(request)
+        except UndeliverableMessage:
+            self.publisher.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
+            self.replies.fail(correlation_id, UnknownService(service_name))
+        except Exception as exc:
+            self.replies.fail(correlation_id, exc)
+
+
+Send = Callable[[str, str, tuple, dict], RpcReply]
+
+
+class Client:
+    """What an RPC client injects: ``client.service.method(...)``, ``client["svc-name"]``,
+    ``client.service.method.call_async(...)``. Usable from any thread."""
+
+    def __init__(self, send: Send, service_name: str | None = None, method_name: str | None = None):
+        self._send = send
+        self.service_name = service_name
+        self.method_name = method_name
+
+    def __getattr__(self, name: str) -> Client:
+        # Private names are Python's and tools' probes (copy, IPython), never services.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> Client:
+        if self.method_name is not None:
+            raise TypeError(f"{self!r} is a method; it has no {name!r}")
+        if self.service_name is None:
+            return Client(self._send, name)
+        return Client(self._send, self.service_name, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # One trip to the hub for the whole call, not one to send and one to wait.
+        return get_runtime().call(lambda: self._call_async(args, kwargs).wait())
+
+    def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
+        return get_runtime().call(self._call_async, args, kwargs)
+
+    def _call_async(self, args: tuple, kwargs: dict) -> RpcReply:
+        if self.method_name is None:
+            raise TypeError(f"{self!r} is not a method: call client.service.method(...)")
+        return self._send(self.service_name, self.method_name, args, kwargs)
+
+    def __repr__(self) -> str:
+        target = ".".join(name for name in (self.service_name, self.method_name) if name)
+        return f"<{type(self).__name__} {target or 'cluster'}>"
+
+
+Proxy = Client
+
+
+class ReplyListener(SharedExtension):
+    """The container's reply queue, shared by all its RPC clients."""
+
+    queue_consumer = QueueConsumer()
+
+    def setup(self) -> None:
+        self.routing_key = str(uuid.uuid4())
+        self.replies = PendingReplies()
+        queue = reply_queue(
+            self.container.service_name, self.routing_key, get_rpc_exchange(self.container.config)
+        )
+        self.queue_consumer.consume(
+            self, queue, self.replies.deliver, no_ack=True, on_lost=self.replies.queue_lost
+        )
+
+    def stop(self) -> None:
+        self.queue_consumer.unregister_provider(self)
+
+
+class ClusterRpc(DependencyProvider):
+    """Injects a client of every service: ``self.cluster.greeter.hello("Ada")``.
+
+    ``timeout`` (seconds) bounds each call; ``publisher_options`` go to the publisher
+    (``uri``, ``ssl``, ``login_method``, ``serializer``...).
+    """
+
+    reply_listener = ReplyListener()
+
+    def __init__(self, timeout: float | None = None, **publisher_options: Any):
+        self.timeout = timeout
+        self.publisher_options = {
+            key: value for key, value in publisher_options.items() if key not in RESTRICTED_OPTIONS
+        }
+
+    def setup(self) -> None:
+        self.publisher = publisher_for(self.container.config, **self.publisher_options)
+
+    def start(self) -> None:
+        # The reply listener's setup, which runs alongside ours, has made its queue by now.
+        listener = self.reply_listener
+        self.caller = RpcCaller(
+            self.publisher,
+            get_rpc_exchange(self.container.config),
+            listener.replies,
+            listener.routing_key,
+            self.timeout,
+        )
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Client:
+        context_data = worker_ctx.context_data
+        return Client(partial(self._send, context_data))
+
+    def _send(self, context_data: dict, *request: Any) -> RpcReply:
+        return self.caller.send(*request, context_data)
+
+
+class ServiceRpc(ClusterRpc):
+    """Injects a client of one service: ``self.greeter.hello("Ada")``."""
+
+    def __init__(self, target_service: str, timeout: float | None = None, **publisher_options):
+        self.target_service = target_service
+        super().__init__(timeout, **publisher_options)
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Client:
+        return super().get_dependency(worker_ctx)[self.target_service]
+
+
+RpcProxy = ServiceRpc

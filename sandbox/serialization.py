@@ -1,0 +1,42 @@
+"""Which serializer messages are written with, and which content types are accepted.
+
+Config keys (Nameko's): ``serializer`` (default ``json``), ``ACCEPT`` (default: only the
+serializer) and ``SERIALIZERS``, extra kombu serializers as
+``{name: {encoder, decoder, content_type, content_encoding}}`` with dotted import paths.
+Pickle is never accepted unless the config names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import kombu.serialization
+
+from sandbox.utils import import_from_path
+
+
+class SerializationConfig(NamedTuple):
+    serializer: str
+    accept: list[str]
+
+
+def setup(config: Mapping[str, Any] | None = None) -> SerializationConfig:
+    """Register the config's extra serializers with kombu and return what to use."""
+    if config is None:
+        from sandbox.config import config
+    for name, spec in (config.get("SERIALIZERS") or {}).items():
+        kombu.serialization.register(
+            name,
+            import_from_path(spec["encoder"]),
+            import_from_path(spec["decoder"]),
+            content_type=spec["content_type"],
+            content_encoding=spec.get("content_encoding", "utf-8"),
+        )
+    serializer = config.get("serializer") or "json"
+    return SerializationConfig(serializer, list(config.get("ACCEPT") or [serializer]))
+
+
+def serializer_for(content_type: str | None, default: str) -> str:
+    """The serializer registered for ``content_type`` (a reply answers in its request's)."""
+    return kombu.serialization.registry.type_to_name.get(content_type, default)

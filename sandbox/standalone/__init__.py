@@ -1,0 +1,1 @@
+"""Clients for code outside services: scripts, notebook cells, tests, other threads."""

@@ -1,0 +1,143 @@
+"""RPC clients for code outside services; any thread may use them.
+
+``with ClusterRpcProxy() as cluster: cluster.greeter.hello("Ada")``. A proxy keeps one consumer
+connection and one reply queue from ``start()`` to ``stop()``; requests go out through the
+process's pooled publisher connections. Calls run in the sandbox runtime's hub thread, so the
+calling thread needs no eventlet of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import eventlet.semaphore
+
+from sandbox import serialization
+from sandbox.amqp.consume import Consumer
+from sandbox.amqp.transport import connection_options
+from sandbox.messaging import publisher_for
+from sandbox.rpc import (
+    RESTRICTED_OPTIONS,
+    Client,
+    PendingReplies,
+    RpcCaller,
+    RpcReply,
+    get_rpc_exchange,
+    reply_queue,
+)
+from sandbox.runtime import get_runtime
+
+REPLY_QUEUE_OWNER = "standalone_rpc_proxy"
+
+
+class ClusterRpcProxy:
+    """A client of every service: ``proxy.service.method(...)``, ``proxy["svc-name"]``.
+
+    ``config`` defaults to the global ``sandbox.config``; ``context_data`` is sent with every
+    call; ``timeout`` (seconds) bounds each call with RpcTimeout.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        context_data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **publisher_options: Any,
+    ):
+        if config is None:
+            from sandbox.config import config
+        self.config = config
+        self.context_data = dict(context_data or {})
+        self.timeout = timeout
+        self.publisher_options = {
+            key: value for key, value in publisher_options.items() if key not in RESTRICTED_OPTIONS
+        }
+        self._caller: RpcCaller | None = None
+        self._consumer: Consumer | None = None
+        self._thread: Any = None
+        # Guards start and stop, which run in the hub, against each other.
+        self._lifecycle = eventlet.semaphore.Semaphore()
+
+    def start(self) -> Client:
+        get_runtime().call(self._start)
+        return Client(self._send)
+
+    def stop(self) -> None:
+        get_runtime().call(self._stop)
+
+    def __enter__(self) -> Client:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        with self._lifecycle:
+            if self._caller is not None:
+                return
+            config = self.config
+            exchange = get_rpc_exchange(config)
+            routing_key = str(uuid.uuid4())
+            replies = PendingReplies()
+            consumer = Consumer(
+                self.publisher_options.get("uri") or config["AMQP_URI"],
+                heartbeat=config.get("HEARTBEAT", 60),
+                accept=serialization.setup(config).accept,
+                retry_policy=config.get("TRANSPORT_OPTIONS"),
+                **connection_options(config),
+            )
+            consumer.add_queue(
+                reply_queue(REPLY_QUEUE_OWNER, routing_key, exchange),
+                replies.deliver,
+                no_ack=True,
+                on_lost=replies.queue_lost,
+            )
+            thread = get_runtime().spawn(consumer.run)
+            try:
+                consumer.wait_until_ready()
+            except BaseException:
+                thread.kill()
+                consumer.close()
+                raise
+            self._consumer, self._thread = consumer, thread
+            publisher = publisher_for(config, **self.publisher_options)
+            self._caller = RpcCaller(publisher, exchange, replies, routing_key, self.timeout)
+
+    def _stop(self) -> None:
+        with self._lifecycle:
+            caller, self._caller = self._caller, None
+            if caller is None:
+                return
+            self._thread.kill()
+            self._consumer.close()
+            caller.replies.fail_all(
+                lambda: RuntimeError(f"{type(self).__name__} stopped before the reply came")
+            )
+
+    def _send(self, service_name: str, method_name: str, args: tuple, kwargs: dict) -> RpcReply:
+        if self._caller is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not running: use it in a `with` block, "
+                "or call start() first (and not after stop())"
+            )
+        call_id = f"{REPLY_QUEUE_OWNER}.call.{uuid.uuid4()}"
+        context_data = {**self.context_data, "call_id_stack": [call_id]}
+        return self._caller.send(service_name, method_name, args, kwargs, context_data)
+
+
+class ServiceRpcProxy(ClusterRpcProxy):
+    """A client of one service: ``with ServiceRpcProxy("greeter") as greeter: greeter.hello()``."""
+
+    def __init__(self, service_name: str, *args: Any, **kwargs: Any):
+        self.service_name = service_name
+        super().__init__(*args, **kwargs)
+
+    def start(self) -> Client:
+        return super().start()[self.service_name]
+
+
+# Nameko 3's names.
+ClusterRpcClient = ClusterRpcProxy
+ServiceRpcClient = ServiceRpcProxy

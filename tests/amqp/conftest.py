@@ -1,0 +1,67 @@
+"""What the AMQP tests do to the broker behind ``rabbit_config``, on either transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kombu
+import pytest
+
+from sandbox import broker
+from sandbox.amqp.transport import connect
+from sandbox.runtime import get_runtime
+
+
+class AmqpBroker:
+    def __init__(self, amqp_uri: str, manager: Any = None):
+        self.amqp_uri = amqp_uri
+        self.manager = manager
+
+    def run(self, fn):
+        """``fn(channel)`` on a connection of its own, in the hub thread."""
+
+        def run():
+            with connect(self.amqp_uri) as connection:
+                return fn(connection.channel())
+
+        return get_runtime().call(run)
+
+    def publish(self, body, *, exchange="nameko-rpc", routing_key, **properties):
+        """A message exactly as given: the body is sent as raw bytes."""
+
+        def publish(channel):
+            producer = kombu.Producer(channel)
+            content_type = properties.pop("content_type", "application/json")
+            producer.publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                content_type=content_type,
+                content_encoding="binary",
+                **properties,
+            )
+
+        self.run(publish)
+
+    def message_count(self, queue_name: str) -> int:
+        return self.run(lambda channel: channel.queue_declare(queue_name, passive=True)[1])
+
+    def bind_catch_all(self, exchange_name: str = "nameko-rpc") -> None:
+        """A queue that takes every message of the exchange (the bane of UnknownService)."""
+        exchange = kombu.Exchange(exchange_name, type="topic", durable=True)
+        self.run(lambda channel: kombu.Queue("catch-all", exchange, "#")(channel).declare())
+
+    def drop_connections(self) -> None:
+        """Close every client connection, as a broker restart would."""
+        vhost = kombu.Connection(self.amqp_uri).virtual_host
+        if self.manager is None:
+            get_runtime().call(lambda: broker.get_broker(vhost).close())
+        else:
+            assert self.manager.close_connections(vhost) > 0
+
+
+@pytest.fixture
+def amqp_broker(rabbit_config, request) -> AmqpBroker:
+    uri = rabbit_config["AMQP_URI"]
+    manager = None if uri.startswith("memory") else request.getfixturevalue("rabbit_manager")
+    return AmqpBroker(uri, manager)

@@ -1,0 +1,92 @@
+"""`%sandbox export` and `sb.export` in a live kernel: the cells run so far, the kernel's config."""
+
+import signal
+import textwrap
+
+HELPERS = """
+import logging
+from sandbox.config import config
+from sandbox.testing.services import dummy
+from sandbox.timer import timer
+
+log = logging.getLogger("ticker")
+# Shown by the timer.
+WORD = "tick"
+config["DB_URI"] = "postgresql://app:s3cret@db/app"
+"""
+
+TICKER = """
+class Ticker:
+    name = "ticker"
+    count = 0
+
+    @timer(interval=0.02)
+    def tick(self):
+        Ticker.count += 1
+        log.warning("%s #%d", WORD, Ticker.count)
+"""
+
+CALC = """
+class Calc:
+    name = "calc"
+
+    @dummy
+    def add(self, a, b):
+        return a + b
+"""
+
+
+def define(kernel, *cells):
+    for cell in cells:
+        kernel.run(textwrap.dedent(cell))
+
+
+def test_sandbox_export_writes_the_running_services(sandbox_kernel, tmp_path):
+    define(sandbox_kernel, HELPERS, TICKER, CALC, "%sandbox status\nsb.services")
+    result = sandbox_kernel.run("%sandbox export")
+    assert result.stdout == "wrote services.py (Ticker, Calc) and config.yaml\n"
+    assert result.stderr == ""
+    module = (tmp_path / "services.py").read_text()
+    assert module.startswith("# Services exported from the kernel's input history by sandbox")
+    assert '# Shown by the timer.\nWORD = "tick"' in module
+    for interactive in ("sandbox status", "sb.", "get_ipython", "load_ext", "config["):
+        assert interactive not in module
+    config = (tmp_path / "config.yaml").read_text()
+    assert "AMQP_URI: memory://\nWEB_SERVER_ADDRESS: 127.0.0.1:0\n" in config
+    assert "DB_URI: postgresql://app:${DB_PASSWORD}@db/app\n" in config
+    assert "s3cret" not in config
+
+
+def test_sb_export_selects_services_and_reports_warnings(sandbox_kernel, tmp_path):
+    define(sandbox_kernel, HELPERS, "for step in range(2):\n    pass", CALC)
+    define(sandbox_kernel, CALC.replace("a + b", "a + b + step"))
+    result = sandbox_kernel.run('sb.export("calc_only.py", "calc")')
+    assert result.stdout == "wrote calc_only.py (Calc) and config.yaml\n"
+    assert result.stderr == (
+        # In[4]: the fixture ran two cells first.
+        "sandbox: warning: 'step' is only set by running code (a for loop in cell 4); "
+        "used by Calc\n"
+    )
+    assert "a + b + step" in (tmp_path / "calc_only.py").read_text()
+
+
+def test_export_errors_are_one_line(sandbox_kernel):
+    define(sandbox_kernel, HELPERS)
+    nothing = sandbox_kernel.run("%sandbox export services.py")
+    assert nothing.error is None
+    assert nothing.stderr.startswith("sandbox: cannot export: no service classes in the notebook")
+    define(sandbox_kernel, CALC)
+    unknown = sandbox_kernel.run('sb.export("services.py", "Nope")')
+    assert unknown.stderr.strip() == (
+        "sandbox: cannot export: no service class 'Nope' in the notebook (services: Calc (calc))"
+    )
+
+
+def test_the_kernel_export_runs_with_sandbox_run(sandbox_kernel, cli, tmp_path):
+    define(sandbox_kernel, HELPERS, TICKER)
+    sandbox_kernel.run("%sandbox export services.py")
+    proc = cli("run", "services", "--config", "config.yaml", env={"DB_PASSWORD": "s3cret"})
+    proc.wait_for_line("started service ticker (1 entrypoint)")
+    proc.wait_for_line("tick #2")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.finish()[0] == 0
