@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench lint rabbitmq
+.PHONY: run test demo bench lint rabbitmq chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1
 
-test: $(STAMP) rabbitmq
+test: $(STAMP) rabbitmq chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 rabbitmq:
 	bash scripts/ensure-rabbitmq.sh
+
+chromium:
+	bash scripts/ensure-chromium.sh
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo

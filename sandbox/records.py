@@ -166,7 +166,8 @@ class Record:
             return jsonable(self.http["request"].get("headers", {}))
         if self.event is not None:
             return jsonable(self.event.get("headers") or {})
-        return jsonable(self.context)
+        # The stack is shown on its own; the rest is what the caller's headers carried.
+        return {k: jsonable(v) for k, v in self.context.items() if k != CALL_ID_STACK_CONTEXT_KEY}
 
     @property
     def shown_status(self) -> str:

@@ -67,9 +67,9 @@ class Inspector(View):
         self.status_filter = w.Dropdown(options=[("any status", "")] + _pairs(STATUSES))
         self.status_filter.layout = small
         self.text_filter = w.Text(placeholder="search payloads, ids...", layout=small)
-        self.chains_toggle = w.ToggleButton(description="call chains", icon="sitemap")
-        self.pause_button = w.ToggleButton(description="pause", icon="pause")
-        self.clear_button = w.Button(description="clear", icon="trash")
+        self.chains_toggle = w.ToggleButton(description="call chains", icon="sitemap", layout=small)
+        self.pause_button = w.ToggleButton(description="pause", icon="pause", layout=small)
+        self.clear_button = w.Button(description="clear", icon="trash", layout=small)
         self.count_widget = w.HTML()
         self.rows_widget = w.Select(options=[], rows=12, layout=w.Layout(width="100%"))
         self.rows_widget.add_class("sandbox-rows")
