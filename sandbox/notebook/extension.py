@@ -20,12 +20,18 @@ from sandbox.utils import sanitize_url
 _loaded: dict[str, Any] = {}
 
 
-def load(ip) -> None:
+def load(ip, keep_web_address: bool = False) -> None:
+    """Give ``ip`` the runtime, ``sb``, the magics and hot start.
+
+    ``keep_web_address`` when WEB_SERVER_ADDRESS names a server to call rather than one to
+    bind: in ``sandbox shell``, ``sb.http`` talks to the cluster's running server.
+    """
     if _loaded:
         return
     get_runtime()  # one hub thread per kernel; %reload_ext finds it running and reuses it
     add_context_capturer(capture_cell)
-    _choose_web_address()
+    if not keep_web_address:
+        _choose_web_address()
     session = Session()
     session.forget(ip.user_ns)
     client = Client(session)

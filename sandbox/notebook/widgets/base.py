@@ -6,13 +6,15 @@ import html
 import json
 from typing import Any
 
-from IPython import get_ipython
-
 JSON_LIMIT = 50  # records or rows put in an application/json fallback
 
 
 def in_kernel() -> bool:
     """True when a Jupyter kernel (and so possibly a widget front end) is listening."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # no IPython, no kernel: the plain `sandbox shell` imports us without it
+        return False
     return getattr(get_ipython(), "kernel", None) is not None
 
 

@@ -1,0 +1,117 @@
+"""`sandbox shell`: IPython (or Python's console) with `sb` connected to the configured broker."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+# IPython reads piped lines as if typed: a blank line ends a block.
+SERVICE = """\
+from sandbox.testing.services import dummy
+class Echo:
+    name = "echo"
+    @dummy
+    def echo(self, value):
+        return value
+
+print("state:", sb.services["echo"].state)
+"""
+
+
+def shell(*args, stdin="", tmp_path, prelude=""):
+    """Run `sandbox shell` with ``stdin`` piped in; return the finished process."""
+    pythonpath = os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))
+    command = (
+        f"{prelude}from sandbox.cli.main import main; import sys; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", command, "shell", *args],
+        input=stdin,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_command_runs_with_sb_connected_to_the_configured_broker(tmp_path):
+    (tmp_path / "config.yaml").write_text("AMQP_URI: memory://\nGREETING: hello\n")
+    done = shell(
+        "--config",
+        "config.yaml",
+        "--command",
+        "from sandbox import config; print(type(sb).__name__, config['GREETING'])",
+        tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("sandbox 0.1.0: broker memory:// (embedded), HTTP on http://")
+    assert lines[1] == "Client hello"
+
+
+def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path):
+    # In a shell the address is the cluster's web server, which is running: it must not move.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        done = shell(
+            "-d", f"WEB_SERVER_ADDRESS={address}", "--command", "print(sb.http)", tmp_path=tmp_path
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"<sb.http on http://{address}>"
+    assert "taken" not in done.stderr
+
+
+def test_piped_stdin_is_read_like_typed_input(tmp_path):
+    done = shell(stdin=SERVICE + "\n%sandbox status\n", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "state: running" in done.stdout
+    assert "echo running" in done.stdout
+
+
+def test_a_failing_command_exits_1(tmp_path):
+    done = shell("--command", "1 / 0", tmp_path=tmp_path)
+    assert done.returncode == 1
+    assert "ZeroDivisionError" in done.stdout + done.stderr
+
+
+def test_plain_console(tmp_path):
+    done = shell("--plain", stdin='print("got", type(sb).__name__)\n', tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("sandbox shell, Python ")
+    assert "broker memory://. `sb` is the client" in done.stderr
+    assert "got Client" in done.stdout
+    failed = shell("--plain", "--command", "1 / 0", tmp_path=tmp_path)
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
+
+
+def test_without_ipython_the_plain_console_is_used(tmp_path):
+    done = shell(
+        stdin='print("got", type(sb).__name__)\n',
+        tmp_path=tmp_path,
+        prelude="import sys; sys.modules['IPython'] = None; ",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("sandbox shell, Python ")
+    assert "got Client" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "nowhere.yaml"], "cannot read config file nowhere.yaml"),
+        (["-d", "novalue"], "--define expects KEY=VALUE"),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path, args, message):
+    done = shell(*args, tmp_path=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"sandbox: error: {message}")
+    assert done.stderr.count("\n") == 1
