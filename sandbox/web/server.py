@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response
 
 from sandbox import recorder
+from sandbox.config import config
 from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
 from sandbox.runtime import get_runtime
@@ -102,6 +104,8 @@ def error_response(
 def http_exception_response(exc: HTTPException, environ: Mapping | None = None) -> Response:
     if exc.response is not None:  # abort(response) chose the whole response itself
         return exc.response
+    if exc.code is not None and exc.code < 400:  # a routing redirect: its Location matters
+        return exc.get_response(environ)
     headers = [(k, v) for k, v in exc.get_headers(environ) if k.lower() != "content-type"]
     return error_response(exc.code or 500, type(exc).__name__, exc.description or "", headers)
 
@@ -182,14 +186,17 @@ class Listener:
 
     def __init__(self, requested: BindAddress, opener: WebServer):
         self.requested = requested
-        # No SO_REUSEPORT: another process asking for this port must fail, not share it.
-        self.sock = eventlet.listen(requested, reuse_port=False)
+        self.sock = listen(requested)
         self.address = BindAddress(*self.sock.getsockname()[:2])
         self.url_map = Map()
         self._servers: list[WebServer] = []
         self._connections = eventlet.GreenPool(MAX_CONNECTIONS)
         self._states: dict[int, list] = {}
-        self.wsgi_server = opener.get_wsgi_server(self.sock, self)
+        try:
+            self.wsgi_server = opener.get_wsgi_server(self.sock, self)
+        except Exception:
+            self.sock.close()
+            raise
         self._accepting = get_runtime().spawn(self._accept)
         log.debug("listening on %s", base_url(self.address))
 
@@ -281,6 +288,15 @@ class Listener:
         log.debug("closed %s", base_url(self.address))
 
 
+def listen(address: BindAddress) -> Any:
+    family = socket.AF_INET6 if ":" in address.address else socket.AF_INET
+    try:
+        # No SO_REUSEPORT: another process asking for this port must fail, not share it.
+        return eventlet.listen(address, family, reuse_port=False)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {base_url(address)}: {exc.strerror}") from None
+
+
 def _rule_key(rule: Rule) -> tuple[str, frozenset[str]]:
     return rule.rule, frozenset(rule.methods or ())
 
@@ -336,8 +352,6 @@ def get_listener_address(address: str | int | None = None) -> BindAddress | None
     Any thread may ask.
     """
     if address is None:
-        from sandbox.config import config
-
         address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
     listener = _find_listener(parse_address(address))
     return listener.address if listener is not None else None

@@ -165,7 +165,7 @@ def test_another_process_cannot_share_the_port(container_factory, web_config, we
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         other.bind(("127.0.0.1", web_config_port))
         other.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=f"cannot listen on http://127.0.0.1:{web_config_port}"):
             container_factory(Alpha, web_config).start()
 
 
@@ -287,3 +287,26 @@ def test_middleware_wraps_its_own_service_only(container_factory, web_config, we
     container_factory(Alpha, web_config).start()
     assert web_session.get("/tagged").headers["X-Tag"] == "tagged"
     assert "X-Tag" not in web_session.get("/alpha").headers
+
+
+class Directory:
+    name = "directory"
+
+    @http("GET", "/dir/")
+    def listing(self, request):
+        return "listing"
+
+
+def test_a_missing_trailing_slash_redirects(container_factory, web_config, web_session):
+    container_factory(Directory, web_config).start()
+    redirect = web_session.get("/dir", allow_redirects=False)
+    assert redirect.status_code == 308
+    assert redirect.headers["Location"].endswith("/dir/")
+    assert web_session.get("/dir").text == "listing"
+
+
+def test_ipv6_loopback(container_factory):
+    container_factory(Alpha, {"WEB_SERVER_ADDRESS": "[::1]:0"}).start()
+    base_url = get_base_url("[::1]:0")
+    assert base_url.startswith("http://[::1]:")
+    assert requests.get(f"{base_url}/alpha").text == "alpha"
