@@ -102,6 +102,7 @@ class Record:
         "target",
         "http",
         "event",
+        "_summary",
         "_text",
     )
 
@@ -123,6 +124,7 @@ class Record:
         self.target: str | None = None
         self.http: dict[str, Any] | None = None  # request and response, for HTTP records
         self.event: dict[str, Any] | None = None  # the publish, for EVENT/MESSAGE publishes
+        self._summary: str | None = None
         self._text: str | None = None
 
     # --- derived views: rendered when asked, never on the hot path --------------------------
@@ -174,14 +176,19 @@ class Record:
         return str(self.code) if self.code is not None else self.status
 
     def summary(self) -> str:
-        """One line: time, kind, source -> target, status, duration."""
+        """One line: time, kind, source -> target, status, duration; cached once complete."""
+        if self._summary is not None:
+            return self._summary
         clock = time.strftime("%H:%M:%S", time.localtime(self.time))
         millis = int(self.time * 1000) % 1000
         took = f"{self.duration * 1000:.1f}ms" if self.duration is not None else "..."
-        return (
+        summary = (
             f"{clock}.{millis:03d} {self.kind:<7} {self.source or '-'} -> {self.target or '-'}"
             f"  {self.shown_status} {took}"
         )
+        if self.status != RUNNING:
+            self._summary = summary
+        return summary
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -406,6 +413,7 @@ class Recorder:
         record.status = ERROR if record.code >= 400 else OK
         record.source = record.source or request.remote_addr
         record.http = {"request": _http_request(request), "response": _http_response(response)}
+        record._summary = record._text = None  # rendered when its worker finished, maybe
         self._publish(record)
 
     def message_published(self, info: dict[str, Any]) -> None:

@@ -30,7 +30,11 @@ from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, OK, RPC, RUNNING,
 
 KINDS = (RPC, HTTP, EVENT, TIMER, MESSAGE, CALL)
 STATUSES = (OK, ERROR, RUNNING)
-MAX_ROWS = 500  # newest matching records listed; a <select> of 10,000 options drags a browser
+MAX_ROWS = 300  # newest matching records listed; a <select> of 10,000 options drags a browser
+# A refresh (filtering, then traitlets validating every label) runs in the hub: space batches
+# so that it takes at most a tenth of the hub's time, however costly it gets.
+HUB_SHARE = 0.1
+MAX_INTERVAL = 1.0
 
 _STYLE = """<style>
 .sandbox-rows select { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
@@ -43,6 +47,7 @@ class Inspector(View):
     def __init__(self, recorder: Any, client: Any, interval: float = 0.15):
         self.recorder, self.client = recorder, client
         self.criteria: dict[str, str] = {"service": "", "kind": "", "status": "", "text": ""}
+        self.interval = interval
         self.chains = False
         self.paused = False
         self.selected: Record | None = None
@@ -54,6 +59,7 @@ class Inspector(View):
         super().__init__()
         if self.widget is not None:
             self.subscription = recorder.subscribe(self._on_batch, interval)
+            self._offer_services(recorder.records())
             self.refresh()
 
     # --- widgets ----------------------------------------------------------------------------
@@ -198,7 +204,6 @@ class Inspector(View):
             return
         with self._lock:
             records = self.recorder.records()
-            self._offer_services(records)
             found = self.matching() if any(self.criteria.values()) else records
             listed = found[-MAX_ROWS:]
             rows = chain_rows(listed) if self.chains else [(r, 0) for r in reversed(listed)]
@@ -214,7 +219,11 @@ class Inspector(View):
                 self._missed += len(batch)
                 self._count(len(self.recorder), None, None)
                 return
+            started = time.perf_counter()
+            self._offer_services(batch)
             self.refresh()
+            took = time.perf_counter() - started
+            self.subscription.interval = min(MAX_INTERVAL, max(self.interval, took / HUB_SHARE))
             if self.selected is not None and any(r is self.selected for r in batch):
                 self._show_detail(self.selected)  # it was running and has finished since
 
