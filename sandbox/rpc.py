@@ -117,6 +117,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         config = self.container.config
         service_name = self.container.service_name
         self.exchange = get_rpc_exchange(config)
+        self.serialization = serialization.setup(config)
         self.publisher = publisher_for(config)
         queue = kombu.Queue(
             RPC_QUEUE_TEMPLATE.format(service_name),
@@ -207,9 +208,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             exchange=self.exchange,
             routing_key=properties["reply_to"],
             correlation_id=properties.get("correlation_id"),
-            serializer=serialization.serializer_for(
-                message.content_type, self.publisher.serializer
-            ),
+            serializer=serialization.reply_serializer(message.content_type, self.serialization),
             kind="rpc-reply",
         )
 

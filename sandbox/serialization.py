@@ -37,6 +37,10 @@ def setup(config: Mapping[str, Any] | None = None) -> SerializationConfig:
     return SerializationConfig(serializer, list(config.get("ACCEPT") or [serializer]))
 
 
-def serializer_for(content_type: str | None, default: str) -> str:
-    """The serializer registered for ``content_type`` (a reply answers in its request's)."""
-    return kombu.serialization.registry.type_to_name.get(content_type, default)
+def reply_serializer(content_type: str | None, serialization: SerializationConfig) -> str:
+    """What to answer a message of ``content_type`` in: its own serializer when accepted
+    (a reply reads like its request), else ours."""
+    name = kombu.serialization.registry.type_to_name.get(content_type)
+    if name is not None and (name in serialization.accept or content_type in serialization.accept):
+        return name
+    return serialization.serializer

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_POLICY = {
     "max_retries": 3,
-    "interval_start": 1,
+    "interval_start": 0,
     "interval_step": 1,
     "interval_max": 5,
 }

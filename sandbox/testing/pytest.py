@@ -150,16 +150,6 @@ class RabbitManager:
         """Delete ``vhost`` with everything in it; the broker closes its connections."""
         self.request("DELETE", f"/vhosts/{_quote(vhost)}")
 
-    def connections(self, vhost: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"/vhosts/{_quote(vhost)}/connections")
-
-    def close_connections(self, vhost: str) -> int:
-        """Close every client connection to ``vhost``, as a broker restart would."""
-        connections = self.connections(vhost)
-        for connection in connections:
-            self.request("DELETE", f"/connections/{_quote(connection['name'])}")
-        return len(connections)
-
 
 def _quote(text: str) -> str:
     return urllib.parse.quote(text, safe="")

@@ -1,0 +1,115 @@
+import logging
+import pickle
+import threading
+
+import eventlet.event
+import pytest
+
+from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
+from sandbox.rpc import rpc
+from sandbox.runtime import get_runtime
+from sandbox.standalone.rpc import ServiceRpcProxy
+
+VALID = b'{"args": ["ok"], "kwargs": {}}'
+
+
+class Echo:
+    name = "echo"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+
+def test_malformed_requests_are_rejected_and_logged(
+    rabbit_config, container_factory, amqp_broker, caplog
+):
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    container_factory(Echo, rabbit_config).start()
+
+    not_json = amqp_broker.request(b"{not json", routing_key="echo.echo", correlation_id="1")
+    assert not_json["error"]["exc_type"] == "MalformedRequest"
+    wrong_shape = amqp_broker.request(b'{"arguments": []}', routing_key="echo.echo")
+    assert wrong_shape["error"]["exc_type"] == "MalformedRequest"
+    assert "missing `args` or `kwargs`" in wrong_shape["error"]["value"]
+    # JSON only by default: pickle is refused, never unpickled.
+    pickled = pickle.dumps({"args": ["ok"], "kwargs": {}})
+    refused = amqp_broker.request(
+        pickled, routing_key="echo.echo", content_type="application/x-python-serialize"
+    )
+    assert "application/x-python-serialize" in refused["error"]["value"]
+    amqp_broker.publish(VALID, routing_key="echo.echo")  # no reply_to
+
+    # The service still serves, and none of those went back to its queue.
+    assert amqp_broker.request(VALID, routing_key="echo.echo") == {"result": "ok", "error": None}
+    assert amqp_broker.message_count("rpc-echo") == 0
+    rejected = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert len(rejected) == 4
+    assert any("no reply_to" in line for line in rejected)
+    assert any("cannot decode" in line for line in rejected)
+
+
+def test_consumers_reconnect_after_losing_the_broker(
+    rabbit_config, container_factory, amqp_broker, caplog
+):
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    container_factory(Echo, rabbit_config).start()
+    with ServiceRpcProxy("echo", rabbit_config, timeout=30) as echo:
+        assert echo.echo(1) == 1
+        amqp_broker.drop_connections()
+        # Publisher, service and the proxy's reply consumer all come back by themselves.
+        assert echo.echo(2) == 2
+    assert "Error connecting to broker at" in caplog.text
+    assert ":guest@" not in caplog.text  # passwords are masked in the warning
+
+
+gate = eventlet.event.Event()
+
+
+@pytest.fixture
+def closed_gate():
+    global gate
+    gate = eventlet.event.Event()
+    yield
+    if not gate.ready():
+        get_runtime().call(gate.send, None)
+
+
+class Gated:
+    name = "gated"
+    started = threading.Event()
+
+    @rpc
+    def wait(self, value):
+        Gated.started.set()
+        gate.wait()
+        return value
+
+
+def test_requests_of_a_killed_container_are_served_by_the_next(
+    rabbit_config, container_factory, closed_gate
+):
+    Gated.started.clear()
+    first = container_factory(Gated, {**rabbit_config, "max_workers": 1})
+    first.start()
+    with ServiceRpcProxy("gated", rabbit_config, timeout=30) as gated:
+        replies = [gated.wait.call_async(n) for n in range(3)]
+        assert Gated.started.wait(10)
+        first.kill()  # one request in a worker, two waiting for it: none acked
+        get_runtime().call(gate.send, None)
+        container_factory(Gated, rabbit_config).start()
+        assert [reply.result() for reply in replies] == [0, 1, 2]
+
+
+def test_callers_learn_when_their_reply_queue_is_gone(
+    rabbit_config, container_factory, amqp_broker, closed_gate
+):
+    container_factory(Gated, rabbit_config).start()
+    proxy = ServiceRpcProxy("gated", rabbit_config, timeout=30)
+    with proxy as gated:
+        reply = gated.wait.call_async(1)
+        reply_queue = f"rpc.reply-standalone_rpc_proxy-{proxy._caller.reply_to}"
+        amqp_broker.run(lambda channel: channel.queue_delete(reply_queue))
+        with pytest.raises(ReplyQueueExpiredWithPendingReplies):
+            reply.result()
+        assert gated.wait.call_async(2) is not None  # the proxy itself carries on
