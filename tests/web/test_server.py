@@ -1,4 +1,5 @@
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -189,20 +190,21 @@ def test_a_newer_container_of_the_same_service_takes_over_its_routes(
     assert web_session.get("/alpha").text == "new alpha"
 
 
-def test_200_concurrent_keep_alive_requests_are_all_answered(
-    container_factory, web_config, web_session
-):
+def test_200_concurrent_keep_alive_requests_are_all_answered(container_factory, web_config):
     container_factory(Alpha, web_config).start()
-    sessions = 20
+    url = f"http://{web_config['WEB_SERVER_ADDRESS']}/alpha"
+    clients = 200
+    all_connected = threading.Barrier(clients, timeout=30)
 
     def client(_):
         with requests.Session() as session:
-            url = f"http://{web_config['WEB_SERVER_ADDRESS']}/alpha"
-            return [session.get(url).text for _ in range(10)]
+            first = session.get(url).text
+            all_connected.wait()  # 200 connections open at once, then each is reused
+            return [first, session.get(url).text]
 
-    with ThreadPoolExecutor(sessions) as pool:
-        answers = [text for texts in pool.map(client, range(sessions)) for text in texts]
-    assert answers == ["alpha"] * 200
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [text for texts in pool.map(client, range(clients)) for text in texts]
+    assert answers == ["alpha"] * 2 * clients
 
 
 def raw_exchange(port, data):
