@@ -41,6 +41,7 @@ _KIND_BY_CLASS = {
     "Consumer": MESSAGE,
 }
 _kind_cache: dict[type, str] = {}
+_RPC_PUBLISHES = ("rpc-request", "rpc-reply")
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -418,11 +419,12 @@ class Recorder:
 
     def message_published(self, info: dict[str, Any]) -> None:
         # An RPC request or reply is already the record of the worker that handled it.
-        if info.get("reply_to") or info.get("correlation_id"):
+        published = info.get("kind")
+        if published in _RPC_PUBLISHES or info.get("reply_to") or info.get("correlation_id"):
             return
         exchange = info.get("exchange") or ""
-        kind = EVENT if exchange.endswith(".events") else MESSAGE
-        record = Record(next(self._ids), kind, time.time())
+        kind = EVENT if published == "event" or exchange.endswith(".events") else MESSAGE
+        record = Record(next(self._ids), kind, info.get("time") or time.time())
         headers = info.get("headers") or {}
         stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []
         record.call_id_stack = list(stack)

@@ -31,11 +31,10 @@ pytestmark = pytest.mark.skipif(
 
 CELLS = [
     "%load_ext sandbox",
-    # Falls back to a direct entrypoint while sandbox.rpc is not there yet.
-    "try:\n    from sandbox.rpc import rpc\nexcept ImportError:\n"
-    "    from sandbox.testing.services import dummy as rpc\n\n"
+    "from sandbox.rpc import rpc\n\n"
     "class Greeter:\n    name = 'greeter'\n\n    @rpc\n    def hello(self, name):\n"
     "        return {'greeting': f'Hello, {name}!', 'length': len(name)}",
+    "[sb.rpc.greeter.hello(name)['greeting'] for name in ('Grace', 'Linus')]",
     "form = sb.call_form()\nform.choose('greeter.hello')\nform.args_widget.value = '[\"Ada\"]'\n"
     "form",
     "sb.inspect()",
@@ -140,8 +139,10 @@ def test_fire_from_the_call_form_and_inspect_the_reply(lab):
             reply.wait_for(timeout=20_000)
             assert "Hello, Ada!" in reply.inner_text()
 
-            row = rows.locator("option", has_text="greeter.hello").first
-            row.wait_for(state="attached", timeout=20_000)
+            # Grace's, Linus's, then Ada's call from the form: the newest is listed first.
+            rows.locator("option").nth(2).wait_for(state="attached", timeout=20_000)
+            row = rows.locator("option").first
+            assert "RPC" in row.inner_text() and "greeter.hello" in row.inner_text()
             rows.select_option(row.get_attribute("value"))
             detail = page.locator(".widget-output .jp-RenderedJSON", has_text="request")
             detail.first.wait_for(timeout=20_000)

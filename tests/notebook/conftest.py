@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import socket
 from dataclasses import dataclass, field
 
 import pytest
@@ -83,7 +84,10 @@ def sandbox_kernel(kernel):
 def module_sandbox_kernel(tmp_path_factory):
     """One sandbox kernel shared by a module's tests, for tests that can share state."""
     k = Kernel(tmp_path_factory.mktemp("kernel"))
-    k.run("from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:0'")
+    with socket.socket() as sock:  # a real port: sb.http needs to know where to send requests
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    k.run(f"from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:{port}'")
     k.run("%load_ext sandbox")
     yield k
     k.shutdown()

@@ -272,3 +272,123 @@ def test_magics_show_widgets_with_text_fallbacks(k):
     assert isinstance(inspect["application/json"], list)
     assert "application/vnd.jupyter.widget-view+json" in status
     assert "● shop running" in status["text/plain"]
+
+
+CHAIN = """
+from sandbox.events import EventDispatcher, event_handler
+from sandbox.rpc import RpcProxy, rpc
+from sandbox.web.handlers import http
+
+class Orders:
+    name = "orders"
+    dispatch = EventDispatcher()
+
+    @rpc
+    def place(self, item):
+        self.dispatch("placed", {"item": item})
+        return {"order": item}
+
+class Gateway:
+    name = "gateway"
+    orders = RpcProxy("orders")
+
+    @http("POST", "/orders")
+    def create(self, request):
+        return 201, self.orders.place(request.get_json()["item"])
+
+class Mailer:
+    name = "mailer"
+
+    @event_handler("orders", "placed")
+    def mail(self, payload):
+        return "mailed " + payload["item"]
+"""
+
+
+@pytest.fixture(scope="module")
+def chain(k):
+    k.run(CHAIN)
+    return k
+
+
+def test_an_http_request_its_rpc_and_event_form_one_chain(chain, inspector):
+    state = run(
+        chain,
+        """
+        with sb.wait_for("mailer", "mail"):
+            response = sb.http.post("/orders", json={"item": "tea"})
+        wait_until(lambda: len(insp.rows_widget.options) == 4)
+        insp.chains_toggle.value = True
+        chained = row_labels(insp)
+        insp.chains_toggle.value = False
+        print(json.dumps({"status": response.status, "rows": chained}))
+        """,
+    )
+    assert state["status"] == 201
+    root, *below = state["rows"]
+    assert "HTTP" in root and "gateway.create" in root and " 201 " in root
+    assert "└─" not in root and all("└─" in row for row in below)
+    kinds = sorted(row.split()[row.split().index("└─") + 2] for row in below)
+    assert kinds == ["EVENT", "EVENT", "RPC"]  # the publish, the handler, the RPC
+    assert any("orders.place -> orders.events:placed" in row for row in below)
+    assert any("orders.place -> mailer.mail" in row for row in below)
+
+
+def test_http_record_detail_curl_and_replay(chain, inspector):
+    state = run(
+        chain,
+        """
+        with sb.wait_for("mailer", "mail"):
+            sb.http.post("/orders", json={"item": "jam"})
+        wait_until(lambda: len(insp.rows_widget.options) == 4)
+        insp.filter(kind="HTTP")
+        insp.rows_widget.value = insp.rows_widget.options[0][1]
+        trees = {o["metadata"]["application/json"]["root"]: o["data"]["application/json"]
+                 for o in insp.detail_widget.outputs if "application/json" in o.get("data", {})}
+        insp.curl_button.click()
+        curl = insp.curl_widget.value
+        with sb.wait_for("mailer", "mail"):
+            insp.replay_button.click()
+        wait_until(lambda: len(insp.rows_widget.options) == 2)
+        insp.filter(kind="")
+        print(json.dumps({"trees": trees, "curl": curl, "http": len(sb.trace.filter(kind="HTTP")),
+                          "message": insp.message_widget.value}))
+        """,
+    )
+    assert state["trees"]["request"]["method"] == "POST"
+    assert state["trees"]["request"]["body"] == {"item": "jam"}
+    assert state["trees"]["response"]["status"] == 201
+    assert state["trees"]["response"]["body"] == {"order": "jam"}
+    assert state["curl"].startswith("curl -X POST http://127.0.0.1:")
+    assert "/orders -H 'Content-Type: application/json'" in state["curl"]
+    assert state["curl"].endswith("""--data-raw '{"item": "jam"}'""")
+    assert state["http"] == 2
+    assert "replayed #" in state["message"] and "201" in state["message"]
+
+
+def test_rpc_from_the_call_form_and_its_replay(chain, inspector):
+    state = run(
+        chain,
+        """
+        form = sb.call_form()
+        form.choose("RPC orders.place")
+        form.args_widget.value = '["cake"]'
+        with sb.wait_for("mailer", "mail"):
+            form.fire_button.click()
+        reply = form.reply_widget.outputs[0]["data"]["application/json"]
+        rpc = sb.trace.filter(kind="RPC")[-1]
+        with sb.wait_for("mailer", "mail"):
+            again = sb.replay(rpc)
+        form.choose("EVENT orders.placed")
+        form.args_widget.value = '{"item": "pie"}'
+        with sb.wait_for("mailer", "mail") as mailed:
+            form.fire_button.click()
+        print(json.dumps({"reply": reply, "again": again, "mailed": mailed.result,
+                          "rpcs": len(sb.trace.filter(kind="RPC")), "status": form.status_widget.value}))
+        """,
+    )
+    assert state["reply"] == {"order": "cake"}
+    assert state["again"] == {"order": "cake"}
+    assert state["mailed"] == "mailed pie"
+    assert state["rpcs"] == 2
+    assert "EVENT orders.placed -&gt; mailer.mail replied in" in state["status"]
