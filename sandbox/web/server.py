@@ -57,8 +57,7 @@ class BindAddress(NamedTuple):
 
 
 def parse_address(address: str | int) -> BindAddress:
-    """``"[host:]port"`` (``"[::1]:80"`` for IPv6) to a BindAddress; the host defaults to
-    127.0.0.1."""
+    """``[host:]port`` to a BindAddress, the host 127.0.0.1 by default; ``[::1]:80`` for IPv6."""
     text = str(address).strip()
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
@@ -402,11 +401,11 @@ class WebServer(ProviderCollector, SharedExtension):
         return base_url(self.bind_addr)
 
     def setup(self) -> None:
-        config = self.container.config
-        self.max_content_length = config.get(
+        settings = self.container.config
+        self.max_content_length = settings.get(
             MAX_CONTENT_LENGTH_CONFIG_KEY, DEFAULT_MAX_CONTENT_LENGTH
         )
-        self.debug = bool(config.get(WEB_DEBUG_CONFIG_KEY, False))
+        self.debug = bool(settings.get(WEB_DEBUG_CONFIG_KEY, False))
 
     def start(self) -> None:
         self.url_map = self.make_url_map()
