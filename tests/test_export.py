@@ -417,12 +417,26 @@ def test_a_service_needs_a_str_literal_name(name_line):
         export(cell)
 
 
-def test_a_cell_that_does_not_parse_is_reported_and_skipped():
-    result = export(SETUP, "def broken(:\n    pass\n", PRICES, SHOP)
+def test_a_cell_that_does_not_compile_is_reported_and_skipped():
+    broken_helper = PRICES + "\n\ndef with_tax(cents):\n    nonlocal TAX\n"
+    result = export(SETUP, PRICES, SHOP, "def broken(:\n    pass\n", broken_helper)
     assert result.warnings == [
-        "cell 2 is not valid Python and was skipped: invalid syntax (line 1)"
+        "cell 4 is not valid Python and was skipped: invalid syntax (line 1)",
+        "cell 5 is not valid Python and was skipped: no binding for nonlocal 'TAX' found (line 17)",
     ]
     assert result.services == ["Shop"]
+    assert "return cents + cents * TAX // 100" in result.module
+
+
+def test_a_top_level_await_is_allowed_but_its_result_cannot_be_exported():
+    result = export(
+        SETUP,
+        "import asyncio\nDELAY = await asyncio.sleep(0, 1)\n",
+        'class S:\n    name = "s"\n\n    @dummy\n    def m(self):\n        return DELAY\n',
+    )
+    assert result.warnings == [
+        "'DELAY' is only set by running code (an await in cell 2); used by S"
+    ]
 
 
 def test_future_imports_and_statements_sharing_a_line():

@@ -66,7 +66,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def read_code_cells(path: Path) -> list[str]:
-    """The sources of the notebook's code cells, in order."""
+    """The source of each code cell, "" for other cells: warnings count cells as users do."""
     import nbformat
 
     try:
@@ -75,4 +75,5 @@ def read_code_cells(path: Path) -> list[str]:
         raise CommandError(f"cannot read notebook {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
         raise CommandError(f"{path} is not a notebook: {exc}") from None
-    return [cell.source for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"]
+    cells = notebook.get("cells", [])
+    return [cell.source if cell.get("cell_type") == "code" else "" for cell in cells]

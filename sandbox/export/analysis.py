@@ -99,10 +99,16 @@ def bind_names(statements: Iterable[Statement]) -> Names:
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign) and not _awaits(node):
             _bind_assignment(names, statement)
         else:
-            reason = RunTime(_RUNTIME_REASONS.get(type(node), "code that runs"), statement.cell)
+            reason = RunTime(_runtime_reason(node), statement.cell)
             for name in bound_names(node):
                 names.bind(name, reason)
     return names
+
+
+def _runtime_reason(node: ast.stmt) -> str:
+    if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+        return "an await"
+    return _RUNTIME_REASONS.get(type(node), "code that runs")
 
 
 def _bind_assignment(names: Names, statement: Statement) -> None:

@@ -38,7 +38,7 @@ def settings_from_cells(
                 continue
             try:
                 found[key] = ast.literal_eval(node)
-            except ValueError:
+            except (ValueError, TypeError):  # not a literal, or an unhashable key
                 warnings.append(
                     f"config key {key!r} is computed in cell {statement.cell}: "
                     "not exported, set it in config.yaml"

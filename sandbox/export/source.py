@@ -59,13 +59,15 @@ class SkippedCell:
 
 
 def read_cells(cells: Iterable[str]) -> Iterator[Statement | SkippedCell]:
-    """The statements of each cell, in order; a cell that does not parse is skipped."""
+    """The statements of each cell, in order; a cell that does not compile is skipped."""
     transform = _transformer()
     index = 0
     for number, source in enumerate(cells, start=1):
         code = transform(source)
         try:
             module = ast.parse(code)
+            # What the kernel refuses to run ("return" in a class...) never defined anything.
+            compile(module, f"<cell {number}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         except SyntaxError as exc:
             yield SkippedCell(number, f"{exc.msg} (line {exc.lineno})")
             continue

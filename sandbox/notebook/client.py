@@ -161,7 +161,7 @@ class Client:
 
         try:
             export_from_kernel(path, services)
-        except ExportError as exc:
+        except (ExportError, OSError) as exc:
             show_error(f"cannot export: {exc}")
 
     # --- connection -------------------------------------------------------------------------

@@ -13,13 +13,15 @@ from pathlib import Path
 from IPython import get_ipython
 
 from sandbox.config import config
-from sandbox.export import export_cells
+from sandbox.export import ExportError, export_cells
 from sandbox.notebook.errors import show_error
 
 
 def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) -> None:
     """Write the module and its config.yaml; print what was written and every warning."""
     ip = get_ipython()
+    if ip is None:
+        raise ExportError("export works in IPython: it exports the cells run so far")
     output = Path(path)
     result = export_cells(
         ip.history_manager.input_hist_raw[1:],  # entry 0 is a placeholder

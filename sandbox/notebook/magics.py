@@ -100,7 +100,9 @@ class SandboxMagics(Magics):
         autostart on|off       start services when a cell defines them (default on)
         connect URI            move services and client to a broker (amqp://..., memory://)
         patch                  opt into eventlet.monkey_patch(thread=False) for blocking code
-        export [FILE [Class ...]] write services to FILE (services.py) and config.yaml
+        export [FILE [Class ...]]
+                               write the services (or those named) to FILE (services.py),
+                               with the helpers they need, and config.yaml beside it
         inspect [kind=RPC ...] the message inspector (filters: service, kind, status, text)
         """
         command, _, rest = line.strip().partition(" ")

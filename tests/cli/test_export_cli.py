@@ -102,7 +102,8 @@ def test_service_option_and_warnings(tmp_path, notebook, capsys):
     write_notebook(notebook, SETUP, "for n in range(2):\n    pass\n", needy)
     assert main(["export", str(notebook), "-o", str(tmp_path / "calc.py")]) == 0
     assert capsys.readouterr().err == (
-        "sandbox: warning: 'n' is only set by running code (a for loop in cell 2); used by Calc\n"
+        # Cell 1 is the notebook's title, in markdown.
+        "sandbox: warning: 'n' is only set by running code (a for loop in cell 3); used by Calc\n"
     )
 
 

@@ -80,6 +80,9 @@ def test_export_errors_are_one_line(sandbox_kernel):
     assert unknown.stderr.strip() == (
         "sandbox: cannot export: no service class 'Nope' in the notebook (services: Calc (calc))"
     )
+    unwritable = sandbox_kernel.run('sb.export("nowhere/services.py")')
+    assert unwritable.error is None
+    assert unwritable.stderr.startswith("sandbox: cannot export: [Errno 2] No such file")
 
 
 def test_the_kernel_export_runs_with_sandbox_run(sandbox_kernel, cli, tmp_path):
