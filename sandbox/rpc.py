@@ -27,7 +27,7 @@ import kombu.exceptions
 
 from sandbox import serialization
 from sandbox.amqp.consume import ack, requeue
-from sandbox.amqp.publish import RECOVERABLE_ERRORS, OutgoingMessage, UndeliverableMessage
+from sandbox.amqp.publish import OutgoingMessage, UndeliverableMessage
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.exceptions import (
     ContainerBeingKilled,
@@ -194,7 +194,9 @@ class RpcConsumer(SharedExtension, ProviderCollector):
                 error = UnserializableValueError(result)
                 result, exc_info = None, _exc_info(error)
                 self._send_reply(message, None, error)
-        except RECOVERABLE_ERRORS:
+        except Exception:
+            # Unacked, the request comes back: to us once the broker is back, or to another
+            # instance. Letting the error kill the container would not answer it any sooner.
             log.exception("could not reply to %s; requeued", describe(message))
             requeue(message)
         else:
@@ -209,6 +211,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             routing_key=properties["reply_to"],
             correlation_id=properties.get("correlation_id"),
             serializer=serialization.reply_serializer(message.content_type, self.serialization),
+            declare=[self.exchange],
             kind="rpc-reply",
         )
 
@@ -376,6 +379,7 @@ class RpcCaller:
             correlation_id=correlation_id,
             mandatory=True,
             extra_headers=encode_to_headers(context_data),
+            declare=[self.exchange],
             kind="rpc-request",
         )
         event = self.replies.expect(correlation_id)

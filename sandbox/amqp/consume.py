@@ -22,7 +22,7 @@ import kombu
 import kombu.serialization
 
 from sandbox.amqp.publish import RECOVERABLE_ERRORS
-from sandbox.amqp.transport import connect, retry_delays
+from sandbox.amqp.transport import close_quietly, connect, retry_delays
 from sandbox.utils import sanitize_url
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ class Consumer:
         connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
         self._connection = connection
         channel = connection.channel()
+        self._channel = channel
         reconnecting = self._ready.ready()
         for subscription in self._subscriptions:
             if subscription.cancelled:
@@ -155,7 +156,6 @@ class Consumer:
             if reconnecting and subscription.on_lost is not None:
                 self._check_queue(connection, subscription)
             self._consume(channel, subscription)
-        self._channel = channel
 
     def _check_queue(self, connection: kombu.Connection, subscription: Subscription) -> None:
         channel = connection.channel()
@@ -178,6 +178,8 @@ class Consumer:
             no_ack=subscription.no_ack,
             callback=lambda raw: self._deliver(channel, subscription, raw),
         )
+        if subscription.cancelled:  # while we were declaring
+            self.cancel(subscription)
 
     def _deliver(self, channel: Any, subscription: Subscription, raw: Any) -> None:
         message = channel.message_to_python(raw)
@@ -216,15 +218,8 @@ class Consumer:
     def close(self) -> None:
         """Close the connection once the loop has been killed."""
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is None:
-            return
-        # The loop may have been killed half way through a frame: give the polite close a
-        # moment, then drop the socket.
-        with eventlet.Timeout(1, False), contextlib.suppress(Exception):
-            connection.release()
-            return
-        with contextlib.suppress(Exception):
-            connection.collect()
+        if connection is not None:
+            close_quietly(connection)
 
 
 def ack(message: kombu.Message) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import amqp
 import eventlet
-import kombu
 import kombu.serialization
 
 from sandbox import recorder

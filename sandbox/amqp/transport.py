@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,8 +24,6 @@ from amqp.exceptions import NotFound
 
 # Registers our embedded broker as kombu's ``memory://`` transport.
 from sandbox.amqp import memory as _memory  # noqa: F401
-
-log = logging.getLogger(__name__)
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
@@ -50,7 +47,24 @@ class _WholeFrames:
 
 
 class GreenTCPTransport(_WholeFrames, _green_amqp_transport.TCPTransport):
-    pass
+    # py-amqp reads a frame as header, payload and end byte, one recv each: through eventlet
+    # that is three trips. Read what has arrived instead (bounded, as leftovers are copied).
+    _READ_AHEAD = 4096
+
+    def _read(self, n: int, initial: bool = False) -> bytes:
+        buffer = self._read_buffer
+        try:
+            while len(buffer) < n:
+                chunk = self.sock.recv(max(n - len(buffer), self._READ_AHEAD))
+                if not chunk:
+                    raise OSError("Server unexpectedly closed connection")
+                buffer += chunk
+        except BaseException:
+            # Kept for the next read: a timeout may interrupt a frame half way.
+            self._read_buffer = buffer
+            raise
+        result, self._read_buffer = buffer[:n], buffer[n:]
+        return result
 
 
 class GreenSSLTransport(_WholeFrames, _green_amqp_transport.SSLTransport):
@@ -146,8 +160,19 @@ class PooledChannel:
                 channel.close()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.connection.release()
+        close_quietly(self.connection)
+
+
+def close_quietly(connection: kombu.Connection) -> None:
+    """Close politely if the broker answers within a second, else just drop the socket.
+
+    The connection may be in any state: dead, or cut half way through reading a frame.
+    """
+    with eventlet.Timeout(1, False), contextlib.suppress(Exception):
+        connection.release()
+        return
+    with contextlib.suppress(Exception):
+        connection.collect()
 
 
 class ConnectionPool:
