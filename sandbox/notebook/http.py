@@ -10,10 +10,12 @@ from typing import Any
 import requests
 
 from sandbox.config import config
+from sandbox.web.server import get_base_url
 
 
 def base_url() -> str:
-    return f"http://{config['WEB_SERVER_ADDRESS']}"
+    """Where this kernel serves HTTP; else the configured address (a cluster, from the shell)."""
+    return get_base_url() or f"http://{config['WEB_SERVER_ADDRESS']}"
 
 
 class HttpResponse:

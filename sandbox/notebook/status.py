@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.config import config
+from sandbox.notebook.http import base_url
 
 MARKS = {"running": "●", "stopped": "○", "crashed": "✖"}
 
@@ -42,7 +42,7 @@ def service_line(handle: Any, reloaded: bool = False) -> str:
     if entrypoints:
         line += ": " + ", ".join(entrypoints)
     if any(e.startswith("http ") for e in entrypoints):
-        line += f" (on http://{config['WEB_SERVER_ADDRESS']})"
+        line += f" (on {base_url()})"
     return line
 
 
