@@ -194,17 +194,20 @@ class Consumer:
             reject(message)
 
     def _drain(self) -> None:
-        connection = self._connection
-        interval = connection.get_heartbeat_interval()
+        # Through the transport, not kombu.Connection: once the socket failed, its
+        # drain_events would reconnect by itself (sleeping without yielding) and leave our
+        # consumers behind on the old connection.
+        transport, connection = self._connection.transport, self._connection.connection
+        interval = transport.get_heartbeat_interval(connection)
         # py-amqp wants a tick at least twice per interval; a busy stream of deliveries must
         # not starve it, so ticks are also due after any event.
         tick = interval / 4 if interval else None
         next_tick = time.monotonic() + tick if tick else None
         while True:
             with contextlib.suppress(TimeoutError):
-                connection.drain_events(timeout=tick)
+                transport.drain_events(connection, timeout=tick)
             if next_tick is not None and time.monotonic() >= next_tick:
-                connection.heartbeat_check()
+                transport.heartbeat_check(connection)
                 next_tick = time.monotonic() + tick
 
     def _drop_connection(self) -> None:

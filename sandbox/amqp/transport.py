@@ -100,7 +100,11 @@ def connect(
     heartbeat: float | None = None,
     transport_options: Mapping[str, Any] | None = None,
 ) -> kombu.Connection:
-    """A kombu connection (not yet open) for ``uri``; RabbitMQ schemes get green sockets."""
+    """An open kombu connection to ``uri``; RabbitMQ schemes get green sockets.
+
+    It raises at once when the broker does not answer: kombu's own retries sleep without
+    yielding, which would freeze the whole hub. Retrying is the caller's business.
+    """
     scheme = uri.partition("://")[0].lower()
     options: dict[str, Any] = {
         "ssl": ssl or scheme == "amqps",
@@ -110,7 +114,8 @@ def connect(
     }
     if scheme in GREEN_SCHEMES:
         options["transport"] = GreenTransport
-    return kombu.Connection(uri, **options)
+    connection = kombu.Connection(uri, **options)
+    return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
 
 
 def connection_options(config: Mapping[str, Any]) -> dict[str, Any]:

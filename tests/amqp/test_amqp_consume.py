@@ -113,3 +113,16 @@ def test_callers_learn_when_their_reply_queue_is_gone(
         with pytest.raises(ReplyQueueExpiredWithPendingReplies):
             reply.result()
         assert gated.wait.call_async(2) is not None  # the proxy itself carries on
+
+
+def test_start_fails_when_no_broker_answers(container_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    config = {
+        "AMQP_URI": "amqp://guest:secret@127.0.0.1:1/",
+        "TRANSPORT_OPTIONS": {"max_retries": 1, "interval_start": 0},
+    }
+    container = container_factory(Echo, config)
+    with pytest.raises(ConnectionRefusedError):
+        container.start()
+    assert "Error connecting to broker at amqp://guest:********@127.0.0.1:1/" in caplog.text
+    assert "secret" not in caplog.text
