@@ -21,8 +21,7 @@ import eventlet.event
 import kombu
 import kombu.serialization
 
-from sandbox.amqp.publish import RECOVERABLE_ERRORS
-from sandbox.amqp.transport import close_quietly, connect, retry_delays
+from sandbox.amqp.transport import CONNECTION_ERRORS, close_quietly, connect, retry_delays
 from sandbox.utils import sanitize_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ MessageCallback = Callable[[kombu.Message], None]
 
 # A channel error (a bad ack, a queue declared with other arguments) closes the channel the
 # whole consumer runs on: start afresh, as after a lost connection.
-RECONNECT_ERRORS = (*RECOVERABLE_ERRORS, *amqp.Connection.channel_errors)
+RECONNECT_ERRORS = (*CONNECTION_ERRORS, *amqp.Connection.channel_errors)
 
 
 @dataclass(eq=False)
@@ -100,7 +99,7 @@ class Consumer:
         subscription.cancelled = True
         if subscription.consumer_tag is not None and self._channel is not None:
             # nowait: the loop is the only reader, so nobody could wait for the CancelOk.
-            with contextlib.suppress(*RECOVERABLE_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 self._channel.basic_cancel(subscription.consumer_tag, nowait=True)
 
     def wait_until_ready(self) -> None:
@@ -242,5 +241,5 @@ def reject(message: kombu.Message) -> None:
 def _settle(message: kombu.Message, how: str) -> None:
     try:
         getattr(message, how)()
-    except RECOVERABLE_ERRORS as exc:
+    except CONNECTION_ERRORS as exc:
         log.debug("could not %s message %s: %r", how, message.delivery_tag, exc)

@@ -13,12 +13,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import amqp
 import eventlet
 import kombu.serialization
 
 from sandbox import recorder
-from sandbox.amqp.transport import ConnectionPool, PooledChannel, get_pool, retry_delays
+from sandbox.amqp.transport import (
+    CONNECTION_ERRORS,
+    ConnectionPool,
+    PooledChannel,
+    get_pool,
+    retry_delays,
+)
 from sandbox.constants import PERSISTENT
 
 log = logging.getLogger(__name__)
@@ -29,12 +34,6 @@ DEFAULT_RETRY_POLICY = {
     "interval_step": 1,
     "interval_max": 2,
 }
-
-# Both transports raise py-amqp's errors; these mean "try again on a fresh connection".
-RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (
-    *amqp.Connection.connection_errors,
-    *amqp.Connection.recoverable_connection_errors,
-)
 
 
 class UndeliverableMessage(Exception):
@@ -123,7 +122,7 @@ class Publisher:
             try:
                 returned = self._send(message)
                 break
-            except RECOVERABLE_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 delay = next(message.retry_delays, None)
                 if delay is None:
                     raise

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import amqp
 import eventlet
 import eventlet.semaphore
 import kombu
@@ -26,6 +27,12 @@ from amqp.exceptions import NotFound
 from sandbox.amqp import memory as _memory  # noqa: F401
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
+
+# Both transports raise py-amqp's errors; these mean "try again on a fresh connection".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *amqp.Connection.connection_errors,
+    *amqp.Connection.recoverable_connection_errors,
+)
 
 _green_amqp_transport = eventlet.import_patched("amqp.transport")
 
@@ -153,8 +160,9 @@ class PooledChannel:
         self.returned.append((exc, exchange, routing_key))
 
     def queue_exists(self, name: str) -> bool:
-        # A passive declare of a missing queue closes its channel: use a throwaway one.
-        channel = self.connection.channel()
+        # A passive declare of a missing queue closes its channel: use a throwaway one, made
+        # on the raw connection (kombu's would reconnect a dead one, sleeping, by itself).
+        channel = self.channel.connection.channel()
         try:
             channel.queue_declare(name, passive=True)
             return True
@@ -211,10 +219,12 @@ class ConnectionPool:
             pooled = self._idle.pop() if self._idle else self._open()
             try:
                 yield pooled
-            except BaseException:
+            except BaseException as exc:
                 # Whatever broke (a dead socket, a kill half way through a confirm), the
                 # connection's state is unknown: never lend it again.
                 pooled.close()
+                if isinstance(exc, CONNECTION_ERRORS):
+                    self.close()  # the idle ones most likely lost the broker too
                 raise
             pooled.returned.clear()
             self._idle.append(pooled)
@@ -226,11 +236,17 @@ class ConnectionPool:
         """Whether the broker has queue ``name``; a yes is remembered until :meth:`forget_queue`."""
         if name in self._known_queues:
             return True
-        with self.acquire() as pooled:
-            exists = pooled.queue_exists(name)
+        try:
+            exists = self._queue_exists(name)
+        except CONNECTION_ERRORS:
+            exists = self._queue_exists(name)  # on a fresh connection: the idle ones are gone
         if exists:
             self._known_queues.add(name)
         return exists
+
+    def _queue_exists(self, name: str) -> bool:
+        with self.acquire() as pooled:
+            return pooled.queue_exists(name)
 
     def forget_queue(self, name: str) -> None:
         self._known_queues.discard(name)

@@ -8,7 +8,7 @@ import pytest
 from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
 from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime
-from sandbox.standalone.rpc import ServiceRpcProxy
+from sandbox.standalone.rpc import ClusterRpcProxy, ServiceRpcProxy
 
 VALID = b'{"args": ["ok"], "kwargs": {}}'
 
@@ -19,6 +19,14 @@ class Echo:
     @rpc
     def echo(self, value):
         return value
+
+
+class Ping:
+    name = "ping"
+
+    @rpc
+    def ping(self):
+        return "pong"
 
 
 def test_malformed_requests_are_rejected_and_logged(
@@ -53,12 +61,14 @@ def test_consumers_reconnect_after_losing_the_broker(
     rabbit_config, container_factory, amqp_broker, caplog
 ):
     caplog.set_level(logging.WARNING, logger="sandbox")
-    container_factory(Echo, rabbit_config).start()
-    with ServiceRpcProxy("echo", rabbit_config, timeout=30) as echo:
-        assert echo.echo(1) == 1
+    for service in (Echo, Ping):
+        container_factory(service, rabbit_config).start()
+    with ClusterRpcProxy(rabbit_config, timeout=30) as cluster:
+        assert cluster.echo.echo(1) == 1
         amqp_broker.drop_connections()
-        # Publisher, service and the proxy's reply consumer all come back by themselves.
-        assert echo.echo(2) == 2
+        # Publishers, services and the proxy's reply consumer all come back by themselves.
+        assert cluster.echo.echo(2) == 2
+        assert cluster.ping.ping() == "pong"  # not known yet: its queue is looked up afresh
     assert "Error connecting to broker at" in caplog.text
     assert ":guest@" not in caplog.text  # passwords are masked in the warning
 
