@@ -182,11 +182,14 @@ class Record:
             return self._summary
         clock = time.strftime("%H:%M:%S", time.localtime(self.time))
         millis = int(self.time * 1000) % 1000
-        took = f"{self.duration * 1000:.1f}ms" if self.duration is not None else "..."
+        if self.duration is not None:
+            took = f"{self.duration * 1000:.1f}ms"
+        else:  # a publish takes no time of its own; a worker without one is still running
+            took = "..." if self.status == RUNNING else ""
         summary = (
             f"{clock}.{millis:03d} {self.kind:<7} {self.source or '-'} -> {self.target or '-'}"
             f"  {self.shown_status} {took}"
-        )
+        ).rstrip()
         if self.status != RUNNING:
             self._summary = summary
         return summary

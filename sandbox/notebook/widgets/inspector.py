@@ -70,8 +70,8 @@ class Inspector(View):
         small = w.Layout(width="auto")
         self.service_filter = w.Dropdown(options=[("all services", "")], layout=small)
         self.kind_filter = w.Dropdown(options=[("all kinds", "")] + _pairs(KINDS), layout=small)
-        self.status_filter = w.Dropdown(options=[("any status", "")] + _pairs(STATUSES))
-        self.status_filter.layout = small
+        statuses = [("any status", "")] + _pairs(STATUSES)
+        self.status_filter = w.Dropdown(options=statuses, layout=small)
         self.text_filter = w.Text(placeholder="search payloads, ids...", layout=small)
         self.chains_toggle = w.ToggleButton(description="call chains", icon="sitemap", layout=small)
         self.pause_button = w.ToggleButton(description="pause", icon="pause", layout=small)
@@ -136,7 +136,7 @@ class Inspector(View):
             self.criteria[name] = value
             return
         widget = getattr(self, f"{name}_filter")
-        if name == "service" and value not in widget.options:
+        if name == "service" and value not in {v for _, v in widget.options}:
             with self._quietly():
                 widget.options = [*widget.options, (value, value)]
         widget.value = value  # its observer refreshes the list
@@ -149,9 +149,9 @@ class Inspector(View):
             self.selected = record
             if self.widget is None:
                 return
-            if record is not None and record.id in self._shown:
-                with self._quietly():
-                    self.rows_widget.value = record.id
+            listed = record is not None and record.id in self._shown
+            with self._quietly():
+                self.rows_widget.value = record.id if listed else None
             self._show_detail(record)
 
     def pause(self) -> None:
