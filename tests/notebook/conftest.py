@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -91,3 +92,12 @@ def module_sandbox_kernel(tmp_path_factory):
     k.run("%load_ext sandbox")
     yield k
     k.shutdown()
+
+
+@pytest.fixture
+def vhost_uri(rabbit_manager):
+    """A fresh RabbitMQ vhost (skipped, with the reason, when RabbitMQ is unreachable)."""
+    vhost = f"sandbox-nb-{uuid.uuid4().hex[:12]}"
+    rabbit_manager.create_vhost(vhost)
+    yield rabbit_manager.uri_for(vhost)
+    rabbit_manager.delete_vhost(vhost)

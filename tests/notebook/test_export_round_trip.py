@@ -9,10 +9,8 @@ events.
 import signal
 import socket
 import textwrap
-import uuid
 
 import nbformat
-import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from sandbox.cli.main import main
@@ -154,21 +152,13 @@ def call_everything(kernel, base_url):
     assert dispatched.stdout == "{'sales': 2, 'total': 60} 252\n"
 
 
-@pytest.fixture
-def vhost_uri(rabbit_manager):
-    """A fresh RabbitMQ vhost (skipped, with the reason, when RabbitMQ is unreachable)."""
-    vhost = f"sandbox-export-{uuid.uuid4().hex[:12]}"
-    rabbit_manager.create_vhost(vhost)
-    yield rabbit_manager.uri_for(vhost)
-    rabbit_manager.delete_vhost(vhost)
-
-
 def test_round_trip_over_rabbitmq(vhost_uri, cli, sandbox_kernel, tmp_path, capsys):
     address = free_address()
     write_notebook(tmp_path / "shop.ipynb", address, f"%sandbox connect {vhost_uri}")
     export(tmp_path, capsys)
+    vhost = vhost_uri.rsplit("/", 1)[1]
     assert (
-        "AMQP_URI: amqp://guest:${AMQP_PASSWORD}@127.0.0.1:5672/sandbox-export-"
+        f"AMQP_URI: amqp://guest:${{AMQP_PASSWORD}}@127.0.0.1:5672/{vhost}\n"
         in (tmp_path / "config.yaml").read_text()
     )
 
