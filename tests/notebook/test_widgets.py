@@ -383,8 +383,9 @@ def test_rpc_from_the_call_form_and_its_replay(chain, inspector):
         form.args_widget.value = '{"item": "pie"}'
         with sb.wait_for("mailer", "mail") as mailed:
             form.fire_button.click()
+        rpcs = len(sb.trace.filter(kind="RPC"))
         print(json.dumps({"reply": reply, "again": again, "mailed": mailed.result,
-                          "rpcs": len(sb.trace.filter(kind="RPC")), "status": form.status_widget.value}))
+                          "rpcs": rpcs, "status": form.status_widget.value}))
         """,
     )
     assert state["reply"] == {"order": "cake"}
