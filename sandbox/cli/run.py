@@ -2,6 +2,8 @@
 
 SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them. Exit codes: 0 after
 a graceful stop, 130 after a kill, 1 when a service crashed, 2 for a usage or config error.
+With config ``DOCS: true`` the web server also serves the services' documents at
+``/openapi.json``, ``/asyncapi.json`` and ``/docs`` (unless a route of theirs is there).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.config import config
+from sandbox.docs.service import DOCS_CONFIG_KEY, docs_service
 from sandbox.exceptions import CommandError
 from sandbox.extensions import count_entrypoints, is_service_class
 from sandbox.runners import ServiceRunner
@@ -46,12 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Like `python -m`, so that `sandbox run services` finds services.py in the working dir.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     config.setup(config_from_args(args))
     configure_logging(config)
-    service_classes = find_services(args.services)
+    service_classes = load_services(args.services)
+    if config.get(DOCS_CONFIG_KEY):
+        docs = docs_service(service_classes, config)
+        if docs is not None:
+            service_classes.append(docs)
     runner = ServiceRunner(config)
     for service_cls in service_classes:
         runner.add_service(service_cls)
@@ -71,6 +75,14 @@ def configure_logging(settings: Mapping[str, Any]) -> None:
 
 
 # --- discovery -----------------------------------------------------------------------------
+
+
+def load_services(specs: Iterable[str]) -> list[type]:
+    """:func:`find_services`, with the working directory importable."""
+    # Like `python -m`, so that `sandbox run services` finds services.py in the working dir.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return find_services(specs)
 
 
 def find_services(specs: Iterable[str]) -> list[type]:
