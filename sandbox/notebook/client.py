@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox import recorder
 from sandbox.config import config
@@ -20,6 +20,9 @@ from sandbox.notebook.trace import Trace
 from sandbox.notebook.widgets.logs import ServiceLogs
 from sandbox.records import Record, get_recorder
 from sandbox.utils import sanitize_url
+
+if TYPE_CHECKING:
+    from sandbox.docs import ApiDocs
 
 
 class Client:
@@ -146,6 +149,17 @@ class Client:
         if name not in self._views:
             self._views[name] = make()
         return self._views[name]
+
+    # --- documentation ----------------------------------------------------------------------
+
+    def docs(self, *services: str | type) -> ApiDocs:
+        """The OpenAPI and AsyncAPI documents of the services (all the session's by default),
+        shown as a page that needs no network; ``.openapi`` and ``.asyncapi`` are the dicts."""
+        from sandbox.docs import service_docs
+        from sandbox.web.server import get_base_url
+
+        handles = [self._session._handle(s) for s in services] or self._session.services.values()
+        return service_docs([h.cls for h in handles], config, server_url=get_base_url())
 
     # --- export -----------------------------------------------------------------------------
 

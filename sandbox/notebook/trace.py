@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.docs.diagram import SequenceDiagram, call_chain
 from sandbox.records import Record, Recorder
 
 SHOWN = 20  # rows in the text view; the rest is one index away
@@ -61,6 +62,18 @@ class Trace:
 
     def clear(self) -> None:
         self.recorder.clear()
+
+    def diagram(self, call: str | Record | None = None) -> SequenceDiagram:
+        """The sequence diagram of a call chain: the one of ``call`` (a record, or the id of
+        any call in the chain), else the latest one."""
+        records = self.recorder.records()
+        if isinstance(call, Record):
+            call = call.origin_call_id
+        if call is None:
+            call = next((r.origin_call_id for r in reversed(records) if r.origin_call_id), None)
+            if call is None:
+                raise KeyError("no call recorded yet")
+        return SequenceDiagram(call_chain(records, call))
 
     def __getitem__(self, index):
         found = self.recorder.records()[index]

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from sandbox.docs.diagram import SequenceDiagram, call_chain
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error
 from sandbox.notebook.trace import records_table
@@ -317,7 +318,11 @@ class Inspector(View):
         self.replay_button.disabled = record is None or record.status == RUNNING
         self.curl_button.disabled = record is None or record.http is None
         self.curl_widget.layout.display = "none"
-        self.detail_widget.outputs = tuple(detail_outputs(record)) if record else ()
+        if record is None:
+            self.detail_widget.outputs = ()
+            return
+        chain = chain_outputs(record, self.recorder.records())
+        self.detail_widget.outputs = tuple(detail_outputs(record) + chain)
 
     def _message(self, text: str, error: bool = False) -> None:
         if self.widget is not None:
@@ -354,6 +359,19 @@ def detail_outputs(record: Record) -> list[dict[str, Any]]:
     outputs.append(json_output(record.headers, "headers and context data"))
     outputs.append(json_output(record.call_id_stack, "call_id_stack"))
     return outputs
+
+
+def chain_outputs(record: Record, records: list[Record]) -> list[dict[str, Any]]:
+    """The sequence diagram of the record's call chain, when it has more than this record."""
+    try:
+        chain = call_chain(records, record.origin_call_id)
+    except KeyError:  # no call id, or the ring buffer has dropped it
+        return []
+    if len(chain) < 2:
+        return []
+    diagram = SequenceDiagram(chain)
+    data = {"image/svg+xml": diagram.svg, "text/plain": str(diagram)}
+    return [{"output_type": "display_data", "data": data, "metadata": {}}]
 
 
 def chain_rows(records: list[Record]) -> list[tuple[Record, int]]:
