@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import kombu
 
+from sandbox.config import config as global_config
 from sandbox.exceptions import ConfigurationError
 from sandbox.messaging import Consumer, Publisher
 
@@ -39,8 +40,7 @@ def get_event_exchange(
     service_name: str, config: Mapping[str, Any] | None = None
 ) -> kombu.Exchange:
     """The exchange ``service_name`` dispatches its events to."""
-    if config is None:
-        from sandbox.config import config
+    config = global_config if config is None else config
     return kombu.Exchange(
         f"{service_name}.events",
         type="topic",

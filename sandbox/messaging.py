@@ -21,7 +21,7 @@ from sandbox import serialization
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import Subscription, ack, reject, requeue
 from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.transport import connection_options
+from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.constants import HEADER_PREFIX
 from sandbox.exceptions import ContainerBeingKilled
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
@@ -72,7 +72,7 @@ def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
         **connection_options(config),
         **options,
     }
-    return AmqpPublisher(options.pop("uri", None) or config["AMQP_URI"], **options)
+    return AmqpPublisher(options.pop("uri", None) or amqp_uri(config), **options)
 
 
 def describe(message: kombu.Message) -> str:
@@ -108,7 +108,7 @@ class QueueConsumer(SharedExtension, ProviderCollector):
         if self._consumer is None:
             config = self.container.config
             self._consumer = AmqpConsumer(
-                config["AMQP_URI"],
+                amqp_uri(config),
                 heartbeat=config.get("HEARTBEAT", 60),
                 prefetch_count=config.get("PREFETCH_COUNT", 10),
                 accept=serialization.setup(config).accept,

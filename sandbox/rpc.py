@@ -29,6 +29,7 @@ from sandbox import serialization
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import OutgoingMessage, UndeliverableMessage
 from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.config import config as global_config
 from sandbox.exceptions import (
     ContainerBeingKilled,
     IncorrectSignature,
@@ -68,8 +69,7 @@ RESTRICTED_OPTIONS = frozenset(
 
 
 def get_rpc_exchange(config: Mapping[str, Any] | None = None) -> kombu.Exchange:
-    if config is None:
-        from sandbox.config import config
+    config = global_config if config is None else config
     return kombu.Exchange(config.get("rpc_exchange") or "nameko-rpc", type="topic", durable=True)
 
 
@@ -211,7 +211,6 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             routing_key=properties["reply_to"],
             correlation_id=properties.get("correlation_id"),
             serializer=serialization.reply_serializer(message.content_type, self.serialization),
-            declare=[self.exchange],
             kind="rpc-reply",
         )
 
@@ -379,7 +378,6 @@ class RpcCaller:
             correlation_id=correlation_id,
             mandatory=True,
             extra_headers=encode_to_headers(context_data),
-            declare=[self.exchange],
             kind="rpc-request",
         )
         event = self.replies.expect(correlation_id)

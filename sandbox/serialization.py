@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import kombu.serialization
 
+from sandbox.config import config as global_config
 from sandbox.utils import import_from_path
 
 
@@ -23,8 +24,7 @@ class SerializationConfig(NamedTuple):
 
 def setup(config: Mapping[str, Any] | None = None) -> SerializationConfig:
     """Register the config's extra serializers with kombu and return what to use."""
-    if config is None:
-        from sandbox.config import config
+    config = global_config if config is None else config
     for name, spec in (config.get("SERIALIZERS") or {}).items():
         kombu.serialization.register(
             name,

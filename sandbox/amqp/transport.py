@@ -25,6 +25,7 @@ from amqp.exceptions import NotFound
 
 # Registers our embedded broker as kombu's ``memory://`` transport.
 from sandbox.amqp import memory as _memory  # noqa: F401
+from sandbox.config import DEFAULTS
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
@@ -123,6 +124,11 @@ def connect(
         options["transport"] = GreenTransport
     connection = kombu.Connection(uri, **options)
     return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+
+
+def amqp_uri(config: Mapping[str, Any]) -> str:
+    """The broker a config names; the embedded one when it names none."""
+    return config.get("AMQP_URI") or DEFAULTS["AMQP_URI"]
 
 
 def connection_options(config: Mapping[str, Any]) -> dict[str, Any]:

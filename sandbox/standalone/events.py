@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sandbox.config import config as global_config
 from sandbox.events import get_event_exchange
 from sandbox.messaging import publisher_for
 from sandbox.runtime import get_runtime
@@ -21,8 +22,7 @@ def event_dispatcher(
     (``uri``, ``ssl``, ``serializer``, ``delivery_mode``...). Like Nameko's, it sends no
     context headers.
     """
-    if config is None:
-        from sandbox.config import config
+    config = global_config if config is None else config
     publisher = publisher_for(config, **kwargs)
 
     def dispatch(service_name: str, event_type: str, event_data: Any) -> None:

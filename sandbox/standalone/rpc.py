@@ -16,7 +16,8 @@ import eventlet.semaphore
 
 from sandbox import serialization
 from sandbox.amqp.consume import Consumer
-from sandbox.amqp.transport import connection_options
+from sandbox.amqp.transport import amqp_uri, connection_options
+from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
 from sandbox.rpc import (
     RESTRICTED_OPTIONS,
@@ -46,8 +47,7 @@ class ClusterRpcProxy:
         timeout: float | None = None,
         **publisher_options: Any,
     ):
-        if config is None:
-            from sandbox.config import config
+        config = global_config if config is None else config
         self.config = config
         self.context_data = dict(context_data or {})
         self.timeout = timeout
@@ -82,7 +82,7 @@ class ClusterRpcProxy:
             routing_key = str(uuid.uuid4())
             replies = PendingReplies()
             consumer = Consumer(
-                self.publisher_options.get("uri") or config["AMQP_URI"],
+                self.publisher_options.get("uri") or amqp_uri(config),
                 heartbeat=config.get("HEARTBEAT", 60),
                 accept=serialization.setup(config).accept,
                 retry_policy=config.get("TRANSPORT_OPTIONS"),
