@@ -8,7 +8,9 @@ What each service receives and sends, on Nameko's wire format:
 * an ``EventDispatcher`` sends to ``{service}.events``: the event types are read from the
   class source (``self.dispatch("type", payload)``), and a type only known at run time gives
   a channel whose address is the parameter ``{routing_key}``;
-* ``@consume`` methods receive from their queue; a ``Publisher`` sends to its exchange.
+* ``@consume`` methods receive from their queue; a ``Publisher`` sends to its exchange;
+* an ``RpcProxy``/``ServiceRpc``/``ClusterRpc`` sends requests for the methods the source
+  calls through it (``self.greeter.hello(...)``, ``self.cluster.greeter.hello(...)``).
 
 Payload schemas come from type hints (the first argument of a handler, the arguments and
 return value of an RPC method) or, for what a service sends, from the literal in the call.
@@ -17,6 +19,7 @@ Timers send nothing over AMQP: they are listed under the ``x-timers`` extension.
 
 from __future__ import annotations
 
+import ast
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -48,7 +51,7 @@ from sandbox.events import (
 )
 from sandbox.extensions import Entrypoint, is_dependency
 from sandbox.messaging import Consumer, Publisher
-from sandbox.rpc import Rpc, get_rpc_exchange
+from sandbox.rpc import ClusterRpc, Rpc, get_rpc_exchange
 from sandbox.timer import Timer
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -158,6 +161,8 @@ class _Document:
             elif isinstance(provider, Publisher):
                 self._publisher(service_cls, attr, provider)
                 found = True
+            elif isinstance(provider, ClusterRpc):
+                found = self._rpc_client(service_cls, attr, provider) or found
         if found:
             self.tags.append(service_tag(service_cls))
 
@@ -186,7 +191,22 @@ class _Document:
 
     def _rpc(self, service_cls: type, method_name: str, method: Callable, entrypoint: Rpc) -> None:
         address = f"{service_cls.name}.{method_name}"
+        result = self.schemas.of(type_hints(method).get("return", MISSING))
+        reply = self._reply(result, expected_exceptions(entrypoint))
+        operation = self._rpc_operation("receive", address, self._arguments(method), reply)
+        self._operation(address, service_cls, method, operation)
+
+    def _rpc_operation(
+        self, action: str, address: str, arguments: dict[str, Any], reply: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The operation of serving (receive) or calling (send) the RPC method ``address``.
+
+        The server's signature describes the method better than any call does: its messages
+        replace those a caller documented.
+        """
         channel = self._exchange_channel(get_rpc_exchange(self.config), address)
+        self._context_headers()
+        serving = action == "receive"
         request = self._message(
             channel,
             "request",
@@ -194,22 +214,23 @@ class _Document:
                 "name": f"{address}.request",
                 "summary": "Arguments by position in args or by name in kwargs.",
                 "headers": self.schemas.component("RpcRequestHeaders", _RPC_REQUEST_HEADERS),
-                "payload": self._arguments(method),
+                "payload": arguments,
                 "correlationId": {"location": "$message.header#/correlation_id"},
             },
+            replace=serving,
         )
-        self._context_headers()
-        reply = self._message(
+        reply_message = self._message(
             self._reply_channel(),
             address,
             {
                 "name": f"{address}.reply",
-                "payload": self._reply(method, entrypoint),
+                "payload": reply,
                 "correlationId": {"location": "$message.header#/correlation_id"},
             },
+            replace=serving,
         )
-        operation = {
-            "action": "receive",
+        return {
+            "action": action,
             "channel": _ref("channels", channel),
             "messages": [request],
             "reply": {
@@ -218,10 +239,9 @@ class _Document:
                     "description": "the request's reply_to, a routing key on the same exchange",
                 },
                 "channel": _ref("channels", RPC_REPLY_CHANNEL),
-                "messages": [reply],
+                "messages": [reply_message],
             },
         }
-        self._operation(address, service_cls, method, operation)
 
     def _arguments(self, method: Callable) -> dict[str, Any]:
         hints = type_hints(method)
@@ -260,11 +280,11 @@ class _Document:
             set_default(schema, parameter.default)
         return schema
 
-    def _reply(self, method: Callable, entrypoint: Rpc) -> dict[str, Any]:
+    def _reply(
+        self, result: dict[str, Any], expected: tuple[type[BaseException], ...]
+    ) -> dict[str, Any]:
         """A result and no error, or an error and no result."""
-        result = self.schemas.of(type_hints(method).get("return", MISSING))
         error = self.schemas.component("RemoteError", _REMOTE_ERROR)
-        expected = expected_exceptions(entrypoint)
         if expected:
             error = {**error, "description": "expected: " + ", ".join(e.__name__ for e in expected)}
         null = {"type": "null"}
@@ -327,6 +347,38 @@ class _Document:
         operation = {"action": "send", "channel": _ref("channels", channel), "messages": [message]}
         suffix = f".{routing_key}" if routing_key else ""
         self._operation(f"{service_cls.name}.{attr}{suffix}", service_cls, None, operation)
+
+    def _rpc_client(self, service_cls: type, attr: str, provider: ClusterRpc) -> bool:
+        """Send operations for the RPC methods called through ``self.<attr>``."""
+        target = getattr(provider, "target_service", None)  # a ServiceRpc's
+        called = False
+        for call in self_calls(service_cls, attr) or []:
+            path = call.path if target is None else [target, *call.path]
+            if len(path) == 2:
+                address = ".".join(path)
+                reply = self._reply({}, ())
+                operation = self._rpc_operation("send", address, self._call_arguments(call), reply)
+                self._operation(
+                    f"{service_cls.name}.{attr}.{address}", service_cls, None, operation
+                )
+                called = True
+        return called
+
+    def _call_arguments(self, call: SelfCall) -> dict[str, Any]:
+        """The request body a call site sends, from what its arguments show."""
+        args, keywords = call.node.args, call.node.keywords
+        unpacked = any(isinstance(arg, ast.Starred) for arg in args)
+        items = [self.schemas.of(call.hint(arg)) for arg in args if not unpacked]
+        named = {k.arg: call.hint(k.value) for k in keywords if k.arg is not None}
+        more = unpacked or any(k.arg is None for k in keywords)  # *args, **kwargs
+        return {
+            "type": "object",
+            "properties": {
+                "args": self.schemas.positional(items, more=unpacked),
+                "kwargs": self.schemas.object(named, more=more),
+            },
+            "required": ["args", "kwargs"],
+        }
 
     # --- channels, messages, operations ---------------------------------------------------------
 
@@ -394,14 +446,16 @@ class _Document:
     def _context_headers(self) -> None:
         self.schemas.component("ContextHeaders", _CONTEXT_HEADERS)
 
-    def _message(self, channel: str, key: str, message: dict[str, Any]) -> dict[str, str]:
-        """Add ``message`` to the channel unless one is there already; a reference to it.
+    def _message(
+        self, channel: str, key: str, message: dict[str, Any], replace: bool = False
+    ) -> dict[str, str]:
+        """Add ``message`` to the channel; a reference to it.
 
-        A sender and a receiver of one channel both describe its message: the first that
-        knows the payload's schema wins.
+        A sender and a receiver of one channel both describe its message: unless told to
+        ``replace`` it, the first one that knows the payload's schema stays.
         """
         messages = self.channels[channel]["messages"]
-        if not messages.get(key, {}).get("payload"):
+        if replace or not messages.get(key, {}).get("payload"):
             messages[key] = message
         return _ref("channels", channel, "messages", key)
 
@@ -437,7 +491,7 @@ def _sent(
 
     A key that is not a literal, or calls that cannot be read, give the run-time key None.
     """
-    calls = self_calls(service_cls, attr)
+    calls = [call for call in self_calls(service_cls, attr) or [] if not call.path]
     if not calls:
         return {None: MISSING}
     sent: dict[str | None, Any] = {}

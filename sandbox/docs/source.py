@@ -121,12 +121,20 @@ def _is_generated_doc(obj: Any, doc: str) -> bool:
 
 
 class SelfCall:
-    """A ``self.<attr>(...)`` call in a service's source, and what the code around it tells."""
+    """A ``self.<attr>...(...)`` call in a service's source, and what the code around it tells.
 
-    def __init__(self, node: ast.Call, names: dict[str, Any], namespace: dict[str, Any]):
+    ``path`` holds the attribute names between ``<attr>`` and the call: ``[]`` for
+    ``self.dispatch(...)``, ``["hello"]`` for ``self.greeter.hello(...)`` (or its
+    ``.call_async(...)``).
+    """
+
+    def __init__(
+        self, node: ast.Call, path: list[str], names: dict[str, Any], namespace: dict[str, Any]
+    ):
         self.node = node
+        self.path = path
         self.names = names  # the hints of the parameters of the method holding the call
-        self.namespace = namespace  # the globals of the class's module
+        self.namespace = namespace  # the globals of the method
 
     def argument(self, position: int | None, keyword: str) -> ast.expr | None:
         """The argument passed at ``position`` (None: only by keyword) or as ``keyword=``."""
@@ -167,32 +175,46 @@ class SelfCall:
 
 
 def self_calls(cls: type, attr: str) -> list[SelfCall] | None:
-    """Every ``self.<attr>(...)`` call in the methods of ``cls`` and its bases.
+    """Every call of ``self.<attr>`` or of an attribute of it, in the methods of ``cls`` and
+    its bases.
 
-    None when some source cannot be read: then the calls are unknown, not absent.
+    Each method is read on its own: a class typed into a notebook cell has no source file,
+    but its methods' code is in the cell (``linecache``). None when some method's source
+    cannot be read: then the calls are unknown, not absent.
     """
     calls: list[SelfCall] = []
     for klass in cls.__mro__[:-1]:  # object has no source
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            return None
-        namespace = _namespace(klass)
-        for function in tree.body[0].body:
-            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
-                names = _parameter_hints(klass.__dict__.get(function.name))
-                calls.extend(
-                    SelfCall(node, names, namespace)
-                    for node in ast.walk(function)
-                    if _is_self_call(node, attr)
-                )
+        for method in vars(klass).values():
+            if not inspect.isfunction(method):
+                continue
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(method)))
+            except (OSError, TypeError, SyntaxError):
+                return None
+            names = _parameter_hints(method)
+            for node in ast.walk(tree):
+                path = _path_after(node, attr)
+                if path is not None:
+                    calls.append(SelfCall(node, path, names, method.__globals__))
     return calls
 
 
-def _parameter_hints(method: Any) -> dict[str, Any]:
+def _path_after(node: ast.AST, attr: str) -> list[str] | None:
+    """For a call of ``self.<attr>.a.b``, ``["a", "b"]``; None for any other node."""
+    if not isinstance(node, ast.Call):
+        return None
+    names, target = [], node.func
+    while isinstance(target, ast.Attribute):
+        names.append(target.attr)
+        target = target.value
+    names.reverse()
+    if not (isinstance(target, ast.Name) and target.id == "self" and names[:1] == [attr]):
+        return None
+    return [name for name in names[1:] if name != "call_async"]
+
+
+def _parameter_hints(method: Callable) -> dict[str, Any]:
     """What each parameter name holds inside the method: ``*args: int`` is a tuple of ints."""
-    if not inspect.isfunction(method):
-        return {}
     hints = type_hints(method)
     for parameter in inspect.signature(method).parameters.values():
         hint = hints.get(parameter.name, Any)
@@ -201,16 +223,6 @@ def _parameter_hints(method: Any) -> dict[str, Any]:
         elif parameter.kind == inspect.Parameter.VAR_KEYWORD:
             hints[parameter.name] = dict[str, hint]
     return hints
-
-
-def _is_self_call(node: ast.AST, attr: str) -> bool:
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == attr
-        and isinstance(node.func.value, ast.Name)
-        and node.func.value.id == "self"
-    )
 
 
 def literal_string(node: ast.expr | None) -> str | None:

@@ -19,7 +19,7 @@ from jsonschema import Draft7Validator
 from sandbox.docs.asyncapi import asyncapi_document
 from sandbox.events import EventDispatcher
 from sandbox.messaging import Publisher
-from sandbox.rpc import rpc
+from sandbox.rpc import ClusterRpc, RpcProxy, rpc
 
 COMPONENT_NAME = re.compile(r"^[\w\d.\-_]+$")
 RUNTIME_EXPRESSION = re.compile(r"^\$message\.(header|payload)#(/(([^/~])|(~[01]))*)*")
@@ -223,7 +223,7 @@ def test_a_publishers_default_routing_key_and_unreadable_source():
     namespace = {}
     source = """
     from sandbox.events import EventDispatcher
-    from sandbox.rpc import rpc
+    from sandbox.rpc import ClusterRpc, RpcProxy, rpc
 
     class Typed:
         name = "typed"
@@ -251,3 +251,44 @@ def test_operation_messages_validate_real_event_bodies(document):
     validate_payload(document, event, {"who": "Ada", "count": 2})
     with pytest.raises(Exception, match="'count' is a required property"):
         validate_payload(document, event, {"who": "Ada"})
+
+
+class Caller:
+    name = "caller"
+    greeter = RpcProxy("greeter")
+    cluster = ClusterRpc()
+
+    @rpc
+    def go(self, who: str):
+        self.greeter.hello(who, polite=False)
+        self.cluster.billing.charge.call_async(12.5, *[])
+        return self.greeter  # not a call
+
+
+@pytest.mark.parametrize("order", [(Caller, Greeter), (Greeter, Caller)])
+def test_rpc_calls_through_proxies_are_send_operations(order):
+    document = asyncapi_document(order, config={})
+    check_structure(document)
+    hello = document["operations"]["caller.greeter.greeter.hello"]
+    assert hello["action"] == "send"
+    assert hello["channel"] == document["operations"]["greeter.hello"]["channel"]
+    # Whatever the order, the server's signature describes the request.
+    request = resolve(document, hello["messages"][0])["payload"]
+    assert request["properties"]["args"]["items"][0] == {"type": "string", "title": "who"}
+    validate_payload(document, hello["reply"]["messages"][0], {"result": "hi", "error": None})
+
+
+def test_a_call_site_describes_a_method_no_documented_service_serves():
+    document = asyncapi_document([Caller], config={})
+    check_structure(document)
+    assert set(document["operations"]) == {
+        "caller.go",
+        "caller.greeter.greeter.hello",
+        "caller.cluster.billing.charge",
+    }
+    hello = document["operations"]["caller.greeter.greeter.hello"]["messages"][0]
+    validate_payload(document, hello, {"args": ["Ada"], "kwargs": {"polite": False}})
+    with pytest.raises(Exception, match="Additional"):
+        validate_payload(document, hello, {"args": ["Ada"], "kwargs": {"other": 1}})
+    charge = document["operations"]["caller.cluster.billing.charge"]["messages"][0]
+    validate_payload(document, charge, {"args": [12.5, "more"], "kwargs": {}})

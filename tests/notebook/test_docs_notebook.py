@@ -69,16 +69,19 @@ def test_docs_shows_both_documents_offline(k):
         printed(
             k,
             """
-            docs = sb.docs("gateway")
+            docs, orders = sb.docs("gateway"), sb.docs(Orders)
             print(json.dumps({"paths": list(docs.openapi["paths"]),
                               "server": docs.openapi["servers"][0]["url"],
-                              "operations": list(docs.asyncapi["operations"])}))
+                              "operations": list(docs.asyncapi["operations"]),
+                              "orders": list(orders.asyncapi["operations"])}))
             """,
         )
     )
     assert state["paths"] == ["/order/{item}"]
     assert state["server"].startswith("http://127.0.0.1:")
-    assert state["operations"] == []  # the gateway only calls over AMQP
+    assert state["operations"] == ["gateway.orders.orders.place"]  # the RPC it calls
+    # Event types read from the code of a class typed into a cell
+    assert state["orders"] == ["orders.place", "orders.dispatch.placed"]
 
 
 def test_trace_diagram_of_the_latest_chain_and_of_a_record(k):
