@@ -43,6 +43,7 @@ from sandbox.docs.source import (
     type_hints,
 )
 from sandbox.events import (
+    BROADCAST,
     SERVICE_POOL,
     SINGLETON,
     EventDispatcher,
@@ -97,8 +98,8 @@ _REMOTE_ERROR = {
 _HANDLER_TYPES = {
     SERVICE_POOL: "One instance of the service handles each event.",
     SINGLETON: "One handler in the whole cluster handles each event.",
+    BROADCAST: "Every instance of the service handles each event.",
 }
-_BROADCAST = "Every instance of the service handles each event."
 
 
 def asyncapi_document(
@@ -302,7 +303,7 @@ class _Document:
             "messages": [message],
             "x-handler-type": entrypoint.handler_type,
         }
-        note = _HANDLER_TYPES.get(entrypoint.handler_type, _BROADCAST)
+        note = _HANDLER_TYPES[entrypoint.handler_type]
         self._operation(f"{service_cls.name}.{method_name}", service_cls, method, operation, note)
 
     def _consumer(
