@@ -63,9 +63,14 @@ RPC_REPLY_QUEUE_TEMPLATE = "rpc.reply-{}-{}"
 RPC_REPLY_QUEUE_TTL = 300000  # ms
 
 # Publisher options a client sets itself for every request.
-RESTRICTED_OPTIONS = frozenset(
+_RESTRICTED_OPTIONS = frozenset(
     {"exchange", "routing_key", "mandatory", "reply_to", "correlation_id"}
 )
+
+
+def client_options(publisher_options: Mapping[str, Any]) -> dict[str, Any]:
+    """A client's publisher options, less those it sets itself on every request."""
+    return {k: v for k, v in publisher_options.items() if k not in _RESTRICTED_OPTIONS}
 
 
 def get_rpc_exchange(config: Mapping[str, Any] | None = None) -> kombu.Exchange:
@@ -473,9 +478,7 @@ class ClusterRpc(DependencyProvider):
 
     def __init__(self, timeout: float | None = None, **publisher_options: Any):
         self.timeout = timeout
-        self.publisher_options = {
-            key: value for key, value in publisher_options.items() if key not in RESTRICTED_OPTIONS
-        }
+        self.publisher_options = client_options(publisher_options)
 
     def setup(self) -> None:
         self.publisher = publisher_for(self.container.config, **self.publisher_options)

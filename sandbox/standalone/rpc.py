@@ -20,11 +20,11 @@ from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
 from sandbox.rpc import (
-    RESTRICTED_OPTIONS,
     Client,
     PendingReplies,
     RpcCaller,
     RpcReply,
+    client_options,
     get_rpc_exchange,
     reply_queue,
 )
@@ -47,13 +47,10 @@ class ClusterRpcProxy:
         timeout: float | None = None,
         **publisher_options: Any,
     ):
-        config = global_config if config is None else config
-        self.config = config
+        self.config = global_config if config is None else config
         self.context_data = dict(context_data or {})
         self.timeout = timeout
-        self.publisher_options = {
-            key: value for key, value in publisher_options.items() if key not in RESTRICTED_OPTIONS
-        }
+        self.publisher_options = client_options(publisher_options)
         self._caller: RpcCaller | None = None
         self._consumer: Consumer | None = None
         self._thread: Any = None
