@@ -46,6 +46,16 @@ def _copied(value: Any) -> Any:
     return value
 
 
+def _decoded(body: bytes, encoding: str | None) -> bytes | str:
+    """The body as py-amqp hands it over: text when its encoding is named and decodes it."""
+    if encoding:
+        try:
+            return body.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            pass  # "binary", or a wrong name: py-amqp keeps the bytes too
+    return body
+
+
 def register() -> None:
     """Make kombu resolve ``memory://`` (and ``sbmemory://``) to this transport."""
     for alias in ALIASES:
@@ -70,7 +80,7 @@ class Message(base.Message):
         else:
             info["consumer_tag"] = delivery.consumer_tag
         super().__init__(
-            body=raw.body,
+            body=_decoded(raw.body, properties.get("content_encoding")),
             channel=channel,
             delivery_tag=delivery.delivery_tag,
             content_type=properties.get("content_type"),
@@ -317,7 +327,9 @@ class Channel(base.StdChannel):
         if not handlers:
             raise exc
         raw = returned.message
-        message = amqp.Message(raw.body, channel=self, **_copied(raw.properties))
+        properties = _copied(raw.properties)
+        body = _decoded(raw.body, properties.get("content_encoding"))
+        message = amqp.Message(body, channel=self, **properties)
         for handler in list(handlers):
             handler(exc, raw.exchange, raw.routing_key, message)
 

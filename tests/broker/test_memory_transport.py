@@ -119,7 +119,7 @@ def test_properties_and_body_round_trip(conn):
         conn.drain_events(timeout=1)
     [(body, message)] = got
     assert body == {"hello": "world"}
-    assert message.body == b'{"hello": "world"}'  # stored encoded, exactly as published
+    assert message.body == '{"hello": "world"}'  # decoded by its content_encoding, as py-amqp does
     assert message.content_type == "application/json"
     assert message.content_encoding == "utf-8"
     assert message.headers == {"nameko.call_id_stack": ["a.b.1"]}
@@ -128,6 +128,21 @@ def test_properties_and_body_round_trip(conn):
     assert (props["delivery_mode"], props["priority"], props["expiration"]) == (1, 3, "60000")
     info = message.delivery_info
     assert (info["exchange"], info["routing_key"], info["redelivered"]) == ("props-x", "k", False)
+
+
+def test_bodies_without_a_text_encoding_stay_bytes(conn):
+    queue = Queue("raw", durable=False)
+    got = []
+    with Consumer(conn, [queue], callbacks=[collect(got)], accept=["json"]):
+        Producer(conn).publish(
+            b'{"x": 1}',
+            routing_key="raw",
+            content_type="application/json",
+            content_encoding="binary",
+        )
+        conn.drain_events(timeout=1)
+    [(body, message)] = got
+    assert (body, message.body) == ({"x": 1}, b'{"x": 1}')
 
 
 def test_pickle_is_refused_by_a_json_only_consumer(conn):
@@ -242,7 +257,7 @@ def test_mandatory_return_reaches_on_return_on_the_next_drain(conn):
     [(exc, exchange, routing_key, message)] = returned
     assert (exc.reply_code, exc.reply_text) == (312, "NO_ROUTE")
     assert (exchange, routing_key) == ("", "nobody-home")
-    assert message.body == b'{"x": 1}'
+    assert message.body == '{"x": 1}'  # decoded, as py-amqp decodes returns too
     assert message.properties["content_type"] == "application/json"
 
 
