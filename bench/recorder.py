@@ -179,7 +179,7 @@ def burst_updates() -> list[Row]:
     def burst() -> None:
         for index in range(BURST):
             container.spawn_worker(entrypoint, (index,), {})
-        container._worker_pool.waitall()
+        container._drain_workers()
 
     try:
         started = time.perf_counter()

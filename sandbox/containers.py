@@ -16,6 +16,8 @@ from typing import Any
 
 import eventlet
 import eventlet.event
+import eventlet.greenthread
+import eventlet.semaphore
 import greenlet
 
 from sandbox import recorder
@@ -135,8 +137,11 @@ class ServiceContainer:
         self._entrypoints_stopped = False
         self._being_killed = False
         self._died = eventlet.event.Event()
-        self._worker_pool: eventlet.GreenPool | None = None
+        self._slots = eventlet.semaphore.Semaphore(self.max_workers)
         self._worker_threads: dict[WorkerContext, Any] = {}
+        self._inline_workers: set[WorkerContext] = set()
+        self._idle = eventlet.event.Event()
+        self._idle.send(None)
         self._managed_threads: dict[Any, str | None] = {}
 
     @property
@@ -182,7 +187,6 @@ class ServiceContainer:
 
     def _start(self) -> None:
         log.debug("starting %s", self)
-        self._worker_pool = eventlet.GreenPool(size=self.max_workers)
         _call_all(self.extensions, "setup")
         _call_all(self.extensions, "start")
         self.started = True
@@ -210,11 +214,10 @@ class ServiceContainer:
             self._entrypoints_stopped = True
             _call_all(self.entrypoints, "stop")
 
-    def _drain_workers(self, timeout: float | None) -> bool:
-        if self._worker_pool is None:
-            return True
+    def _drain_workers(self, timeout: float | None = None) -> bool:
+        """Wait until no worker runs; False when ``timeout`` seconds passed first."""
         with eventlet.Timeout(timeout, False):
-            self._worker_pool.waitall()
+            self._idle.wait()
             return True
         return False
 
@@ -228,8 +231,16 @@ class ServiceContainer:
         else:
             log.debug("killing %s", self)
         _call_all(self.entrypoints, "kill", swallow=True)
-        for thread in list(self._worker_threads.values()):
-            thread.kill()
+        current = greenlet.getcurrent()
+        for worker_ctx, thread in list(self._worker_threads.items()):
+            if thread is current:
+                continue
+            if worker_ctx in self._inline_workers:
+                # The thread belongs to the entrypoint (an HTTP connection): fail the worker
+                # so that the entrypoint can still answer, rather than end its thread.
+                eventlet.greenthread.kill(thread, ContainerBeingKilled())
+            else:
+                thread.kill()
         _call_all(self.dependencies | self.subextensions, "kill", swallow=True)
         self._kill_managed_threads()
         self.started = False
@@ -256,17 +267,61 @@ class ServiceContainer:
         handle_result: ResultHandler | None = None,
     ) -> WorkerContext:
         """Start a worker for ``entrypoint``; waits greenly while all ``max_workers`` are busy."""
-        if self._being_killed:
-            raise ContainerBeingKilled()
-        service = self.service_cls()
-        worker_ctx = WorkerContext(self, service, entrypoint, args, kwargs, data=context_data)
-        thread = self._worker_pool.spawn(self._run_worker, worker_ctx, handle_result)
+        worker_ctx = self._new_worker(entrypoint, args, kwargs, context_data)
+        thread = eventlet.spawn(self._run_worker, worker_ctx, handle_result)
         self._worker_threads[worker_ctx] = thread
         thread.link(self._worker_exited, worker_ctx)
         return worker_ctx
 
+    def run_worker(
+        self,
+        entrypoint: Entrypoint,
+        args: Iterable,
+        kwargs: Mapping,
+        context_data: Mapping | None = None,
+        handle_result: ResultHandler | None = None,
+    ) -> WorkerContext:
+        """Run a worker in the calling green thread and return when it is done.
+
+        For entrypoints that would only wait for a spawned worker (an HTTP request): it saves
+        a green thread and a trip through the hub per call. The same ``max_workers`` bound
+        holds; a kill raises ContainerBeingKilled in the worker instead of ending the thread.
+        """
+        worker_ctx = self._new_worker(entrypoint, args, kwargs, context_data)
+        self._worker_threads[worker_ctx] = greenlet.getcurrent()
+        self._inline_workers.add(worker_ctx)
+        try:
+            self._run_worker(worker_ctx, handle_result)
+        except ContainerBeingKilled:
+            raise
+        except Exception:
+            eventlet.spawn(self._kill, sys.exc_info())
+            raise
+        finally:
+            self._inline_workers.discard(worker_ctx)
+            self._worker_done(worker_ctx)
+        return worker_ctx
+
+    def _new_worker(self, entrypoint, args, kwargs, context_data) -> WorkerContext:
+        if self._being_killed:
+            raise ContainerBeingKilled()
+        self._slots.acquire()
+        if self._being_killed:  # killed while we waited for a slot
+            self._slots.release()
+            raise ContainerBeingKilled()
+        if self._idle.ready():
+            self._idle = eventlet.event.Event()
+        service = self.service_cls()
+        return WorkerContext(self, service, entrypoint, args, kwargs, data=context_data)
+
+    def _worker_done(self, worker_ctx: WorkerContext) -> None:
+        if self._worker_threads.pop(worker_ctx, None) is not None:
+            self._slots.release()
+        if not self._worker_threads and not self._idle.ready():
+            self._idle.send(None)
+
     def _worker_exited(self, thread: Any, worker_ctx: WorkerContext) -> None:
-        self._worker_threads.pop(worker_ctx, None)
+        self._worker_done(worker_ctx)
         try:
             thread.wait()
         except greenlet.GreenletExit:

@@ -146,7 +146,7 @@ def test_max_workers_bound_under_100_concurrent_triggers(container_factory):
         for _ in range(100):
             pool.spawn(container.spawn_worker, entrypoint, (), {})
         pool.waitall()
-        container._worker_pool.waitall()
+        container._drain_workers()
 
     get_runtime().call(trigger_100, timeout=30)
     assert state == {"busy": 0, "peak": 4, "done": 100}

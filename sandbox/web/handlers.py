@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from functools import partial
 from typing import Any
 
-import eventlet.event
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
@@ -47,7 +45,6 @@ class HttpRequestHandler(Entrypoint):
     ):
         self.method = method
         self.url = url
-        self._pending: set[eventlet.event.Event] = set()
         self._valid_shapes: set[tuple] = set()
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
@@ -76,11 +73,6 @@ class HttpRequestHandler(Entrypoint):
 
     def kill(self) -> None:
         self.server.unregister_provider(self)
-        # The container kills the workers next, and killed workers never report a result:
-        # answer their requests now rather than leave the clients hanging.
-        for outcome in list(self._pending):
-            if not outcome.ready():
-                outcome.send_exception(ContainerBeingKilled())
 
     # --- one request ----------------------------------------------------------------------
 
@@ -99,27 +91,19 @@ class HttpRequestHandler(Entrypoint):
         context_data = self.server.context_data_from_headers(request)
         args, kwargs = self.get_entrypoint_parameters(request)
         self.check_signature(args, kwargs)
-        outcome = eventlet.event.Event()
-        self._pending.add(outcome)
-        try:
-            worker_ctx = self.container.spawn_worker(
-                self, args, kwargs, context_data, partial(self._handle_result, outcome)
-            )
-            request.environ[CALL_ID_ENVIRON_KEY] = worker_ctx.call_id
-            return outcome.wait()
-        finally:
-            self._pending.discard(outcome)
+        outcome: list[tuple[Any, tuple | None]] = []
 
-    def _handle_result(
-        self,
-        outcome: eventlet.event.Event,
-        worker_ctx: WorkerContext,
-        result: Any,
-        exc_info: tuple | None,
-    ) -> tuple[Any, tuple | None]:
-        if not outcome.ready():
-            outcome.send(result, exc_info)  # wait() raises exc_info when there is one
-        return result, exc_info
+        def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):
+            outcome.append((result, exc_info))
+            return result, exc_info
+
+        # The connection's green thread runs the worker itself: it would only wait otherwise.
+        worker_ctx = self.container.run_worker(self, args, kwargs, context_data, keep)
+        request.environ[CALL_ID_ENVIRON_KEY] = worker_ctx.call_id
+        result, exc_info = outcome[0]
+        if exc_info is not None:
+            raise exc_info[1]
+        return result
 
     # --- overridable ----------------------------------------------------------------------
 
