@@ -288,3 +288,74 @@ def test_entrypoint_waiter_callback_and_timeout(container_factory):
         entrypoint_waiter(container, "echo", timeout=0.05, callback=lambda *_: False),
     ):
         pass
+
+
+def test_run_worker_runs_inline_and_shares_the_bound(container_factory):
+    state = {"busy": 0, "peak": 0}
+
+    class Svc:
+        name = "inline"
+
+        @dummy
+        def work(self):
+            state["busy"] += 1
+            state["peak"] = max(state["peak"], state["busy"])
+            eventlet.sleep(0.001)
+            state["busy"] -= 1
+            return eventlet.getcurrent()
+
+    container = container_factory(Svc, {"max_workers": 3})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def mixed():
+        results = []
+
+        def inline():
+            kept = []
+            container.run_worker(
+                entrypoint, (), {}, handle_result=lambda c, r, e: kept.append(r) or (r, e)
+            )
+            results.append(kept[0] is eventlet.getcurrent())
+
+        pool = eventlet.GreenPool()
+        for i in range(30):
+            pool.spawn(
+                inline if i % 2 else container.spawn_worker,
+                *(() if i % 2 else (entrypoint, (), {})),
+            )
+        pool.waitall()
+        container._drain_workers()
+        return results
+
+    results = get_runtime().call(mixed, timeout=30)
+    assert results == [True] * 15, "inline workers run in the caller's green thread"
+    assert state["peak"] == 3 and container.busy_workers == 0
+
+
+def test_kill_fails_inline_workers_instead_of_ending_their_thread(container_factory):
+    class Svc:
+        name = "inline-killed"
+
+        @dummy
+        def slow(self):
+            eventlet.sleep(30)
+
+    container = container_factory(Svc, {})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def caller():
+        outcome = []
+        container.run_worker(
+            entrypoint, (), {}, handle_result=lambda c, r, e: outcome.append(e) or (r, e)
+        )
+        return outcome[0][0]
+
+    def scenario():
+        thread = eventlet.spawn(caller)
+        eventlet.sleep(0)
+        container._kill()
+        return thread.wait()
+
+    assert get_runtime().call(scenario, timeout=10) is ContainerBeingKilled
