@@ -47,7 +47,7 @@ def load(ip, keep_web_address: bool = False) -> None:
     _loaded.update(ip=ip, session=session, client=client, router=router)
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
-        f"HTTP on http://{config['WEB_SERVER_ADDRESS']}. "
+        f"HTTP on {_describe_web_address()}. "
         "Define a service class in a cell to start it; `sb` is the client, `%sandbox?` helps."
     )
 
@@ -80,6 +80,13 @@ def _post_run_cell(result) -> None:
 def _describe_broker() -> str:
     uri = str(config["AMQP_URI"])
     return "memory:// (embedded)" if uri.startswith("memory://") else sanitize_url(uri)
+
+
+def _describe_web_address() -> str:
+    host, _, port = str(config["WEB_SERVER_ADDRESS"]).rpartition(":")
+    if port == "0":
+        return f"{host or '127.0.0.1'}, a free port chosen when the first service starts"
+    return f"http://{host or '127.0.0.1'}:{port}"
 
 
 def _choose_web_address() -> None:
