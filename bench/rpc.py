@@ -1,0 +1,404 @@
+"""RPC round trip (p50, p99) and 10-caller throughput.
+
+On one RabbitMQ, in one run: sandbox vs Nameko 2.14.1 vs a raw py-amqp request/reply loop
+(the floor: the same messages on the wire, none of a framework's work). Each service runs in
+a subprocess of its own, each client in another, one vhost for all; rounds go round-robin
+and each implementation keeps its best round, so a noisy neighbour skews no one in particular.
+Then the embedded broker: a sandbox service and its caller in one process (a notebook's case).
+
+Targets (DESIGN section 9): over RabbitMQ sandbox p50 <= 0.5 x Nameko and <= 1.5 x raw,
+throughput >= 2 x Nameko; embedded p50 <= 1 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench import Row
+from bench.http import nameko_python
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CALLS = int(os.environ.get("BENCH_RPC_CALLS", "2000"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+AMQP_URI = os.environ.get("BENCH_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+CALLERS = 10
+
+# How a client measures: shared by the sandbox and Nameko clients, which differ only in how
+# they open a caller. Each prints one JSON line.
+MEASURE = """
+import json, sys, threading, time
+
+def sequential(call, calls):
+    for _ in range(max(calls // 10, 50)):
+        call("x")
+    latencies = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call("x")
+        latencies.append(time.perf_counter() - start)
+    latencies.sort()
+    return {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)]}
+
+def concurrent(open_caller, callers, seconds):
+    counts = [0] * callers
+    lined_up = threading.Barrier(callers + 1)
+    running = [True]
+
+    def caller(index):
+        with open_caller() as call:
+            call("x")
+            lined_up.wait()
+            while running[0]:
+                call("x")
+                counts[index] += 1
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    lined_up.wait()
+    before, started = sum(counts), time.perf_counter()
+    time.sleep(seconds)
+    calls, elapsed = sum(counts) - before, time.perf_counter() - started
+    running[0] = False
+    for thread in threads:
+        thread.join()
+    return {"throughput": calls / elapsed}
+
+def measure(open_caller):
+    mode, amount = sys.argv[2], float(sys.argv[3])
+    if mode == "sequential":
+        with open_caller() as call:
+            result = sequential(call, int(amount))
+    else:
+        result = concurrent(open_caller, int(sys.argv[4]), amount)
+    print(json.dumps(result), flush=True)
+"""
+
+SANDBOX_SERVICE = """
+import sys, threading
+from sandbox.rpc import rpc
+from sandbox.runners import ServiceRunner
+
+class Bench:
+    name = "bench_sandbox"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+runner = ServiceRunner({"AMQP_URI": sys.argv[1]})
+runner.add_service(Bench)
+runner.start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+# The service's clients share one proxy, as threads of a notebook or a web app would.
+SANDBOX_CLIENT = (
+    MEASURE
+    + """
+import contextlib
+from sandbox.standalone.rpc import ClusterRpcProxy
+
+with ClusterRpcProxy({"AMQP_URI": sys.argv[1]}) as cluster:
+    measure(lambda: contextlib.nullcontext(cluster.bench_sandbox.echo))
+"""
+)
+
+# A Nameko standalone proxy serves one (green) thread: each caller opens its own.
+NAMEKO_CLIENT = (
+    "import eventlet; eventlet.monkey_patch()\n"
+    + MEASURE
+    + """
+import contextlib
+from nameko.standalone.rpc import ClusterRpcProxy
+
+@contextlib.contextmanager
+def open_caller():
+    with ClusterRpcProxy({"AMQP_URI": sys.argv[1]}) as cluster:
+        yield cluster.bench_nameko.echo
+
+measure(open_caller)
+"""
+)
+
+NAMEKO_SERVICE = """
+from nameko.rpc import rpc
+
+class Bench:
+    name = "bench_nameko"
+
+    @rpc
+    def echo(self, value):
+        return value
+"""
+
+NAMEKO_LOGGING = {
+    "version": 1,
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    "loggers": {"nameko.runners": {"level": "DEBUG"}},  # "services started" means ready
+}
+
+# The floor: Nameko's wire format (topic exchange, durable queue, persistent messages,
+# reply_to and correlation_id) with plain py-amqp, no confirms, no JSON, no threads.
+RAW_COMMON = """
+import sys, uuid
+from urllib.parse import unquote, urlsplit
+import amqp
+
+def connect(uri):
+    parts = urlsplit(uri)
+    connection = amqp.Connection(
+        f"{parts.hostname}:{parts.port or 5672}",
+        userid=unquote(parts.username), password=unquote(parts.password),
+        virtual_host=unquote(parts.path[1:]) or "/",
+    )
+    connection.connect()
+    channel = connection.channel()
+    channel.exchange_declare("nameko-rpc", "topic", durable=True, auto_delete=False)
+    return connection, channel
+"""
+
+RAW_SERVICE = (
+    RAW_COMMON
+    + """
+connection, channel = connect(sys.argv[1])
+channel.queue_declare("rpc-bench_raw", durable=True, auto_delete=False)
+channel.queue_bind("rpc-bench_raw", "nameko-rpc", "bench_raw.*")
+
+def on_request(message):
+    reply = amqp.Message(
+        b'{"result": "x", "error": null}', content_type="application/json", delivery_mode=2,
+        correlation_id=message.properties["correlation_id"],
+    )
+    channel.basic_publish(reply, exchange="nameko-rpc", routing_key=message.properties["reply_to"])
+    channel.basic_ack(message.delivery_tag)
+
+channel.basic_qos(0, 10, False)
+channel.basic_consume("rpc-bench_raw", callback=on_request)
+print("ready", flush=True)
+while True:
+    connection.drain_events()
+"""
+)
+
+# With N callers it keeps N requests in flight on its one connection: a new one per reply.
+RAW_CLIENT = (
+    RAW_COMMON
+    + MEASURE
+    + """
+import contextlib, itertools
+
+connection, channel = connect(sys.argv[1])
+reply_to = str(uuid.uuid4())
+queue = channel.queue_declare("", exclusive=True).queue
+channel.queue_bind(queue, "nameko-rpc", reply_to)
+replies = set()
+channel.basic_consume(
+    queue, no_ack=True, callback=lambda m: replies.add(m.properties["correlation_id"])
+)
+ids = map(str, itertools.count())
+
+def send():
+    correlation_id = next(ids)
+    request = amqp.Message(
+        b'{"args": ["x"], "kwargs": {}}', content_type="application/json", delivery_mode=2,
+        reply_to=reply_to, correlation_id=correlation_id,
+    )
+    channel.basic_publish(request, exchange="nameko-rpc", routing_key="bench_raw.echo")
+    return correlation_id
+
+def call(value):
+    correlation_id = send()
+    while correlation_id not in replies:
+        connection.drain_events()
+    replies.remove(correlation_id)
+
+def in_flight(callers, seconds):
+    for _ in range(callers):
+        send()
+    done, deadline = 0, time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        connection.drain_events()
+        for _ in range(len(replies)):
+            replies.pop()
+            done += 1
+            send()
+    return {"throughput": done / (time.perf_counter() - started)}
+
+if sys.argv[2] == "sequential":
+    print(json.dumps(sequential(call, int(sys.argv[3]))), flush=True)
+else:
+    print(json.dumps(in_flight(int(sys.argv[4]), float(sys.argv[3]))), flush=True)
+"""
+)
+
+# Service and caller in one process on the embedded broker; calls come from plain threads,
+# as from a notebook cell.
+EMBEDDED = (
+    MEASURE
+    + """
+import contextlib
+from sandbox.rpc import rpc
+from sandbox.runners import ServiceRunner
+from sandbox.standalone.rpc import ClusterRpcProxy
+
+class Bench:
+    name = "bench_sandbox"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+config = {"AMQP_URI": "memory://"}
+runner = ServiceRunner(config)
+runner.add_service(Bench)
+runner.start()
+with ClusterRpcProxy(config) as cluster:
+    measure(lambda: contextlib.nullcontext(cluster.bench_sandbox.echo))
+runner.stop()
+"""
+)
+
+
+@contextmanager
+def vhost() -> Iterator[str]:
+    """A throwaway vhost on the bench's RabbitMQ."""
+    from sandbox.testing.pytest import RabbitManager
+
+    parts = urlsplit(AMQP_URI)
+    api = f"http://{parts.username}:{parts.password}@{parts.hostname}:15672"
+    manager = RabbitManager(AMQP_URI, api)
+    name = f"sandbox-bench-{uuid.uuid4().hex[:8]}"
+    manager.create_vhost(name)
+    try:
+        yield manager.uri_for(name)
+    finally:
+        manager.delete_vhost(name)
+
+
+@contextmanager
+def service(command: list[str], ready: str, cwd: Path = ROOT) -> Iterator[None]:
+    """A service subprocess, once it printed ``ready`` (stdout or stderr)."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output = []
+        for line in proc.stdout:
+            output.append(line)
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"{command} ended before it was ready:\n{''.join(output)}")
+        # Keep reading, or a chatty service would block on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def client(command: list[str], *args: object) -> dict[str, float]:
+    done = subprocess.run(
+        [*command, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:2]} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_services(stack: ExitStack, uri: str, workdir: Path) -> dict[str, list[str]]:
+    """Start each implementation's service; return the command of each one's client."""
+    python = sys.executable
+    stack.enter_context(service([python, "-c", SANDBOX_SERVICE, uri], "ready"))
+    stack.enter_context(service([python, "-c", RAW_SERVICE, uri], "ready"))
+    clients = {
+        "sandbox": [python, "-c", SANDBOX_CLIENT, uri],
+        "raw-amqp": [python, "-c", RAW_CLIENT, uri],
+    }
+    nameko = nameko_python()
+    if nameko is None:
+        print("nameko: scripts/nameko-venv.sh failed, Nameko is left out")
+        return clients
+    (workdir / "nameko_bench.py").write_text(NAMEKO_SERVICE)
+    (workdir / "config.yaml").write_text(json.dumps({"AMQP_URI": uri, "LOGGING": NAMEKO_LOGGING}))
+    nameko_run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml"]
+    stack.enter_context(service([*nameko_run, "nameko_bench"], "services started", workdir))
+    clients["nameko"] = [nameko, "-c", NAMEKO_CLIENT, uri]
+    return clients
+
+
+def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for measured in rounds:
+        for key, value in measured.items():
+            better = max if key == "throughput" else min
+            best[key] = better(best.get(key, value), value)
+    return best
+
+
+def measure_round(command: list[str]) -> dict[str, float]:
+    return {
+        **client(command, "sequential", CALLS),
+        **client(command, "concurrent", SECONDS, CALLERS),
+    }
+
+
+def rows_for(where: str, impl: str, best: dict[str, float]) -> list[Row]:
+    return [
+        Row(f"rpc {where} p50", impl, best["p50"] * 1e6, "us"),
+        Row(f"rpc {where} p99", impl, best["p99"] * 1e6, "us"),
+        Row(f"rpc {where} {CALLERS} callers", impl, best["throughput"], "calls/s"),
+    ]
+
+
+def run() -> list[Row]:
+    print(f"{CALLS} sequential calls and {SECONDS:g} s of {CALLERS} callers, best of {ROUNDS}")
+    print("raw-amqp: py-amqp, Nameko's wire format, no confirms; 10 callers = 10 in flight")
+    rounds: dict[str, list[dict[str, float]]] = {}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        uri = stack.enter_context(vhost())
+        clients = start_services(stack, uri, Path(tmp))
+        for number in range(ROUNDS):
+            for impl, command in clients.items():
+                rounds.setdefault(impl, []).append(measure_round(command))
+                print(f"round {number + 1} {impl}: {rounds[impl][-1]}", flush=True)
+    best = {impl: best_of(measured) for impl, measured in rounds.items()}
+    rows = [row for impl, figures in best.items() for row in rows_for("rabbitmq", impl, figures)]
+    embedded = best_of([measure_round([sys.executable, "-c", EMBEDDED, ""]) for _ in range(ROUNDS)])
+    rows += rows_for("embedded", "sandbox", embedded)
+    report_targets(best, embedded)
+    return rows
+
+
+def report_targets(best: dict[str, dict[str, float]], embedded: dict[str, float]) -> None:
+    ours = best["sandbox"]
+    checks = [("embedded p50 (ms)", embedded["p50"] * 1e3, "<=", 1.0)]
+    if "nameko" in best:
+        checks.append(("p50 sandbox/nameko", ours["p50"] / best["nameko"]["p50"], "<=", 0.5))
+        checks.append(
+            (
+                "throughput sandbox/nameko",
+                ours["throughput"] / best["nameko"]["throughput"],
+                ">=",
+                2.0,
+            )
+        )
+    checks.append(("p50 sandbox/raw-amqp", ours["p50"] / best["raw-amqp"]["p50"], "<=", 1.5))
+    for name, value, op, target in checks:
+        met = value <= target if op == "<=" else value >= target
+        print(f"{name} = {value:.2f} (target {op} {target}): {'met' if met else 'MISSED'}")
