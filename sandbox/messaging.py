@@ -125,7 +125,7 @@ class QueueConsumer(SharedExtension, ProviderCollector):
         **options: Any,
     ) -> None:
         """Deliver ``queue``'s messages to ``on_message``, called in the consumer loop: it must
-        not wait. ``options``: ``no_ack``, ``prefetch_count``, ``on_lost``."""
+        not wait. ``options``: ``no_ack``, ``prefetch_count``, ``on_lost``, ``on_disconnect``."""
         self.register_provider(provider)
         subscription = self.consumer.add_queue(queue, on_message, **options)
         self._subscriptions.setdefault(provider, []).append(subscription)

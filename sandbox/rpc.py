@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         super().__init__()
         self._entrypoints: dict[str, Rpc] = {}
         self._stopping = False
+        self.requests = Requests()
 
     def setup(self) -> None:
         config = self.container.config
@@ -152,6 +154,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
     def handle_message(self, message: kombu.Message) -> None:
         if not message.properties.get("reply_to"):
             reject_malformed(message, "no reply_to, so nowhere to send a reply")
+            return
+        if self._answer_copy(message):
             return
         try:
             args, kwargs = parse_request(message)
@@ -193,31 +197,96 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         """
         error = exc_info[1] if exc_info is not None else None
         try:
-            try:
-                self._send_reply(message, result, error)
-            except kombu.exceptions.EncodeError:
-                error = UnserializableValueError(result)
-                result, exc_info = None, _exc_info(error)
-                self._send_reply(message, None, error)
-        except Exception:
-            # Unacked, the request comes back: to us once the broker is back, or to another
-            # instance. Letting the error kill the container would not answer it any sooner.
-            log.exception("could not reply to %s; requeued", describe(message))
-            requeue(message)
-        else:
-            settle(message)
+            self._reply_and_settle(message, _reply(result, error), settle)
+        except kombu.exceptions.EncodeError:
+            error = UnserializableValueError(result)
+            result, exc_info = None, _exc_info(error)
+            self._reply_and_settle(message, _reply(None, error), settle)
         return result, exc_info
 
-    def _send_reply(self, message: kombu.Message, result: Any, error: BaseException | None):
+    def _reply_and_settle(
+        self, message: kombu.Message, reply: dict, settle: Callable[[kombu.Message], None]
+    ) -> None:
+        """Raises EncodeError, before anything is sent, when ``reply`` cannot be encoded."""
         properties = message.properties
-        self.publisher.publish(
-            {"result": result, "error": serialize(error) if error is not None else None},
+        outgoing = self.publisher.prepare(
+            reply,
             exchange=self.exchange,
             routing_key=properties["reply_to"],
             correlation_id=properties.get("correlation_id"),
             serializer=serialization.reply_serializer(message.content_type, self.serialization),
             kind="rpc-reply",
         )
+        try:
+            self.publisher.send(outgoing)
+        except Exception:
+            # Unacked, the request comes back: to us once the broker is back (and answered
+            # from self.requests), or to another instance. Letting the error kill the
+            # container would not answer it any sooner.
+            log.exception("could not reply to %s; requeued", describe(message))
+            settle = requeue
+        for delivery in self.requests.finish(message, reply):
+            settle(delivery)
+
+    def _answer_copy(self, message: kombu.Message) -> bool:
+        """Whether ``message`` is a request this consumer runs or ran; if so, it is seen to."""
+        if self.requests.join(message):
+            return True
+        reply = self.requests.reply_for(message)
+        if reply is None:
+            return False
+        self._reply_and_settle(message, reply, ack)
+        return True
+
+
+def _reply(result: Any, error: BaseException | None) -> dict:
+    return {"result": result, "error": serialize(error) if error is not None else None}
+
+
+class Requests:
+    """The requests a consumer runs and answered lately, so that no request runs twice.
+
+    Copies of a request come back after a connection failed: the broker redelivers what the
+    consumer's connection left unacked (requests still running, and answered ones whose ack
+    went down with it), and a client whose publish was not confirmed publishes again. A copy
+    of a running request joins it, to be settled when the run ends; a copy of an answered
+    one gets the same reply again. Requests are known by correlation id, in this process
+    only: a copy that reaches another instance of the service runs again.
+    """
+
+    def __init__(self, remembered: int = 1000):
+        self._running: dict[str, list[kombu.Message]] = {}
+        self._answered: OrderedDict[str, dict] = OrderedDict()
+        self._remembered = remembered
+
+    def start(self, message: kombu.Message) -> None:
+        correlation_id = message.properties.get("correlation_id")
+        if correlation_id is not None:
+            self._running[correlation_id] = [message]
+
+    def forget(self, message: kombu.Message) -> None:
+        self._running.pop(message.properties.get("correlation_id"), None)
+
+    def join(self, message: kombu.Message) -> bool:
+        """Whether ``message`` is a copy of a running request; it is settled with it if so."""
+        copies = self._running.get(message.properties.get("correlation_id"))
+        if copies is None:
+            return False
+        copies.append(message)
+        return True
+
+    def reply_for(self, message: kombu.Message) -> dict | None:
+        return self._answered.get(message.properties.get("correlation_id"))
+
+    def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
+        """Remember the reply; return the deliveries to settle: every copy of the request."""
+        correlation_id = message.properties.get("correlation_id")
+        if correlation_id is None:
+            return [message]
+        self._answered[correlation_id] = reply
+        if len(self._answered) > self._remembered:
+            self._answered.popitem(last=False)
+        return self._running.pop(correlation_id, [message])
 
 
 class Rpc(Entrypoint, HeaderDecoder):
@@ -232,6 +301,10 @@ class Rpc(Entrypoint, HeaderDecoder):
         self.rpc_consumer.unregister_provider(self)
 
     def handle_request(self, message: kombu.Message, args: list, kwargs: dict) -> None:
+        # Known from now on: a redelivered copy that comes while this one waits for a worker
+        # slot must not start a second run either.
+        requests = self.rpc_consumer.requests
+        requests.start(message)
         try:
             self.container.spawn_worker(
                 self,
@@ -241,6 +314,7 @@ class Rpc(Entrypoint, HeaderDecoder):
                 handle_result=partial(self.handle_result, message),
             )
         except ContainerBeingKilled:
+            requests.forget(message)
             requeue(message)
 
     def handle_result(
@@ -255,6 +329,10 @@ rpc = Rpc.decorator
 # --- calling ------------------------------------------------------------------------------
 
 
+class ReplyConnectionLost(ConnectionError):
+    """The connection a call's reply was to come on failed; the call may or may not have run."""
+
+
 class PendingReplies:
     """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it."""
 
@@ -267,6 +345,9 @@ class PendingReplies:
 
     def forget(self, correlation_id: str) -> None:
         self._waiting.pop(correlation_id, None)
+
+    def waiting(self, correlation_id: str) -> bool:
+        return correlation_id in self._waiting
 
     def deliver(self, message: kombu.Message) -> None:
         """Hand a reply to its caller (called in the consumer loop)."""
@@ -285,6 +366,19 @@ class PendingReplies:
             lambda: ReplyQueueExpiredWithPendingReplies(
                 "the reply queue expired while the broker was unreachable; "
                 "the replies of the calls in flight are lost"
+            )
+        )
+
+    def connection_lost(self) -> None:
+        """The reply queue's connection failed: whatever was on its way to us may be lost.
+
+        Waiting on would hang for as long as the broker stays away; an error now lets the
+        caller decide (retry, or not when the call must not run twice).
+        """
+        self.fail_all(
+            lambda: ReplyConnectionLost(
+                "the connection to the broker was lost while waiting for the reply; "
+                "the call may or may not have run"
             )
         )
 
@@ -386,6 +480,9 @@ class RpcCaller:
             kind="rpc-request",
         )
         event = self.replies.expect(correlation_id)
+        # A request published again after a failed connection may run twice (on two
+        # instances): worth it only while its caller still waits.
+        request.wanted = partial(self.replies.waiting, correlation_id)
         # The broker confirms a persistent request only once it is on disk or acked, which
         # comes after the reply: waiting for the confirm first would double the round trip.
         eventlet.spawn_n(self._publish, request, service_name)
@@ -460,7 +557,12 @@ class ReplyListener(SharedExtension):
             self.container.service_name, self.routing_key, get_rpc_exchange(self.container.config)
         )
         self.queue_consumer.consume(
-            self, queue, self.replies.deliver, no_ack=True, on_lost=self.replies.queue_lost
+            self,
+            queue,
+            self.replies.deliver,
+            no_ack=True,
+            on_lost=self.replies.queue_lost,
+            on_disconnect=self.replies.connection_lost,
         )
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ import eventlet
 import eventlet.event
 import kombu
 import kombu.serialization
+from amqp.exceptions import ConsumerCancelled
 
 from sandbox.amqp.transport import CONNECTION_ERRORS, close_quietly, connect, retry_delays
 from sandbox.utils import sanitize_url
@@ -47,6 +48,7 @@ class Subscription:
     no_ack: bool = False
     prefetch_count: int | None = None
     on_lost: Callable[[], None] | None = None
+    on_disconnect: Callable[[], None] | None = None
     consumer_tag: str | None = field(default=None, init=False)
     cancelled: bool = field(default=False, init=False)
 
@@ -54,8 +56,9 @@ class Subscription:
 class Consumer:
     """Consumes queues over one connection; :meth:`run` is its loop, for a green thread.
 
-    ``on_lost`` callbacks learn that a queue vanished while the connection was down (its
-    messages with it), which a reply queue's waiting callers need to know.
+    ``on_lost`` callbacks learn that a queue vanished (deleted, or expired while the connection
+    was down) and its messages with it; ``on_disconnect`` ones that the connection failed.
+    A reply queue's waiting callers need to know either.
     """
 
     def __init__(
@@ -88,9 +91,10 @@ class Consumer:
         no_ack: bool = False,
         prefetch_count: int | None = None,
         on_lost: Callable[[], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> Subscription:
         """Consume ``queue`` from the next (re)connection on; add queues before :meth:`run`."""
-        subscription = Subscription(queue, callback, no_ack, prefetch_count, on_lost)
+        subscription = Subscription(queue, callback, no_ack, prefetch_count, on_lost, on_disconnect)
         self._subscriptions.append(subscription)
         return subscription
 
@@ -176,6 +180,7 @@ class Consumer:
             subscription.queue.name,
             no_ack=subscription.no_ack,
             callback=lambda raw: self._deliver(channel, subscription, raw),
+            on_cancel=lambda tag: self._cancelled_by_broker(subscription),
         )
         if subscription.cancelled:  # while we were declaring
             self.cancel(subscription)
@@ -191,6 +196,13 @@ class Consumer:
         except Exception:
             log.exception("dropped a message from %s: its callback failed", subscription.queue)
             reject(message)
+
+    def _cancelled_by_broker(self, subscription: Subscription) -> None:
+        # The broker cancels a consumer whose queue was deleted. Start afresh, which declares
+        # the queue again; the messages it held are gone.
+        if subscription.on_lost is not None:
+            subscription.on_lost()
+        raise ConsumerCancelled(f"the broker cancelled the consumer of {subscription.queue.name}")
 
     def _drain(self) -> None:
         # Through the transport, not kombu.Connection: once the socket failed, its
@@ -213,9 +225,13 @@ class Consumer:
         connection, self._connection, self._channel = self._connection, None, None
         for subscription in self._subscriptions:
             subscription.consumer_tag = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.collect()
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            connection.collect()
+        for subscription in self._subscriptions:
+            if subscription.on_disconnect is not None:
+                subscription.on_disconnect()
 
     def close(self) -> None:
         """Close the connection once the loop has been killed."""

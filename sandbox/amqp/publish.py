@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,8 @@ class Publisher:
                     raise
                 log.debug("publish failed (%r), retrying in %ss", exc, delay)
                 eventlet.sleep(delay)
+                if not message.wanted():
+                    raise
         if returned:
             exc, exchange, routing_key = returned[0]
             raise UndeliverableMessage(
@@ -154,6 +156,8 @@ class OutgoingMessage:
     kind: str
     retry_delays: Iterator[float]
     created: float = field(default_factory=time.time)
+    # Asked before each retry: a message nobody waits for any more is better not sent twice.
+    wanted: Callable[[], bool] = lambda: True
 
     def record(self) -> dict[str, Any]:
         """What the recorder is told of it."""

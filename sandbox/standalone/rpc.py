@@ -90,6 +90,7 @@ class ClusterRpcProxy:
                 replies.deliver,
                 no_ack=True,
                 on_lost=replies.queue_lost,
+                on_disconnect=replies.connection_lost,
             )
             thread = get_runtime().spawn(consumer.run)
             try:
