@@ -68,6 +68,18 @@ def new_call_id() -> str:
     return str(uuid.uuid4())
 
 
+def _parent_calls(stack: Any, tracked: int) -> list[str]:
+    """The last ``tracked`` call ids of the stack a caller sent.
+
+    It comes off the wire: anything but a list of strings (a forged or broken header) starts
+    a new chain rather than failing the request, or killing the container that received it.
+    """
+    if not tracked or not isinstance(stack, list | tuple):
+        return []
+    parents = list(stack[-tracked:])
+    return parents if all(isinstance(call_id, str) for call_id in parents) else []
+
+
 class WorkerContext:
     """What one worker knows about its call: ids, arguments and the context data it carries."""
 
@@ -89,9 +101,8 @@ class WorkerContext:
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.data = dict(data) if data is not None else {}
         self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
-        tracked = container.parent_calls_tracked
-        parents = list(self.data.get("call_id_stack") or [])
-        self.call_id_stack = (parents[-tracked:] if tracked else []) + [self.call_id]
+        parents = _parent_calls(self.data.get("call_id_stack"), container.parent_calls_tracked)
+        self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
         self.finished_at: float | None = None
 
