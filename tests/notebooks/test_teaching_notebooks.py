@@ -89,6 +89,15 @@ def test_links_between_notebooks_resolve(name):
         assert (NOTEBOOKS / target).is_file(), f"{name} links to missing {target}"
 
 
+def test_readme_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#:]+)\)", readme)
+    assert "docs/inspector.png" in targets
+    assert {f"notebooks/{name}" for name in EXPECTED} <= set(targets)
+    for target in targets:
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
 # --- each notebook, executed --------------------------------------------------------------
 
 
