@@ -76,9 +76,27 @@ def base_url(address: BindAddress) -> str:
     return f"http://{host}:{address.port}"
 
 
+class _RequestJson:
+    """The json module ``Request.get_json`` parses with.
+
+    JSON nested deeper than the recursion limit is a client's error, so it fails like any
+    invalid JSON (werkzeug answers 400) instead of with a RecursionError (a 500).
+    """
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(data: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return json.loads(data, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 class Request(WerkzeugRequest):
     """werkzeug's Request, plus the route's ``path_values`` and the body as text (Nameko)."""
 
+    json_module = _RequestJson
     path_values: dict[str, Any]
 
     @property
