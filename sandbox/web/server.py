@@ -146,10 +146,15 @@ class WsgiApp:
     def respond(self, handler: Any, request: Request) -> Response:
         environ, limit = request.environ, request.max_content_length
         length = environ.get("CONTENT_LENGTH")  # eventlet has checked it is an int
-        if length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        chunked = length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+        if chunked:
             length = buffer_chunked_body(environ, limit)
         if limit is not None and length and int(length) > limit:
             return http_exception_response(RequestEntityTooLarge())
+        if length and not chunked:
+            # Read before the worker starts: a client sending its body slowly then holds
+            # its own connection only, never one of the service's max_workers.
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(length)))
         return handler.handle_request(request)
 
 

@@ -214,3 +214,26 @@ def test_any_bytes_get_a_4xx_or_a_closed_connection(target, raw):
     assert response is None or 400 <= response[0] < 500 or response[0] == 505
     assert container.started
     assert_canary(address)
+
+
+def test_clients_that_stall_half_way_hold_up_nobody_else(target):
+    container, address = target
+    stalled = [
+        b"GET /items/1 HTTP/1.1\r\nHost: x",  # in the middle of the head
+        b"POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\npart of it",  # of the body
+        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+    ]
+    sockets = []
+    try:
+        # 20 of each: more bodies never finished than the service has workers (10).
+        for n in range(60):
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(stalled[n % len(stalled)])
+            sockets.append(sock)
+        for _ in range(20):
+            assert_canary(address)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert container.started
+    assert_canary(address)
