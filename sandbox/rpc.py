@@ -26,10 +26,12 @@ import eventlet.event
 import kombu
 import kombu.exceptions
 
-from sandbox import serialization
+from sandbox import recorder, serialization
+from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import ack, requeue
-from sandbox.amqp.publish import OutgoingMessage, UndeliverableMessage
+from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
     ContainerBeingKilled,
@@ -125,7 +127,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         service_name = self.container.service_name
         self.exchange = get_rpc_exchange(config)
         self.serialization = serialization.setup(config)
-        self.publisher = publisher_for(config)
+        self.template = MessageTemplate(publisher_for(config))
         queue = kombu.Queue(
             RPC_QUEUE_TEMPLATE.format(service_name),
             exchange=self.exchange,
@@ -207,26 +209,43 @@ class RpcConsumer(SharedExtension, ProviderCollector):
     def _reply_and_settle(
         self, message: kombu.Message, reply: dict, settle: Callable[[kombu.Message], None]
     ) -> None:
-        """Raises EncodeError, before anything is sent, when ``reply`` cannot be encoded."""
+        """Publish the reply; settle the request once the broker confirmed it, or requeue it.
+
+        Raises EncodeError, before anything is sent, when ``reply`` cannot be encoded.
+        """
         properties = message.properties
-        outgoing = self.publisher.prepare(
-            reply,
-            exchange=self.exchange,
-            routing_key=properties["reply_to"],
-            correlation_id=properties.get("correlation_id"),
-            serializer=serialization.reply_serializer(message.content_type, self.serialization),
-            kind="rpc-reply",
-        )
+        serializer = serialization.reply_serializer(message.content_type, self.serialization)
+        body, reply_properties, headers = self.template.encode(reply, serializer)
+        if properties.get("correlation_id") is not None:
+            reply_properties["correlation_id"] = properties["correlation_id"]
+
+        def confirmed(error: BaseException | None) -> None:
+            how = settle
+            if error is not None:
+                # Unacked, the request comes back: to us once the broker is back (and
+                # answered from self.requests), or to another instance.
+                log.warning("could not reply to %s (%r); requeued", describe(message), error)
+                how = requeue
+            for delivery in self.requests.finish(message, reply):
+                how(delivery)
+
+        routing_key = properties["reply_to"]
         try:
-            self.publisher.send(outgoing)
-        except Exception:
-            # Unacked, the request comes back: to us once the broker is back (and answered
-            # from self.requests), or to another instance. Letting the error kill the
-            # container would not answer it any sooner.
-            log.exception("could not reply to %s; requeued", describe(message))
-            settle = requeue
-        for delivery in self.requests.finish(message, reply):
-            settle(delivery)
+            self.queue_consumer.consumer.publish(
+                body,
+                exchange=self.exchange.name,
+                routing_key=routing_key,
+                properties=reply_properties,
+                headers=headers,
+                on_confirm=confirmed,
+            )
+        except Exception as exc:
+            confirmed(exc)
+            return
+        record = publish_record(
+            "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
+        )
+        recorder.notify("message_published", record)
 
     def _answer_copy(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a request this consumer runs or ran; if so, it is seen to."""
@@ -441,19 +460,28 @@ class RpcReply:
 class RpcCaller:
     """Publishes requests and returns :class:`RpcReply` objects (hub thread only).
 
+    Requests go out on the connection their replies come back on: the consumer's. Nothing
+    waits for the broker's confirm, which comes after the reply anyway (the broker confirms a
+    persistent request once it is on disk or acked). A request is never published twice: if
+    the connection fails, the caller gets ReplyConnectionLost.
+
     Shared by the clients in services and the standalone ones; they differ in their reply
     queue and in the context data they send.
     """
 
     def __init__(
         self,
+        consumer: AmqpConsumer,
         publisher: AmqpPublisher,
         exchange: kombu.Exchange,
         replies: PendingReplies,
         reply_to: str,
         timeout: float | None = None,
     ):
-        self.publisher = publisher
+        self.consumer = consumer
+        self.pool = publisher.pool  # for the queue checks
+        self.template = MessageTemplate(publisher)
+        self.template.properties["reply_to"] = reply_to
         self.exchange = exchange
         self.replies = replies
         self.reply_to = reply_to
@@ -462,42 +490,43 @@ class RpcCaller:
     def send(
         self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
     ) -> RpcReply:
-        pool = self.publisher.pool
-        queue_name = RPC_QUEUE_TEMPLATE.format(service_name)
         # Mandatory publishing alone misses an unknown service when a catch-all binding on the
         # exchange takes the request; a queue that does not exist cannot be missed.
-        if not pool.queue_exists(queue_name):
+        if not self.pool.queue_exists(RPC_QUEUE_TEMPLATE.format(service_name)):
             raise UnknownService(service_name)
         correlation_id = str(uuid.uuid4())
-        request = self.publisher.prepare(
-            {"args": list(args), "kwargs": dict(kwargs)},
-            exchange=self.exchange,
-            routing_key=f"{service_name}.{method_name}",
-            reply_to=self.reply_to,
-            correlation_id=correlation_id,
-            mandatory=True,
-            extra_headers=encode_to_headers(context_data),
-            kind="rpc-request",
-        )
+        payload = {"args": list(args), "kwargs": dict(kwargs)}
+        body, properties, headers = self.template.encode(payload)
+        properties["correlation_id"] = correlation_id
+        headers.update(encode_to_headers(context_data))
+        routing_key = f"{service_name}.{method_name}"
         event = self.replies.expect(correlation_id)
-        # A request published again after a failed connection may run twice (on two
-        # instances): worth it only while its caller still waits.
-        request.wanted = partial(self.replies.waiting, correlation_id)
-        # The broker confirms a persistent request only once it is on disk or acked, which
-        # comes after the reply: waiting for the confirm first would double the round trip.
-        eventlet.spawn_n(self._publish, request, service_name)
-        target = f"{service_name}.{method_name}"
-        return RpcReply(self.replies, correlation_id, event, target, self.timeout)
-
-    def _publish(self, request: OutgoingMessage, service_name: str) -> None:
-        correlation_id = request.options["correlation_id"]
         try:
-            self.publisher.send(request)
-        except UndeliverableMessage:
-            self.publisher.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
-            self.replies.fail(correlation_id, UnknownService(service_name))
-        except Exception as exc:
-            self.replies.fail(correlation_id, exc)
+            self.consumer.publish(
+                body,
+                exchange=self.exchange.name,
+                routing_key=routing_key,
+                properties=properties,
+                headers=headers,
+                mandatory=True,
+                on_confirm=partial(self._confirmed, correlation_id, service_name),
+            )
+        except BaseException:
+            self.replies.forget(correlation_id)
+            raise
+        record = publish_record(
+            "rpc-request", payload, self.exchange.name, routing_key, headers, properties
+        )
+        recorder.notify("message_published", record)
+        return RpcReply(self.replies, correlation_id, event, routing_key, self.timeout)
+
+    def _confirmed(self, correlation_id: str, service_name: str, error: BaseException | None):
+        if error is None or isinstance(error, CONNECTION_ERRORS):
+            return  # a failed connection fails the calls waiting on it (on_disconnect)
+        if isinstance(error, UndeliverableMessage):
+            self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
+            error = UnknownService(service_name)
+        self.replies.fail(correlation_id, error)
 
 
 Send = Callable[[str, str, tuple, dict], RpcReply]
@@ -589,6 +618,7 @@ class ClusterRpc(DependencyProvider):
         # The reply listener's setup, which runs alongside ours, has made its queue by now.
         listener = self.reply_listener
         self.caller = RpcCaller(
+            listener.queue_consumer.consumer,
             self.publisher,
             get_rpc_exchange(self.container.config),
             listener.replies,

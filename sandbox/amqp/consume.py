@@ -2,13 +2,18 @@
 
 :class:`Consumer` owns the connection. Its loop is the only reader of the socket; callbacks run
 inside it and must hand work over (spawn) instead of waiting. Other green threads may ack,
-requeue or cancel, which only write. When the connection fails the loop reconnects with
-back-off and declares and consumes everything again.
+requeue, cancel or publish, which only write. When the connection fails the loop reconnects
+with back-off and declares and consumes everything again.
+
+Publishing on a consumer's connection (RPC requests and replies) costs a write and no wait:
+the loop reads the broker's confirms along with the deliveries and hands each one to the
+publish's callback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,8 +25,10 @@ import eventlet
 import eventlet.event
 import kombu
 import kombu.serialization
-from amqp.exceptions import ConsumerCancelled
+from amqp import spec
+from amqp.exceptions import ConsumerCancelled, MessageNacked
 
+from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.transport import CONNECTION_ERRORS, close_quietly, connect, retry_delays
 from sandbox.utils import sanitize_url
 
@@ -35,6 +42,7 @@ DEFAULT_RETRY_POLICY = {
 }
 
 MessageCallback = Callable[[kombu.Message], None]
+ConfirmCallback = Callable[[BaseException | None], None]
 
 # A channel error (a bad ack, a queue declared with other arguments) closes the channel the
 # whole consumer runs on: start afresh, as after a lost connection.
@@ -81,6 +89,8 @@ class Consumer:
         self._subscriptions: list[Subscription] = []
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
+        self._publishing: Confirms | None = None
+        self._connected = eventlet.event.Event()
         self._ready = eventlet.event.Event()
 
     def add_queue(
@@ -109,6 +119,37 @@ class Consumer:
     def wait_until_ready(self) -> None:
         """Wait until every queue is consumed; raise when the first connection failed."""
         self._ready.wait()
+
+    def publish(
+        self,
+        body: bytes | str,
+        *,
+        exchange: str,
+        routing_key: str,
+        properties: Mapping[str, Any],
+        headers: Mapping[str, Any] | None = None,
+        mandatory: bool = False,
+        on_confirm: ConfirmCallback,
+        wait: float = 5,
+    ) -> None:
+        """Publish on this connection (hub thread); the broker's answer goes to ``on_confirm``.
+
+        ``on_confirm(error)`` is called once, in the loop: with None once the broker has the
+        message, else with why not (UndeliverableMessage for a mandatory message nobody took,
+        MessageNacked, or a connection error when the connection failed first). While the
+        connection is being made again, waits up to ``wait`` seconds for it, then raises.
+        """
+        if self._publishing is None:
+            self._wait_connected(wait)
+        self._publishing.publish(
+            body, exchange, routing_key, properties, headers, mandatory, on_confirm
+        )
+
+    def _wait_connected(self, timeout: float) -> None:
+        error = amqp.RecoverableConnectionError(f"not connected to the broker after {timeout}s")
+        with eventlet.Timeout(timeout, error):
+            while self._publishing is None:
+                self._connected.wait()
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -159,6 +200,8 @@ class Consumer:
             if reconnecting and subscription.on_lost is not None:
                 self._check_queue(connection, subscription)
             self._consume(channel, subscription)
+        self._publishing = Confirms(connection.channel())
+        self._connected.send(None)
 
     def _check_queue(self, connection: kombu.Connection, subscription: Subscription) -> None:
         channel = connection.channel()
@@ -225,6 +268,7 @@ class Consumer:
         connection, self._connection, self._channel = self._connection, None, None
         for subscription in self._subscriptions:
             subscription.consumer_tag = None
+        self._stop_publishing()
         if connection is None:
             return
         with contextlib.suppress(Exception):
@@ -233,11 +277,120 @@ class Consumer:
             if subscription.on_disconnect is not None:
                 subscription.on_disconnect()
 
+    def _stop_publishing(self) -> None:
+        publishing, self._publishing = self._publishing, None
+        if self._connected.ready():
+            self._connected = eventlet.event.Event()
+        if publishing is not None:
+            publishing.fail_all()
+
     def close(self) -> None:
         """Close the connection once the loop has been killed."""
         connection, self._connection, self._channel = self._connection, None, None
+        self._stop_publishing()
         if connection is not None:
             close_quietly(connection)
+
+
+class Confirms:
+    """A channel in confirm mode, and the publishes on it that the broker has yet to confirm.
+
+    RabbitMQ numbers the messages of a confirming channel from 1 and may confirm several at
+    once (``multiple``). A mandatory message nobody takes comes back (``basic_return``) just
+    before its confirm; it is told apart by its correlation id.
+    """
+
+    def __init__(self, channel: Any):
+        self.channel = channel
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
+        self._publish = _publish_method(channel)
+        self._numbers = itertools.count(1)
+        self._unconfirmed: dict[int, tuple[ConfirmCallback, str | None]] = {}
+        self._returned: dict[str | None, BaseException] = {}
+
+    def publish(
+        self,
+        body: bytes | str,
+        exchange: str,
+        routing_key: str,
+        properties: Mapping[str, Any],
+        headers: Mapping[str, Any] | None,
+        mandatory: bool,
+        on_confirm: ConfirmCallback,
+    ) -> None:
+        fields = dict(properties)
+        message = self.channel.prepare_message(
+            body,
+            priority=fields.pop("priority", None),
+            content_type=fields.pop("content_type", None),
+            content_encoding=fields.pop("content_encoding", None),
+            headers=headers,
+            properties=fields,
+        )
+        number = next(self._numbers)
+        # Registered first: the embedded broker confirms within basic_publish.
+        self._unconfirmed[number] = (on_confirm, properties.get("correlation_id"))
+        try:
+            self._publish(message, exchange, routing_key, mandatory)
+        except BaseException:
+            self._unconfirmed.pop(number, None)
+            raise
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, None)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, MessageNacked("the broker refused the message"))
+
+    def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any):
+        error = UndeliverableMessage(f"{exc} (exchange {exchange!r}, routing key {routing_key!r})")
+        self._returned[message.properties.get("correlation_id")] = error
+
+    def _settle(self, delivery_tag: int, multiple: bool, error: BaseException | None) -> None:
+        numbers = [delivery_tag]
+        if multiple:
+            numbers = [n for n in self._unconfirmed if n <= delivery_tag]
+        for number in numbers:
+            entry = self._unconfirmed.pop(number, None)
+            if entry is not None:
+                on_confirm, correlation_id = entry
+                _confirm(on_confirm, self._returned.pop(correlation_id, error))
+
+    def fail_all(self) -> None:
+        """The connection failed: nothing unconfirmed will be confirmed."""
+        unconfirmed, self._unconfirmed = self._unconfirmed, {}
+        for on_confirm, _ in unconfirmed.values():
+            lost = amqp.RecoverableConnectionError("the connection failed before the confirm")
+            _confirm(on_confirm, lost)
+
+
+def _publish_method(channel: Any) -> Callable[[Any, str, str, bool], None]:
+    """``publish(message, exchange, routing_key, mandatory)`` on ``channel``, never reading.
+
+    py-amqp's ``basic_publish`` first reads the socket for "connection blocked" news; here
+    the consumer's loop is the socket's only reader, so the method frame is sent directly.
+    """
+    if not isinstance(channel, amqp.Channel):
+        return lambda message, exchange, routing_key, mandatory: channel.basic_publish(
+            message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+        )
+
+    def publish(message: Any, exchange: str, routing_key: str, mandatory: bool) -> None:
+        channel.send_method(
+            spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, mandatory, False), message
+        )
+
+    return publish
+
+
+def _confirm(on_confirm: ConfirmCallback, error: BaseException | None) -> None:
+    try:
+        on_confirm(error)
+    except Exception:
+        log.exception("a publish confirm callback failed")
 
 
 def ack(message: kombu.Message) -> None:

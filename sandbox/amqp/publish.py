@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import eventlet
+import kombu.compression
 import kombu.serialization
+from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder
 from sandbox.amqp.transport import (
@@ -128,8 +130,6 @@ class Publisher:
                     raise
                 log.debug("publish failed (%r), retrying in %ss", exc, delay)
                 eventlet.sleep(delay)
-                if not message.wanted():
-                    raise
         if returned:
             exc, exchange, routing_key = returned[0]
             raise UndeliverableMessage(
@@ -156,22 +156,89 @@ class OutgoingMessage:
     kind: str
     retry_delays: Iterator[float]
     created: float = field(default_factory=time.time)
-    # Asked before each retry: a message nobody waits for any more is better not sent twice.
-    wanted: Callable[[], bool] = lambda: True
 
     def record(self) -> dict[str, Any]:
         """What the recorder is told of it."""
         exchange = self.options.get("exchange") or ""
-        return {
-            "kind": self.kind,
-            "time": self.created,
-            "exchange": getattr(exchange, "name", exchange),
-            "routing_key": self.options.get("routing_key"),
-            "headers": self.options["headers"],
-            "payload": self.payload,
-            "correlation_id": self.options.get("correlation_id"),
-            "reply_to": self.options.get("reply_to"),
+        return publish_record(
+            self.kind,
+            self.payload,
+            getattr(exchange, "name", exchange),
+            self.options.get("routing_key"),
+            self.options["headers"],
+            self.options,
+            self.created,
+        )
+
+
+def publish_record(
+    kind: str,
+    payload: Any,
+    exchange: str,
+    routing_key: str | None,
+    headers: Mapping[str, Any],
+    properties: Mapping[str, Any],
+    created: float | None = None,
+) -> dict[str, Any]:
+    """What the recorder is told of a published message."""
+    return {
+        "kind": kind,
+        "time": time.time() if created is None else created,
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "headers": headers,
+        "payload": payload,
+        "correlation_id": properties.get("correlation_id"),
+        "reply_to": properties.get("reply_to"),
+    }
+
+
+# Publisher options that are about how to publish, not about the message.
+_NOT_MESSAGE_FIELDS = frozenset(
+    {"declare", "retry", "retry_policy", "timeout", "confirm_timeout", "exchange", "routing_key"}
+)
+
+
+class MessageTemplate:
+    """A publisher's options as AMQP message fields, worked out once, for messages published
+    on a channel directly (RPC requests and replies, see ``Consumer.publish``).
+
+    The fields follow kombu's ``Producer.publish``: ``delivery_mode`` (a number or
+    ``"persistent"``/``"transient"``), ``priority``, ``expiration`` in seconds, ``headers``,
+    ``compression``, and any other AMQP property by name.
+    """
+
+    def __init__(self, publisher: Publisher):
+        options = {
+            k: v for k, v in publisher.publish_kwargs.items() if k not in _NOT_MESSAGE_FIELDS
         }
+        self.serializer = publisher.serializer
+        self.compression = options.pop("compression", None)
+        self.mandatory = bool(options.pop("mandatory", False))
+        self.headers = dict(options.pop("headers", None) or {})
+        expiration = options.pop("expiration", None)
+        if expiration is not None:
+            options["expiration"] = str(int(expiration * 1000))
+        options["delivery_mode"] = maybe_delivery_mode(options.get("delivery_mode"))
+        self.properties = {k: v for k, v in options.items() if v is not None}
+
+    def encode(self, payload: Any, serializer: str | None = None) -> tuple[Any, dict, dict]:
+        """``(body, properties, headers)`` of a message; the dicts are the caller's to change.
+
+        Raises kombu's EncodeError when ``payload`` cannot be serialized.
+        """
+        content_type, content_encoding, body = kombu.serialization.dumps(
+            payload, serializer or self.serializer
+        )
+        properties = {
+            **self.properties,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+        }
+        headers = dict(self.headers)
+        if self.compression:
+            body, headers["compression"] = kombu.compression.compress(body, self.compression)
+        return body, properties, headers
 
 
 def _read_unasked(pooled: PooledChannel) -> None:

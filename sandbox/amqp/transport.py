@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import amqp
@@ -21,6 +21,7 @@ import eventlet
 import eventlet.semaphore
 import kombu
 import kombu.transport.pyamqp
+from amqp import method_framing
 from amqp.exceptions import NotFound
 
 # Registers our embedded broker as kombu's ``memory://`` transport.
@@ -38,23 +39,25 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _green_amqp_transport = eventlet.import_patched("amqp.transport")
 
 
-class _WholeFrames:
-    """Writes whole frames only, so the frames of green threads sharing a socket never mix.
+def _green_frame_writer(connection: Any, transport: Any) -> Callable[..., Any]:
+    """py-amqp's frame writer, one green thread at a time.
 
-    A consumer connection is written to by its loop (heartbeats) and by workers (acks); a
-    green ``sendall`` that blocks half way would let another green thread write in between.
+    A consumer connection is written to by its loop (heartbeats) and by workers (acks,
+    replies, requests). py-amqp guards its frame buffer with a real lock: a green write that
+    blocks half way while holding it would freeze the whole hub thread at the next writer,
+    and would let another green thread's frames in between.
     """
+    write_frame = method_framing.frame_writer(connection, transport)
+    lock = eventlet.semaphore.Semaphore()
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._write_lock = eventlet.semaphore.Semaphore()
+    def write(*args: Any) -> Any:
+        with lock:
+            return write_frame(*args)
 
-    def write(self, s: bytes) -> None:
-        with self._write_lock:
-            super().write(s)
+    return write
 
 
-class GreenTCPTransport(_WholeFrames, _green_amqp_transport.TCPTransport):
+class GreenTCPTransport(_green_amqp_transport.TCPTransport):
     # py-amqp reads a frame as header, payload and end byte, one recv each: through eventlet
     # that is three trips. Read what has arrived instead (bounded, as leftovers are copied).
     _READ_AHEAD = 4096
@@ -75,11 +78,14 @@ class GreenTCPTransport(_WholeFrames, _green_amqp_transport.TCPTransport):
         return result
 
 
-class GreenSSLTransport(_WholeFrames, _green_amqp_transport.SSLTransport):
+class GreenSSLTransport(_green_amqp_transport.SSLTransport):
     pass
 
 
 class GreenAmqpConnection(kombu.transport.pyamqp.Connection):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, frame_writer=_green_frame_writer, **kwargs)
+
     def Transport(  # noqa: N802 (py-amqp's name)
         self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None, **kwargs
     ):

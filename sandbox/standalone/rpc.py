@@ -101,7 +101,9 @@ class ClusterRpcProxy:
                 raise
             self._consumer, self._thread = consumer, thread
             publisher = publisher_for(config, **self.publisher_options)
-            self._caller = RpcCaller(publisher, exchange, replies, routing_key, self.timeout)
+            self._caller = RpcCaller(
+                consumer, publisher, exchange, replies, routing_key, self.timeout
+            )
 
     def _stop(self) -> None:
         with self._lifecycle:
