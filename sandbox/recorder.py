@@ -4,8 +4,9 @@ The inspector widget and the ``sandbox run`` log both read from here (DESIGN sec
 observer implements any of ``worker_started(worker_ctx)``,
 ``worker_finished(worker_ctx, result, exc_info)``, ``message_published(record)`` and
 ``http_request(record)`` (the access log: method, path, status, duration, service, entrypoint,
-call_id, and the werkzeug request and response); a failing observer is logged and never
-breaks the worker that notified it.
+call_id, and the werkzeug request and response; ``path`` and ``url``, when not None, have the
+route's sensitive arguments masked); a failing observer is logged and never breaks the
+worker that notified it.
 """
 
 from __future__ import annotations

@@ -416,7 +416,10 @@ class Recorder:
         record.duration = info["duration"]
         record.status = ERROR if record.code >= 400 else OK
         record.source = record.source or request.remote_addr
-        record.http = {"request": _http_request(request), "response": _http_response(response)}
+        record.http = {
+            "request": _http_request(request, info.get("url") or request.url),
+            "response": _http_response(response),
+        }
         record._summary = record._text = None  # rendered when its worker finished, maybe
         self._publish(record)
 
@@ -446,14 +449,14 @@ def _redacted(entrypoint: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
         return {"arguments": REDACTED}
 
 
-def _http_request(request: Any) -> dict[str, Any]:
+def _http_request(request: Any, url: str) -> dict[str, Any]:
     try:
         body = request.get_data(cache=True)[:MAX_TEXT]
     except Exception:  # a body refused as too large, a client gone: record none
         body = b""
     return {
         "method": request.method,
-        "url": request.url,
+        "url": url,
         "headers": dict(request.headers),
         "body": body,
     }

@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ from sandbox.config import config
 from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
 from sandbox.runtime import get_runtime
+from sandbox.utils import REDACTED
 from sandbox.web.protocol import HttpOnlyProtocol
 
 log = logging.getLogger(__name__)
@@ -178,10 +180,14 @@ def record_request(
     duration = time.perf_counter() - started
     service = handler.container.service_name if handler is not None else None
     entrypoint = handler.method_name if handler is not None else None
+    path, url = request.path, None  # None: the request's own URL
+    secrets = sensitive_path_values(request, handler)
+    if secrets:
+        path, url = masked(path, secrets), masked(request.url, secrets)
     log.debug(
         "%s %s %s %.2fms (%s.%s)",
         request.method,
-        request.path,
+        path,
         response.status_code,
         duration * 1000,
         service,
@@ -191,7 +197,8 @@ def record_request(
         "http_request",
         {
             "method": request.method,
-            "path": request.path,
+            "path": path,
+            "url": url,
             "status": response.status_code,
             "duration": duration,
             "service": service,
@@ -201,6 +208,23 @@ def record_request(
             "response": response,
         },
     )
+
+
+def sensitive_path_values(request: Request, handler: Any) -> list[str]:
+    """The route values that are ``sensitive_arguments`` of the handler, as the URL has them."""
+    names = getattr(handler, "sensitive_arguments", None)
+    if not names:
+        return []
+    values = getattr(request, "path_values", {})
+    shown = [str(values[name]) for name in names if name in values]
+    return [*shown, *(urllib.parse.quote(value) for value in shown)]
+
+
+def masked(text: str, secrets: list[str]) -> str:
+    # Every occurrence: masking a harmless copy of a value beats showing a secret one.
+    for secret in filter(None, secrets):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class Listener:

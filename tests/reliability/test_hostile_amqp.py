@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability_tools import HOSTILE
 
-from sandbox import recorder
 from sandbox.events import event_handler
 from sandbox.extensions import DependencyProvider
 from sandbox.rpc import rpc
@@ -208,24 +207,6 @@ class Gated:
     def wait(self, value):
         Gated.gate.wait()
         return value
-
-
-class Published:
-    """A recorder observer: every message published, as the recorder is told of it."""
-
-    def __init__(self):
-        self.messages = []
-
-    def message_published(self, info):
-        self.messages.append(info)
-
-
-@pytest.fixture
-def published():
-    observer = Published()
-    recorder.add_observer(observer)
-    yield observer
-    recorder.remove_observer(observer)
 
 
 @pytest.fixture
