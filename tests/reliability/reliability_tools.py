@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ import eventlet
 import eventlet.event
 import kombu
 from hypothesis import HealthCheck, settings
+from jupyter_client.manager import start_new_kernel
 
 from sandbox.amqp.consume import Consumer
 from sandbox.amqp.transport import close_quietly, connect
@@ -138,3 +140,32 @@ class RawAmqp:
             close_quietly(self.connection)
 
         get_runtime().call(close)
+
+
+def shown_by_kernel(cells: list[str], cwd: str, timeout: float = 60) -> str:
+    """Everything a fresh kernel shows while running ``cells``, as JSON text: streams,
+    results, displays, errors, and the state of every widget (comm messages)."""
+    manager, client = start_new_kernel(kernel_name="python3", cwd=cwd)
+    shown = []
+    try:
+        for cell in cells:
+            msg_id = client.execute(cell)
+            while True:
+                msg = client.get_iopub_msg(timeout=timeout)
+                if msg["msg_type"] != "execute_input":  # the cell's code, as typed
+                    shown.append(json.dumps(msg["content"], default=str))
+                mine = msg["parent_header"].get("msg_id") == msg_id
+                if (
+                    mine
+                    and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                ):
+                    break
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return "\n".join(shown)
+
+
+def is_idle(msg: dict) -> bool:
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"

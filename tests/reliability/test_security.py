@@ -16,10 +16,14 @@ from pathlib import Path
 import eventlet.event
 import kombu
 import kombu.exceptions
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from reliability_tools import shown_by_kernel
 
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.transport import connect, get_pool
+from sandbox.cli.main import main
 from sandbox.config import DEFAULTS, Config
 from sandbox.containers import ServiceContainer
 from sandbox.events import event_handler
@@ -286,3 +290,81 @@ def test_sensitive_arguments_are_redacted_in_records_and_logs(
     assert recorder.records()[2].request["url"].endswith(f"/reset/{REDACTED}")
     # Every log line but those of the test's own HTTP client.
     assert_hidden(*(r.getMessage() for r in caplog.records if not r.name.startswith("urllib3")))
+
+
+# --- passwords: command line, notebook, widgets, exports -------------------------------------
+
+SERVICE = """\
+from sandbox.rpc import rpc
+
+
+class Greeter:
+    name = "greeter"
+
+    @rpc
+    def hello(self, name):
+        return f"hello {name}"
+"""
+
+
+def test_the_command_line_shows_no_password(cli, capsys):
+    fail_fast = f"TRANSPORT_OPTIONS={json.dumps(FAIL_FAST)}"
+    run = cli(
+        "run",
+        "services",
+        "--broker",
+        CLOSED_PORT_URI,
+        "-d",
+        fail_fast,
+        modules={"services": SERVICE},
+    )
+    code, stderr = run.finish(timeout=30)
+    assert code == 2
+    assert "cannot start services" in stderr
+    assert main(["show-config", "--broker", CLOSED_PORT_URI]) == 0
+    assert_hidden(stderr, run.proc.stdout.read(), *capsys.readouterr())
+
+
+def test_notebooks_widgets_and_exports_show_no_password(tmp_path):
+    uri = CLOSED_PORT_URI.replace("127.0.0.1:1", "127.0.0.1:1/prod")
+    cells = [
+        "from sandbox.config import config\n"
+        "config['WEB_SERVER_ADDRESS'] = '127.0.0.1:0'\n"
+        f"config['TRANSPORT_OPTIONS'] = {FAIL_FAST!r}",
+        "%load_ext sandbox",
+        "display(sb.dashboard(), sb.inspect())",
+        f"%sandbox connect {uri}",
+        SERVICE,  # autostart fails to connect: an error line, the dashboard's log
+        f"sb.connect({uri!r})",
+        "sb.rpc.greeter.hello('Ada')",
+        "%sandbox status",
+        "sb",
+        "sb.services",
+        "config",
+        "print(config)",
+        "sb.export('kernel_services.py')",
+        "import ipywidgets\n"
+        "print([w.get_state() for w in list(ipywidgets.widgets.widget._instances.values())])",
+    ]
+    shown = shown_by_kernel(cells, str(tmp_path))
+    assert "sandbox:********@127.0.0.1" in shown  # the broker is named, masked
+
+    notebook = new_notebook(cells=[new_code_cell(cell) for cell in cells[:-1]])
+    nbformat.write(notebook, tmp_path / "course.ipynb")
+    (tmp_path / "cli_export").mkdir()
+    exporting = [
+        "export",
+        str(tmp_path / "course.ipynb"),
+        "-o",
+        str(tmp_path / "cli_export/services.py"),
+    ]
+    assert main(exporting) == 0
+    files = [
+        "kernel_services.py",
+        "config.yaml",
+        "cli_export/services.py",
+        "cli_export/config.yaml",
+    ]
+    exported = [(tmp_path / name).read_text() for name in files]
+    assert all("${" in text for text in exported if "AMQP_URI" in text)
+    assert_hidden(shown, *exported)
