@@ -269,43 +269,55 @@ class Requests:
     consumer's connection left unacked (requests still running, and answered ones whose ack
     went down with it), and a client whose publish was not confirmed publishes again. A copy
     of a running request joins it, to be settled when the run ends; a copy of an answered
-    one gets the same reply again. Requests are known by correlation id, in this process
-    only: a copy that reaches another instance of the service runs again.
+    one gets the same reply again. Requests are known by reply_to and correlation id, in this
+    process only: a copy that reaches another instance of the service runs again.
     """
 
     def __init__(self, remembered: int = 1000):
-        self._running: dict[str, list[kombu.Message]] = {}
-        self._answered: OrderedDict[str, dict] = OrderedDict()
+        self._running: dict[tuple[str, str], list[kombu.Message]] = {}
+        self._answered: OrderedDict[tuple[str, str], dict] = OrderedDict()
         self._remembered = remembered
 
     def start(self, message: kombu.Message) -> None:
-        correlation_id = message.properties.get("correlation_id")
-        if correlation_id is not None:
-            self._running[correlation_id] = [message]
+        key = _copy_key(message)
+        if key is not None:
+            self._running[key] = [message]
 
     def forget(self, message: kombu.Message) -> None:
-        self._running.pop(message.properties.get("correlation_id"), None)
+        self._running.pop(_copy_key(message), None)
 
     def join(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a copy of a running request; it is settled with it if so."""
-        copies = self._running.get(message.properties.get("correlation_id"))
+        copies = self._running.get(_copy_key(message))
         if copies is None:
             return False
         copies.append(message)
         return True
 
     def reply_for(self, message: kombu.Message) -> dict | None:
-        return self._answered.get(message.properties.get("correlation_id"))
+        return self._answered.get(_copy_key(message))
 
     def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
         """Remember the reply; return the deliveries to settle: every copy of the request."""
-        correlation_id = message.properties.get("correlation_id")
-        if correlation_id is None:
+        key = _copy_key(message)
+        if key is None:
             return [message]
-        self._answered[correlation_id] = reply
+        self._answered[key] = reply
         if len(self._answered) > self._remembered:
             self._answered.popitem(last=False)
-        return self._running.pop(correlation_id, [message])
+        return self._running.pop(key, [message])
+
+
+def _copy_key(message: kombu.Message) -> tuple[str, str] | None:
+    """What the copies of a request share: its caller's reply_to and its correlation id.
+
+    A correlation id need only be unique per caller: another caller's request with the same
+    id is another request, to be run, and never answered with the first one's result.
+    """
+    correlation_id = message.properties.get("correlation_id")
+    if correlation_id is None:
+        return None
+    return message.properties.get("reply_to"), correlation_id
 
 
 class Rpc(Entrypoint, HeaderDecoder):

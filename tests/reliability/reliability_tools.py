@@ -59,10 +59,9 @@ class RawAmqp:
     reply_to, correlation id) over one connection, and collects the replies to its own queue.
     """
 
-    REPLY_TO = "raw-client-replies"
-
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, reply_to: str = "raw-client-replies"):
         self.uri = uri
+        self.reply_to = reply_to
         self.stray: list[Any] = []  # replies that came with a correlation id nobody awaits
         self._waiting: dict[str, eventlet.event.Event] = {}
         get_runtime().call(self._open)
@@ -71,7 +70,7 @@ class RawAmqp:
         self.connection = connect(self.uri)
         self.producer = kombu.Producer(self.connection.channel(), auto_declare=False)
         rpc_exchange = kombu.Exchange("nameko-rpc", type="topic", durable=True)
-        replies = kombu.Queue(self.REPLY_TO, rpc_exchange, self.REPLY_TO, auto_delete=True)
+        replies = kombu.Queue(self.reply_to, rpc_exchange, self.reply_to, auto_delete=True)
         self.consumer = Consumer(self.uri)
         self.consumer.add_queue(replies, self._on_reply, no_ack=True)
         self.thread = eventlet.spawn(self.consumer.run)
@@ -115,7 +114,7 @@ class RawAmqp:
         self.publish(
             body,
             routing_key=routing_key,
-            reply_to=self.REPLY_TO,
+            reply_to=self.reply_to,
             correlation_id=correlation_id,
             **properties,
         )

@@ -14,7 +14,7 @@ import eventlet.event
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reliability_tools import HOSTILE
+from reliability_tools import HOSTILE, RawAmqp
 
 from sandbox.events import event_handler
 from sandbox.extensions import DependencyProvider
@@ -165,6 +165,28 @@ def test_any_request_gets_one_reply_and_the_service_keeps_serving(
         assert body_of_a_valid_call(body, encoding, reply["result"])
     assert container.started
     assert proxy.echo("canary") == "canary"
+
+
+def test_a_correlation_id_another_client_used_gets_its_own_answer(echo, raw_amqp):
+    # Correlation ids need only be unique per client (some count 1, 2, 3...): a request
+    # reusing another client's id, by chance or forged, runs, and never gets that client's
+    # result.
+    other = RawAmqp(raw_amqp.uri, reply_to="other-client-replies")
+    try:
+        for n in range(3):
+            mine = raw_amqp.request(
+                request_body([f"mine {n}"], {}),
+                routing_key="hostile_echo.echo",
+                correlation_id=str(n),
+            )
+            theirs = other.request(
+                request_body([f"theirs {n}"], {}),
+                routing_key="hostile_echo.echo",
+                correlation_id=str(n),
+            )
+            assert (mine["result"], theirs["result"]) == (f"mine {n}", f"theirs {n}")
+    finally:
+        other.close()
 
 
 def test_requests_nobody_can_answer_are_dropped_not_requeued(echo, raw_amqp, caplog):
