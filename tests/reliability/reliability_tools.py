@@ -62,7 +62,6 @@ class RawAmqp:
     def __init__(self, uri: str, reply_to: str = "raw-client-replies"):
         self.uri = uri
         self.reply_to = reply_to
-        self.stray: list[Any] = []  # replies that came with a correlation id nobody awaits
         self._waiting: dict[str, eventlet.event.Event] = {}
         get_runtime().call(self._open)
 
@@ -82,9 +81,7 @@ class RawAmqp:
         except Exception as exc:
             body = exc
         waiting = self._waiting.pop(message.properties.get("correlation_id"), None)
-        if waiting is None:
-            self.stray.append(body)
-        else:
+        if waiting is not None:
             waiting.send(body)
 
     def publish(
@@ -153,12 +150,7 @@ def shown_by_kernel(cells: list[str], cwd: str, timeout: float = 60) -> str:
                 msg = client.get_iopub_msg(timeout=timeout)
                 if msg["msg_type"] != "execute_input":  # the cell's code, as typed
                     shown.append(json.dumps(msg["content"], default=str))
-                mine = msg["parent_header"].get("msg_id") == msg_id
-                if (
-                    mine
-                    and msg["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle"
-                ):
+                if msg["parent_header"].get("msg_id") == msg_id and is_idle(msg):
                     break
     finally:
         client.stop_channels()
