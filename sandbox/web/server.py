@@ -42,6 +42,10 @@ DEFAULT_WEB_SERVER_ADDRESS = "127.0.0.1:8000"
 MAX_CONTENT_LENGTH_CONFIG_KEY = "MAX_CONTENT_LENGTH"
 DEFAULT_MAX_CONTENT_LENGTH = 10 * 1024 * 1024
 WEB_DEBUG_CONFIG_KEY = "WEB_DEBUG"
+SOCKET_TIMEOUT_CONFIG_KEY = "WEB_SOCKET_TIMEOUT"
+# A client silent for this long loses its connection: without it, clients that stall
+# mid-request (or never close idle keep-alive connections) pile up to MAX_CONNECTIONS.
+DEFAULT_SOCKET_TIMEOUT = 60.0
 
 # The root app hands the matched route to the container's app through the environ, so that
 # middleware from ``get_wsgi_app`` sits between them and routing runs once per request.
@@ -498,6 +502,7 @@ class WebServer(ProviderCollector, SharedExtension):
         protocol: type = HttpOnlyProtocol,
         debug: bool = False,
     ) -> eventlet.wsgi.Server:
+        timeout = self.container.config.get(SOCKET_TIMEOUT_CONFIG_KEY, DEFAULT_SOCKET_TIMEOUT)
         return eventlet.wsgi.Server(
             sock,
             sock.getsockname(),
@@ -505,6 +510,7 @@ class WebServer(ProviderCollector, SharedExtension):
             protocol=protocol,
             debug=debug,
             log_output=False,
+            socket_timeout=timeout,
         )
 
     def context_data_from_headers(self, request: Request) -> dict[str, Any]:

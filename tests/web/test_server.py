@@ -312,3 +312,19 @@ def test_ipv6_loopback(container_factory):
     base_url = get_base_url("[::1]:0")
     assert base_url.startswith("http://[::1]:")
     assert requests.get(f"{base_url}/alpha").text == "alpha"
+
+
+def test_a_silent_client_loses_its_connection(container_factory, web_config, web_config_port):
+    class Quiet:
+        name = "quiet"
+
+        @http("GET", "/hello")
+        def hello(self, request):
+            return "hello"
+
+    container = container_factory(Quiet, {**web_config, "WEB_SOCKET_TIMEOUT": 0.2})
+    container.start()
+    with socket.create_connection(("127.0.0.1", web_config_port)) as stalled:
+        stalled.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        stalled.settimeout(10)
+        assert stalled.recv(1024) == b"", "the server closes a connection that stays silent"
