@@ -371,8 +371,7 @@ class ServiceContainer:
             dependency.worker_setup(worker_ctx)
 
     def _log_worker_error(self, worker_ctx: WorkerContext, exc: Exception) -> None:
-        expected = worker_ctx.entrypoint.expected_exceptions
-        if expected and isinstance(exc, expected):
+        if worker_ctx.entrypoint.is_expected(exc):
             log.warning("%r raised an expected %s: %s", worker_ctx, type(exc).__name__, exc)
         else:
             log.error("error in %r", worker_ctx, exc_info=exc)

@@ -172,6 +172,10 @@ class Entrypoint(Extension):
         # Computing a signature costs more than a whole trivial HTTP request: do it once.
         return inspect.signature(getattr(self.container.service_cls, self.method_name))
 
+    def is_expected(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is part of the method's contract: logged as a warning, not an error."""
+        return bool(self.expected_exceptions) and isinstance(exc, self.expected_exceptions)
+
     def check_signature(self, args: tuple, kwargs: dict) -> None:
         """Raise IncorrectSignature when the method cannot take these arguments."""
         try:

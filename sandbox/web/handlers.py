@@ -56,6 +56,11 @@ class HttpRequestHandler(Entrypoint):
     def get_url_rule(self) -> Rule:
         return Rule(self.url, methods=self.methods)
 
+    def is_expected(self, exc: BaseException) -> bool:
+        # A client's mistake (bad JSON, a wrong content type) is its 4xx, not our error.
+        client_error = isinstance(exc, HTTPException) and (exc.code or 500) < 500
+        return client_error or super().is_expected(exc)
+
     def check_signature(self, args: tuple, kwargs: dict) -> None:
         # Binding depends only on how many arguments and which names, and a route passes
         # the same ones on every request: bind each shape once (a few, bounded).

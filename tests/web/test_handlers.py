@@ -326,3 +326,23 @@ def test_requests_in_flight_get_a_503_when_the_service_is_killed(
         response = pending.result(10)
     assert response.status_code == 503
     assert json.loads(response.text)["error"] == "ContainerBeingKilled"
+
+
+def test_a_clients_bad_json_is_a_warning_not_an_error(
+    container_factory, web_config, web_session, caplog
+):
+    class Strict:
+        name = "strict"
+
+        @http("POST", "/items")
+        def add(self, request):
+            return request.get_json()
+
+    container_factory(Strict, web_config).start()
+    with caplog.at_level("WARNING", logger="sandbox.containers"):
+        response = web_session.post(
+            "/items", data="{not json", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400
+    levels = {r.levelname for r in caplog.records if r.name == "sandbox.containers"}
+    assert levels == {"WARNING"}
