@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from sandbox.exceptions import (
-    ConfigurationError,
-    IncorrectSignature,
-    MalformedRequest,
-    MethodNotFound,
-    RemoteError,
-    RpcTimeout,
-    UnknownService,
-)
+from sandbox import exceptions
 
 # Raised by sb calls on behalf of the services: the user's cell is what matters, not our frames.
 SERVICE_ERRORS = (
-    ConfigurationError,
-    IncorrectSignature,
-    MalformedRequest,
-    MethodNotFound,
-    RemoteError,
-    RpcTimeout,
-    UnknownService,
+    exceptions.ConfigurationError,
+    exceptions.IncorrectSignature,
+    exceptions.MalformedRequest,
+    exceptions.MethodNotFound,
+    exceptions.RemoteError,
+    exceptions.RpcTimeout,
+    exceptions.UnknownService,
 )
 
 
