@@ -1,9 +1,9 @@
 """Plain AMQP messaging: ``Publisher`` and ``@consume``, and what every AMQP extension shares.
 
 Each container has one :class:`QueueConsumer`: one connection that consumes the queues of all
-its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints hand
-each delivery to a green thread of its own, which waits for a worker slot; the consumer's loop
-never waits, so heartbeats flow even while every worker is busy.
+its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints start a
+worker for each delivery, or, while every worker is busy, hand it to a green thread of its own
+that waits for a slot: the consumer's loop never waits, so heartbeats flow all the while.
 
 Context data (call id stack, language, user id...) travels in ``nameko.``-prefixed headers.
 """
@@ -82,6 +82,18 @@ def describe(message: kombu.Message) -> str:
         f"message {info.get('routing_key')!r} from exchange {info.get('exchange')!r} "
         f"({message.content_type})"
     )
+
+
+def hand_over(
+    container: Any, handle: Callable[[kombu.Message], None], message: kombu.Message, name: str
+) -> None:
+    """Run ``handle(message)`` for a delivery: in the consumer's loop when a worker slot is
+    free, since nothing in it waits then (a green thread less per message); else in a green
+    thread of its own, which waits for a slot while the loop goes on reading."""
+    if container.busy_workers < container.max_workers:
+        handle(message)
+    else:
+        container.spawn_managed_thread(partial(handle, message), identifier=name)
 
 
 def reject_malformed(message: kombu.Message, reason: Any) -> None:
@@ -215,10 +227,8 @@ class Consumer(Entrypoint, HeaderDecoder):
         self.queue_consumer.unregister_provider(self)
 
     def on_message(self, message: kombu.Message) -> None:
-        self.container.spawn_managed_thread(
-            partial(self.handle_message, message),
-            identifier=f"{self.container.service_name}.{self.method_name}.message",
-        )
+        name = f"{self.container.service_name}.{self.method_name}.message"
+        hand_over(self.container, self.handle_message, message, name)
 
     def handle_message(self, message: kombu.Message) -> None:
         try:

@@ -51,6 +51,7 @@ from sandbox.messaging import (
     QueueConsumer,
     describe,
     encode_to_headers,
+    hand_over,
     publisher_for,
     reject_malformed,
 )
@@ -148,10 +149,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             self.queue_consumer.unregister_provider(self)
 
     def on_message(self, message: kombu.Message) -> None:
-        self.container.spawn_managed_thread(
-            partial(self.handle_message, message),
-            identifier=f"{self.container.service_name}.rpc_request",
-        )
+        name = f"{self.container.service_name}.rpc_request"
+        hand_over(self.container, self.handle_message, message, name)
 
     def handle_message(self, message: kombu.Message) -> None:
         if not message.properties.get("reply_to"):

@@ -191,6 +191,8 @@ class Consumer:
     def _connect(self) -> None:
         connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
         self._connection = connection
+        # First: deliveries may come (and be answered) while the consumers are being set up.
+        self._publishing = Confirms(connection.channel())
         channel = connection.channel()
         self._channel = channel
         reconnecting = self._ready.ready()
@@ -200,7 +202,6 @@ class Consumer:
             if reconnecting and subscription.on_lost is not None:
                 self._check_queue(connection, subscription)
             self._consume(channel, subscription)
-        self._publishing = Confirms(connection.channel())
         self._connected.send(None)
 
     def _check_queue(self, connection: kombu.Connection, subscription: Subscription) -> None:
