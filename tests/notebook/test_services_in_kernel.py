@@ -106,7 +106,10 @@ def test_unload_frees_the_port(sandbox_kernel):
         f"from sandbox.config import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:{port}'"
     )
     cell(sandbox_kernel, FRONT_PAGE)
-    assert sandbox_kernel.run('status = sb.http.put("/dispatch", data="x").status').error is None
+    sandbox_kernel.run(
+        'with sb.wait_for("service_b", "handle_event", timeout=20):\n'
+        '    status = sb.http.put("/dispatch", data="x").status'
+    )
     assert sandbox_kernel.run("print(status)").stdout == "200\n"
     with socket.socket() as taken, pytest.raises(OSError):
         taken.bind(("127.0.0.1", port))
