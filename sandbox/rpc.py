@@ -31,7 +31,6 @@ from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
     ContainerBeingKilled,
@@ -208,7 +207,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
     def _reply_and_settle(
         self, message: kombu.Message, reply: dict, settle: Callable[[kombu.Message], None]
     ) -> None:
-        """Publish the reply; settle the request once the broker confirmed it, or requeue it.
+        """Publish the reply, then settle the request (requeue it when the reply failed).
 
         Raises EncodeError, before anything is sent, when ``reply`` cannot be encoded.
         """
@@ -218,16 +217,6 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         if properties.get("correlation_id") is not None:
             reply_properties["correlation_id"] = properties["correlation_id"]
 
-        def confirmed(error: BaseException | None) -> None:
-            how = settle
-            if error is not None:
-                # Unacked, the request comes back: to us once the broker is back (and
-                # answered from self.requests), or to another instance.
-                log.warning("could not reply to %s (%r); requeued", describe(message), error)
-                how = requeue
-            for delivery in self.requests.finish(message, reply):
-                how(delivery)
-
         routing_key = properties["reply_to"]
         try:
             self.queue_consumer.consumer.publish(
@@ -236,15 +225,21 @@ class RpcConsumer(SharedExtension, ProviderCollector):
                 routing_key=routing_key,
                 properties=reply_properties,
                 headers=headers,
-                on_confirm=confirmed,
             )
         except Exception as exc:
-            confirmed(exc)
-            return
-        record = publish_record(
-            "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
-        )
-        recorder.notify("message_published", record)
+            # Unacked, the request comes back: to us once the broker is back (and answered
+            # from self.requests), or to another instance.
+            log.warning("could not reply to %s (%r); requeued", describe(message), exc)
+            settle = requeue
+        else:
+            record = publish_record(
+                "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
+            )
+            recorder.notify("message_published", record)
+        # The ack follows the reply on the same connection: should the connection fail
+        # between the two, the request comes back and is answered from self.requests.
+        for delivery in self.requests.finish(message, reply):
+            settle(delivery)
 
     def _answer_copy(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a request this consumer runs or ran; if so, it is seen to."""
@@ -471,10 +466,9 @@ class RpcReply:
 class RpcCaller:
     """Publishes requests and returns :class:`RpcReply` objects (hub thread only).
 
-    Requests go out on the connection their replies come back on: the consumer's. Nothing
-    waits for the broker's confirm, which comes after the reply anyway (the broker confirms a
-    persistent request once it is on disk or acked). A request is never published twice: if
-    the connection fails, the caller gets ReplyConnectionLost.
+    Requests go out on the connection their replies come back on: the consumer's, unconfirmed
+    (the reply is the confirmation; one nobody takes comes back as UnknownService). A request
+    is never published twice: if the connection fails, the caller gets ReplyConnectionLost.
 
     Shared by the clients in services and the standalone ones; they differ in their reply
     queue and in the context data they send.
@@ -497,6 +491,7 @@ class RpcCaller:
         self.replies = replies
         self.reply_to = reply_to
         self.timeout = timeout
+        consumer.on_return(self._returned)
 
     def send(
         self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
@@ -520,7 +515,6 @@ class RpcCaller:
                 properties=properties,
                 headers=headers,
                 mandatory=True,
-                on_confirm=partial(self._confirmed, correlation_id, service_name),
             )
         except BaseException:
             self.replies.forget(correlation_id)
@@ -531,13 +525,14 @@ class RpcCaller:
         recorder.notify("message_published", record)
         return RpcReply(self.replies, correlation_id, event, routing_key, self.timeout)
 
-    def _confirmed(self, correlation_id: str, service_name: str, error: BaseException | None):
-        if error is None or isinstance(error, CONNECTION_ERRORS):
-            return  # a failed connection fails the calls waiting on it (on_disconnect)
-        if isinstance(error, UndeliverableMessage):
-            self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
-            error = UnknownService(service_name)
-        self.replies.fail(correlation_id, error)
+    def _returned(self, error: UndeliverableMessage, routing_key: str, message: Any) -> None:
+        # Its queue went away since we checked (the service stopped for good).
+        correlation_id = message.properties.get("correlation_id")
+        if not self.replies.waiting(correlation_id):
+            return  # another caller's, on the same connection
+        service_name = routing_key.partition(".")[0]
+        self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
+        self.replies.fail(correlation_id, UnknownService(service_name))
 
 
 Send = Callable[[str, str, tuple, dict], RpcReply]

@@ -5,19 +5,20 @@ inside it and must hand work over (spawn) instead of waiting. Other green thread
 requeue, cancel or publish, which only write. When the connection fails the loop reconnects
 with back-off and declares and consumes everything again.
 
-Publishing on a consumer's connection (RPC requests and replies) costs a write and no wait:
-the loop reads the broker's confirms along with the deliveries and hands each one to the
-publish's callback.
+Publishing on a consumer's connection (RPC requests and replies) costs a write and nothing
+more: no confirms (an RPC reply confirms its request, and a service acks a request right after
+its reply, in the same write). A mandatory message nobody takes comes back to the loop, which
+hands it to the ``on_return`` callbacks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import amqp
@@ -26,10 +27,16 @@ import eventlet.event
 import kombu
 import kombu.serialization
 from amqp import spec
-from amqp.exceptions import ConsumerCancelled, MessageNacked
+from amqp.exceptions import ConsumerCancelled
 
 from sandbox.amqp.publish import UndeliverableMessage
-from sandbox.amqp.transport import CONNECTION_ERRORS, close_quietly, connect, retry_delays
+from sandbox.amqp.transport import (
+    CONNECTION_ERRORS,
+    FrameReader,
+    close_quietly,
+    connect,
+    retry_delays,
+)
 from sandbox.utils import sanitize_url
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,7 @@ DEFAULT_RETRY_POLICY = {
 }
 
 MessageCallback = Callable[[kombu.Message], None]
-ConfirmCallback = Callable[[BaseException | None], None]
+ReturnCallback = Callable[[UndeliverableMessage, str, Any], None]
 
 # A channel error (a bad ack, a queue declared with other arguments) closes the channel the
 # whole consumer runs on: start afresh, as after a lost connection.
@@ -89,8 +96,9 @@ class Consumer:
         self._subscriptions: list[Subscription] = []
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
-        self._publishing: Confirms | None = None
+        self._publish: Callable[..., None] | None = None  # while connected
         self._connected = eventlet.event.Event()
+        self._return_callbacks: list[ReturnCallback] = []
         self._ready = eventlet.event.Event()
 
     def add_queue(
@@ -129,26 +137,25 @@ class Consumer:
         properties: Mapping[str, Any],
         headers: Mapping[str, Any] | None = None,
         mandatory: bool = False,
-        on_confirm: ConfirmCallback,
         wait: float = 5,
     ) -> None:
-        """Publish on this connection (hub thread); the broker's answer goes to ``on_confirm``.
+        """Publish on this connection (hub thread); it is written, not confirmed.
 
-        ``on_confirm(error)`` is called once, in the loop: with None once the broker has the
-        message, else with why not (UndeliverableMessage for a mandatory message nobody took,
-        MessageNacked, or a connection error when the connection failed first). While the
-        connection is being made again, waits up to ``wait`` seconds for it, then raises.
+        While the connection is being made again, waits up to ``wait`` seconds for it, then
+        raises. A mandatory message nobody takes comes back to the :meth:`on_return` callbacks.
         """
-        if self._publishing is None:
+        if self._publish is None:
             self._wait_connected(wait)
-        self._publishing.publish(
-            body, exchange, routing_key, properties, headers, mandatory, on_confirm
-        )
+        self._publish(body, exchange, routing_key, properties, headers, mandatory)
+
+    def on_return(self, callback: ReturnCallback) -> None:
+        """Call ``callback(error, routing_key, message)`` for each returned message, in the loop."""
+        self._return_callbacks.append(callback)
 
     def _wait_connected(self, timeout: float) -> None:
         error = amqp.RecoverableConnectionError(f"not connected to the broker after {timeout}s")
         with eventlet.Timeout(timeout, error):
-            while self._publishing is None:
+            while self._publish is None:
                 self._connected.wait()
 
     # --- the loop ----------------------------------------------------------------------------
@@ -192,7 +199,7 @@ class Consumer:
         connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
         self._connection = connection
         # First: deliveries may come (and be answered) while the consumers are being set up.
-        self._publishing = Confirms(connection.channel())
+        self._publish = self._publisher(connection.channel())
         channel = connection.channel()
         self._channel = channel
         reconnecting = self._ready.ready()
@@ -258,9 +265,10 @@ class Consumer:
         # not starve it, so ticks are also due after any event.
         tick = interval / 4 if interval else None
         next_tick = time.monotonic() + tick if tick else None
+        read = _reader(transport, connection)
         while True:
             with contextlib.suppress(TimeoutError):
-                transport.drain_events(connection, timeout=tick)
+                read(tick)
             if next_tick is not None and time.monotonic() >= next_tick:
                 transport.heartbeat_check(connection)
                 next_tick = time.monotonic() + tick
@@ -279,11 +287,35 @@ class Consumer:
                 subscription.on_disconnect()
 
     def _stop_publishing(self) -> None:
-        publishing, self._publishing = self._publishing, None
+        self._publish = None
         if self._connected.ready():
             self._connected = eventlet.event.Event()
-        if publishing is not None:
-            publishing.fail_all()
+
+    def _publisher(self, channel: Any) -> Callable[..., None]:
+        channel.events["basic_return"].add(self._on_return)
+        send = _publish_method(channel)
+
+        def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
+            fields = dict(properties)
+            message = channel.prepare_message(
+                body,
+                priority=fields.pop("priority", None),
+                content_type=fields.pop("content_type", None),
+                content_encoding=fields.pop("content_encoding", None),
+                headers=headers,
+                properties=fields,
+            )
+            send(message, exchange, routing_key, mandatory)
+
+        return publish
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        error = UndeliverableMessage(f"{exc} (exchange {exchange!r}, routing key {routing_key!r})")
+        for callback in self._return_callbacks:
+            try:
+                callback(error, routing_key, message)
+            except Exception:
+                log.exception("a return callback failed")
 
     def close(self) -> None:
         """Close the connection once the loop has been killed."""
@@ -293,79 +325,11 @@ class Consumer:
             close_quietly(connection)
 
 
-class Confirms:
-    """A channel in confirm mode, and the publishes on it that the broker has yet to confirm.
-
-    RabbitMQ numbers the messages of a confirming channel from 1 and may confirm several at
-    once (``multiple``). A mandatory message nobody takes comes back (``basic_return``) just
-    before its confirm; it is told apart by its correlation id.
-    """
-
-    def __init__(self, channel: Any):
-        self.channel = channel
-        channel.confirm_select()
-        channel.events["basic_ack"].add(self._on_ack)
-        channel.events["basic_nack"].add(self._on_nack)
-        channel.events["basic_return"].add(self._on_return)
-        self._publish = _publish_method(channel)
-        self._numbers = itertools.count(1)
-        self._unconfirmed: dict[int, tuple[ConfirmCallback, str | None]] = {}
-        self._returned: dict[str | None, BaseException] = {}
-
-    def publish(
-        self,
-        body: bytes | str,
-        exchange: str,
-        routing_key: str,
-        properties: Mapping[str, Any],
-        headers: Mapping[str, Any] | None,
-        mandatory: bool,
-        on_confirm: ConfirmCallback,
-    ) -> None:
-        fields = dict(properties)
-        message = self.channel.prepare_message(
-            body,
-            priority=fields.pop("priority", None),
-            content_type=fields.pop("content_type", None),
-            content_encoding=fields.pop("content_encoding", None),
-            headers=headers,
-            properties=fields,
-        )
-        number = next(self._numbers)
-        # Registered first: the embedded broker confirms within basic_publish.
-        self._unconfirmed[number] = (on_confirm, properties.get("correlation_id"))
-        try:
-            self._publish(message, exchange, routing_key, mandatory)
-        except BaseException:
-            self._unconfirmed.pop(number, None)
-            raise
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple, None)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple, MessageNacked("the broker refused the message"))
-
-    def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any):
-        error = UndeliverableMessage(f"{exc} (exchange {exchange!r}, routing key {routing_key!r})")
-        self._returned[message.properties.get("correlation_id")] = error
-
-    def _settle(self, delivery_tag: int, multiple: bool, error: BaseException | None) -> None:
-        numbers = [delivery_tag]
-        if multiple:
-            numbers = [n for n in self._unconfirmed if n <= delivery_tag]
-        for number in numbers:
-            entry = self._unconfirmed.pop(number, None)
-            if entry is not None:
-                on_confirm, correlation_id = entry
-                _confirm(on_confirm, self._returned.pop(correlation_id, error))
-
-    def fail_all(self) -> None:
-        """The connection failed: nothing unconfirmed will be confirmed."""
-        unconfirmed, self._unconfirmed = self._unconfirmed, {}
-        for on_confirm, _ in unconfirmed.values():
-            lost = amqp.RecoverableConnectionError("the connection failed before the confirm")
-            _confirm(on_confirm, lost)
+def _reader(transport: Any, connection: Any) -> Callable[[float | None], None]:
+    """``read(timeout)``: handle what the broker sent, waiting up to ``timeout`` for it."""
+    if isinstance(getattr(connection, "transport", None), FrameReader):
+        return partial(connection.transport.drain, connection.on_inbound_frame)
+    return lambda timeout: transport.drain_events(connection, timeout=timeout)
 
 
 def _publish_method(channel: Any) -> Callable[[Any, str, str, bool], None]:
@@ -385,13 +349,6 @@ def _publish_method(channel: Any) -> Callable[[Any, str, str, bool], None]:
         )
 
     return publish
-
-
-def _confirm(on_confirm: ConfirmCallback, error: BaseException | None) -> None:
-    try:
-        on_confirm(error)
-    except Exception:
-        log.exception("a publish confirm callback failed")
 
 
 def ack(message: kombu.Message) -> None:

@@ -103,7 +103,6 @@ class Channel(base.StdChannel):
         self.cancel_callbacks: dict[str, Callable] = {}
         self.no_ack_consumers: set[str] = set()
         self.confirm = bool(connection.client.transport_options.get("confirm_publish"))
-        self._published = 0
         self._core = connection.open_core(self)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -234,17 +233,12 @@ class Channel(base.StdChannel):
         if immediate:
             raise AMQPNotImplementedError("immediate=True is not supported (nor by RabbitMQ)")
         returned = self._call("basic_publish", msg, exchange, routing_key, mandatory)
-        if not self.confirm:
-            if returned is not None:
-                self.connection.core.post(returned)
+        if returned is None:
             return
-        # Confirmed at once, in RabbitMQ's order: the return first, then the ack, numbered
-        # per channel from 1 (what a py-amqp user handling "basic_ack" events sees).
-        if returned is not None:
+        if self.confirm:  # py-amqp reads the return while waiting for the confirm
             self.handle(returned)
-        self._published += 1
-        for handler in list(self.events.get("basic_ack", ())):
-            handler(self._published, False)
+        else:
+            self.connection.core.post(returned)
 
     def confirm_select(self, nowait: bool = False) -> None:
         """Publishes are confirmed by the time they return; only returns change timing."""

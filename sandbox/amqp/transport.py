@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -22,7 +23,7 @@ import eventlet.semaphore
 import kombu
 import kombu.transport.pyamqp
 from amqp import method_framing
-from amqp.exceptions import NotFound
+from amqp.exceptions import NotFound, UnexpectedFrame
 
 # Registers our embedded broker as kombu's ``memory://`` transport.
 from sandbox.amqp import memory as _memory  # noqa: F401
@@ -57,7 +58,55 @@ def _green_frame_writer(connection: Any, transport: Any) -> Callable[..., Any]:
     return write
 
 
-class GreenTCPTransport(_green_amqp_transport.TCPTransport):
+class FrameReader:
+    """What a consumer's loop reads with: every whole frame that has arrived, in one go.
+
+    py-amqp reads a frame as header, payload and end byte, with a timeout set and restored
+    around each: a few dozen Python calls per frame, and a trip through the hub for each
+    read that finds nothing buffered. A delivery is three frames.
+    """
+
+    _RECV_SIZE = 65536
+
+    def drain(self, on_frame: Callable[[tuple[int, int, bytes]], Any], timeout: float | None):
+        """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
+        received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``)."""
+        buffer = self._read_buffer
+        if not _holds_a_frame(buffer):
+            sock = self.sock
+            sock.settimeout(timeout)
+            try:
+                chunk = sock.recv(self._RECV_SIZE)
+            finally:
+                sock.settimeout(None)
+            if not chunk:
+                raise OSError("Server unexpectedly closed connection")
+            buffer += chunk
+        offset, end = 0, len(buffer)
+        try:
+            while end - offset >= 8:
+                frame_type, channel, size = _FRAME_HEADER.unpack_from(buffer, offset)
+                last = offset + 7 + size
+                if last >= end:
+                    break
+                if buffer[last] != 0xCE:
+                    raise UnexpectedFrame(f"bad frame end byte {buffer[last]:#x}")
+                payload = buffer[offset + 7 : last]
+                offset = last + 1
+                on_frame((frame_type, channel, payload))
+        finally:
+            # Before anything raised by on_frame goes on: no frame is handled twice.
+            self._read_buffer = buffer[offset:]
+
+
+_FRAME_HEADER = struct.Struct(">BHI")
+
+
+def _holds_a_frame(buffer: bytes) -> bool:
+    return len(buffer) >= 8 and len(buffer) > 7 + _FRAME_HEADER.unpack_from(buffer)[2]
+
+
+class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     # py-amqp reads a frame as header, payload and end byte, one recv each: through eventlet
     # that is three trips. Read what has arrived instead (bounded, as leftovers are copied).
     _READ_AHEAD = 4096
@@ -78,7 +127,7 @@ class GreenTCPTransport(_green_amqp_transport.TCPTransport):
         return result
 
 
-class GreenSSLTransport(_green_amqp_transport.SSLTransport):
+class GreenSSLTransport(FrameReader, _green_amqp_transport.SSLTransport):
     pass
 
 
