@@ -2,6 +2,7 @@
 
 ``transport`` makes connections (py-amqp on green sockets for ``amqp://``, the embedded
 broker for ``memory://``) and pools them for publishing; ``publish`` sends confirmed,
-retried messages; ``consume`` reads queues over one connection and reconnects; ``memory``
-is the kombu transport of the embedded broker (:mod:`sandbox.broker`).
+retried messages; ``consume`` reads queues over one connection, reconnects, and publishes
+RPC requests and replies on it; ``memory`` is the kombu transport of the embedded broker
+(:mod:`sandbox.broker`).
 """

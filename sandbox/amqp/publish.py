@@ -195,7 +195,16 @@ def publish_record(
 
 # Publisher options that are about how to publish, not about the message.
 _NOT_MESSAGE_FIELDS = frozenset(
-    {"declare", "retry", "retry_policy", "timeout", "confirm_timeout", "exchange", "routing_key"}
+    {
+        "declare",
+        "retry",
+        "retry_policy",
+        "timeout",
+        "confirm_timeout",
+        "exchange",
+        "routing_key",
+        "mandatory",
+    }
 )
 
 
@@ -214,7 +223,6 @@ class MessageTemplate:
         }
         self.serializer = publisher.serializer
         self.compression = options.pop("compression", None)
-        self.mandatory = bool(options.pop("mandatory", False))
         self.headers = dict(options.pop("headers", None) or {})
         expiration = options.pop("expiration", None)
         if expiration is not None:

@@ -4,8 +4,9 @@ Nothing is monkey patched. py-amqp's transport module is re-imported with eventl
 ``socket`` and ``ssl``, and kombu gets a transport class that uses it, so a connection waits
 greenly in the thread whose hub it was created in: the runtime's hub thread.
 
-Publishing goes through :class:`ConnectionPool`: a few connections per broker address and hub
-thread, each lent to one green thread at a time, so a publish never opens a connection of its own.
+Events and messages are published through :class:`ConnectionPool`: a few connections per broker
+address and hub thread, each lent to one green thread at a time, so a publish never opens a
+connection of its own. RPC requests and replies go out on their consumer's connection instead.
 """
 
 from __future__ import annotations

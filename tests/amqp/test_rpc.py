@@ -2,6 +2,7 @@ import re
 import time
 
 import eventlet.event
+import kombu
 import pytest
 
 from sandbox.contextdata import Language
@@ -230,3 +231,29 @@ def test_busy_workers_do_not_block_the_consumer(rabbit_config, container_factory
     with ServiceRpcProxy("lonely", rabbit_config, timeout=30) as lonely:
         replies = [lonely.relay.call_async(n) for n in range(5)]
         assert [reply.result() for reply in replies] == ["0", "1", "2", "3", "4"]
+
+
+def test_client_publisher_options_shape_the_requests(rabbit_config, amqp_broker):
+    exchange = kombu.Exchange("nameko-rpc", type="topic", durable=True)
+    probe = kombu.Queue("rpc-probe", exchange, "probe.*")
+    amqp_broker.run(lambda channel: probe(channel).declare())
+    options = {
+        "priority": 3,
+        "expiration": 30,
+        "delivery_mode": "transient",
+        "headers": {"tenant": "a"},
+        "compression": "zlib",
+        "routing_key": "ignored",  # a client sets its own
+    }
+    with ClusterRpcProxy(rabbit_config, context_data={"language": "fr"}, **options) as cluster:
+        reply = cluster.probe.ping.call_async(1)
+    request = amqp_broker.run(lambda channel: probe(channel).get(no_ack=True))
+    assert request.decode() == {"args": [1], "kwargs": {}}
+    assert request.delivery_info["routing_key"] == "probe.ping"
+    properties = request.properties
+    assert (properties["priority"], properties["expiration"]) == (3, "30000")
+    assert properties["delivery_mode"] == 1
+    assert properties["correlation_id"] == reply.correlation_id
+    assert request.headers["tenant"] == "a"
+    assert request.headers["nameko.language"] == "fr"
+    assert request.headers["compression"] == "application/x-gzip"
