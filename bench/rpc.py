@@ -369,6 +369,7 @@ def rows_for(where: str, impl: str, best: dict[str, float]) -> list[Row]:
 def run() -> list[Row]:
     print(f"{CALLS} sequential calls and {SECONDS:g} s of {CALLERS} callers, best of {ROUNDS}")
     print("raw-amqp: py-amqp, Nameko's wire format, no confirms; 10 callers = 10 in flight")
+    print("embedded: sandbox only (Nameko 2.14.1 fails on kombu's memory:// transport)")
     rounds: dict[str, list[dict[str, float]]] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         uri = stack.enter_context(vhost())

@@ -162,7 +162,7 @@ def test_a_broker_cut_during_traffic_loses_and_repeats_nothing(broker, service):
         executions.wait_for("0.5")  # traffic is flowing
         proxy.cut()
         # The callers waiting on a reply learn of it instead of hanging; then one more call
-        # fails once its publish retries found the broker still away.
+        # fails, having waited a while for a connection to publish on.
         for _ in range(callers + 1):
             assert failed.acquire(timeout=10)
         proxy.restore()
