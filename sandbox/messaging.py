@@ -1,9 +1,12 @@
 """Plain AMQP messaging: ``Publisher`` and ``@consume``, and what every AMQP extension shares.
 
 Each container has one :class:`QueueConsumer`: one connection that consumes the queues of all
-its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints start a
-worker for each delivery, or, while every worker is busy, hand it to a green thread of its own
-that waits for a slot: the consumer's loop never waits, so heartbeats flow all the while.
+its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints hand
+each delivery to a green thread of its own, which waits for a worker slot; the consumer's loop
+never waits, so heartbeats flow even while every worker is busy. (Starting the worker from
+the loop when a slot looks free is no saving: slots are handed out in turn, so the loop would
+queue behind the deliveries already waiting, and a worker waiting for an RPC reply that only
+the loop can deliver would never free its slot.)
 
 Context data (call id stack, language, user id...) travels in ``nameko.``-prefixed headers.
 """
@@ -82,18 +85,6 @@ def describe(message: kombu.Message) -> str:
         f"message {info.get('routing_key')!r} from exchange {info.get('exchange')!r} "
         f"({message.content_type})"
     )
-
-
-def hand_over(
-    container: Any, handle: Callable[[kombu.Message], None], message: kombu.Message, name: str
-) -> None:
-    """Run ``handle(message)`` for a delivery: in the consumer's loop when a worker slot is
-    free, since nothing in it waits then (a green thread less per message); else in a green
-    thread of its own, which waits for a slot while the loop goes on reading."""
-    if container.busy_workers < container.max_workers:
-        handle(message)
-    else:
-        container.spawn_managed_thread(partial(handle, message), identifier=name)
 
 
 def reject_malformed(message: kombu.Message, reason: Any) -> None:
@@ -227,8 +218,11 @@ class Consumer(Entrypoint, HeaderDecoder):
         self.queue_consumer.unregister_provider(self)
 
     def on_message(self, message: kombu.Message) -> None:
-        name = f"{self.container.service_name}.{self.method_name}.message"
-        hand_over(self.container, self.handle_message, message, name)
+        # In a green thread of its own: it may wait for a worker slot, the loop must not.
+        self.container.spawn_managed_thread(
+            partial(self.handle_message, message),
+            identifier=f"{self.container.service_name}.{self.method_name}.message",
+        )
 
     def handle_message(self, message: kombu.Message) -> None:
         try:

@@ -15,9 +15,11 @@ when a catch-all binding on the exchange would swallow the request: the client f
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +52,6 @@ from sandbox.messaging import (
     QueueConsumer,
     describe,
     encode_to_headers,
-    hand_over,
     publisher_for,
     reject_malformed,
 )
@@ -148,8 +149,10 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             self.queue_consumer.unregister_provider(self)
 
     def on_message(self, message: kombu.Message) -> None:
-        name = f"{self.container.service_name}.rpc_request"
-        hand_over(self.container, self.handle_message, message, name)
+        self.container.spawn_managed_thread(
+            partial(self.handle_message, message),
+            identifier=f"{self.container.service_name}.rpc_request",
+        )
 
     def handle_message(self, message: kombu.Message) -> None:
         if not message.properties.get("reply_to"):
@@ -358,15 +361,55 @@ class ReplyConnectionLost(ConnectionError):
     """The connection a call's reply was to come on failed; the call may or may not have run."""
 
 
-class PendingReplies:
-    """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it."""
+class Pending:
+    """Where one call's outcome lands: waited for greenly in the hub, or by any other thread.
+
+    A plain thread (a notebook cell, a script) blocks on a lock the consumer's loop releases:
+    no green thread of its own in the hub, and no trip back through the hub to be woken.
+    """
+
+    __slots__ = ("outcome", "_done", "_event")
 
     def __init__(self) -> None:
-        self._waiting: dict[str, eventlet.event.Event] = {}
+        self.outcome: tuple[dict | None, BaseException | None] | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._event: eventlet.event.Event | None = None
 
-    def expect(self, correlation_id: str) -> eventlet.event.Event:
-        event = self._waiting[correlation_id] = eventlet.event.Event()
-        return event
+    def settle(self, body: dict | None = None, error: BaseException | None = None) -> None:
+        """The reply's body, or the error to raise instead (hub thread; once)."""
+        if self.outcome is not None:
+            return
+        self.outcome = (body, error)
+        self._done.release()
+        if self._event is not None:
+            self._event.send(None)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Whether it settled within ``timeout`` seconds."""
+        if self.outcome is not None:
+            return True
+        if get_runtime().in_hub():
+            if self._event is None:
+                self._event = eventlet.event.Event()
+            with eventlet.Timeout(timeout, False):
+                self._event.wait()
+        elif self._done.acquire(timeout=-1 if timeout is None else timeout):
+            self._done.release()
+        return self.outcome is not None
+
+
+class PendingReplies:
+    """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it.
+
+    Hub thread only.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, Pending] = {}
+
+    def expect(self, correlation_id: str, pending: Pending) -> None:
+        self._waiting[correlation_id] = pending
 
     def forget(self, correlation_id: str) -> None:
         self._waiting.pop(correlation_id, None)
@@ -376,14 +419,16 @@ class PendingReplies:
 
     def deliver(self, message: kombu.Message) -> None:
         """Hand a reply to its caller (called in the consumer loop)."""
-        event = self._waiting.pop(message.properties.get("correlation_id"), None)
-        if event is None:
+        pending = self._waiting.pop(message.properties.get("correlation_id"), None)
+        if pending is None:
             log.debug("dropped a reply nobody waits for (timed out?): %s", describe(message))
             return
         try:
-            event.send(message.decode())
+            body = message.decode()
         except Exception as exc:
-            event.send_exception(exc)
+            pending.settle(error=exc)
+        else:
+            pending.settle(body)
 
     def queue_lost(self) -> None:
         """The reply queue vanished while the connection was down, and the replies with it."""
@@ -409,14 +454,14 @@ class PendingReplies:
 
     def fail(self, correlation_id: str, exc: BaseException) -> None:
         """Raise ``exc`` in the call's caller, unless its reply came already."""
-        event = self._waiting.pop(correlation_id, None)
-        if event is not None:
-            event.send_exception(exc)
+        pending = self._waiting.pop(correlation_id, None)
+        if pending is not None:
+            pending.settle(error=exc)
 
     def fail_all(self, make_error: Callable[[], BaseException]) -> None:
         waiting, self._waiting = self._waiting, {}
-        for event in waiting.values():
-            event.send_exception(make_error())
+        for pending in waiting.values():
+            pending.settle(error=make_error())
 
 
 class RpcReply:
@@ -426,45 +471,59 @@ class RpcReply:
         self,
         replies: PendingReplies,
         correlation_id: str,
-        event: eventlet.event.Event,
         target: str,
         timeout: float | None,
     ):
         self.correlation_id = correlation_id
         self.target = target
         self.timeout = timeout
+        self.pending = Pending()
         self._replies = replies
-        self._event = event
-        self._body: dict | None = None
 
     def result(self, timeout: float | None = None) -> Any:
         """The call's result, or its error raised; ``timeout`` defaults to the client's."""
-        return get_runtime().call(self.wait, timeout)
-
-    def wait(self, timeout: float | None = None) -> Any:
-        """:meth:`result`, for the hub thread."""
-        if self._body is None:
-            self._body = self._wait_body(self.timeout if timeout is None else timeout)
-        if self._body.get("error"):
-            raise deserialize(self._body["error"])
-        return self._body.get("result")
-
-    def _wait_body(self, timeout: float | None) -> dict:
-        timer = eventlet.Timeout(timeout, RpcTimeout(f"{self.target} timed out after {timeout}s"))
+        timeout = self.timeout if timeout is None else timeout
         try:
-            return self._event.wait()
-        except RpcTimeout:
-            self._replies.forget(self.correlation_id)
+            settled = self.pending.wait(timeout)
+        except BaseException:  # a kernel interrupt while a cell waits
+            self._forget()
             raise
-        finally:
-            timer.cancel()
+        if not settled:
+            self._forget()
+            raise RpcTimeout(f"{self.target} timed out after {timeout}s")
+        body, error = self.pending.outcome
+        if error is not None:
+            raise error
+        if body.get("error"):
+            raise deserialize(body["error"])
+        return body.get("result")
+
+    def _forget(self) -> None:
+        runtime = get_runtime()
+        if runtime.in_hub():
+            self._replies.forget(self.correlation_id)
+        else:
+            runtime.call_later(0, self._replies.forget, self.correlation_id)
 
     def __repr__(self) -> str:
         return f"<RpcReply {self.target} {self.correlation_id}>"
 
 
+@dataclass
+class Request:
+    """An encoded request, and the reply object its caller holds."""
+
+    service_name: str
+    routing_key: str
+    payload: dict
+    body: Any
+    properties: dict
+    headers: dict
+    reply: RpcReply
+
+
 class RpcCaller:
-    """Publishes requests and returns :class:`RpcReply` objects (hub thread only).
+    """Publishes requests and returns :class:`RpcReply` objects.
 
     Requests go out on the connection their replies come back on: the consumer's, unconfirmed
     (the reply is the confirmation; one nobody takes comes back as UnknownService). A request
@@ -496,34 +555,62 @@ class RpcCaller:
     def send(
         self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
     ) -> RpcReply:
-        # Mandatory publishing alone misses an unknown service when a catch-all binding on the
-        # exchange takes the request; a queue that does not exist cannot be missed.
-        if not self.pool.queue_exists(RPC_QUEUE_TEMPLATE.format(service_name)):
-            raise UnknownService(service_name)
+        """Send a request; any thread. From the hub the errors of sending raise here, from
+        other threads (which do not wait for the hub to send) they raise from ``result()``."""
+        request = self._request(service_name, method_name, args, kwargs, context_data)
+        runtime = get_runtime()
+        if runtime.in_hub():
+            self._publish(request)
+        else:
+            runtime.call_later(0, self._publish_or_fail, request)
+        return request.reply
+
+    def _request(
+        self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
+    ) -> Request:
         correlation_id = str(uuid.uuid4())
         payload = {"args": list(args), "kwargs": dict(kwargs)}
         body, properties, headers = self.template.encode(payload)
         properties["correlation_id"] = correlation_id
         headers.update(encode_to_headers(context_data))
         routing_key = f"{service_name}.{method_name}"
-        event = self.replies.expect(correlation_id)
+        reply = RpcReply(self.replies, correlation_id, routing_key, self.timeout)
+        return Request(service_name, routing_key, payload, body, properties, headers, reply)
+
+    def _publish(self, request: Request) -> None:
+        # Mandatory publishing alone misses an unknown service when a catch-all binding on the
+        # exchange takes the request; a queue that does not exist cannot be missed.
+        if not self.pool.queue_exists(RPC_QUEUE_TEMPLATE.format(request.service_name)):
+            raise UnknownService(request.service_name)
+        correlation_id = request.reply.correlation_id
+        self.replies.expect(correlation_id, request.reply.pending)
         try:
             self.consumer.publish(
-                body,
+                request.body,
                 exchange=self.exchange.name,
-                routing_key=routing_key,
-                properties=properties,
-                headers=headers,
+                routing_key=request.routing_key,
+                properties=request.properties,
+                headers=request.headers,
                 mandatory=True,
             )
         except BaseException:
             self.replies.forget(correlation_id)
             raise
         record = publish_record(
-            "rpc-request", payload, self.exchange.name, routing_key, headers, properties
+            "rpc-request",
+            request.payload,
+            self.exchange.name,
+            request.routing_key,
+            request.headers,
+            request.properties,
         )
         recorder.notify("message_published", record)
-        return RpcReply(self.replies, correlation_id, event, routing_key, self.timeout)
+
+    def _publish_or_fail(self, request: Request) -> None:
+        try:
+            self._publish(request)
+        except Exception as exc:
+            request.reply.pending.settle(error=exc)
 
     def _returned(self, error: UndeliverableMessage, routing_key: str, message: Any) -> None:
         # Its queue went away since we checked (the service stopped for good).
@@ -561,13 +648,15 @@ class Client:
         return Client(self._send, self.service_name, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # One trip to the hub for the whole call, not one to send and one to wait.
-        return get_runtime().call(lambda: self._call_async(args, kwargs).wait())
+        # From a plain thread the request is handed to the hub without waiting for it to go
+        # out; were it refused (UnknownService), result() raises that at once.
+        return self._send_request(args, kwargs).result()
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
-        return get_runtime().call(self._call_async, args, kwargs)
+        """Send the request and return its reply; a refused request raises here."""
+        return get_runtime().call(self._send_request, args, kwargs)
 
-    def _call_async(self, args: tuple, kwargs: dict) -> RpcReply:
+    def _send_request(self, args: tuple, kwargs: dict) -> RpcReply:
         if self.method_name is None:
             raise TypeError(f"{self!r} is not a method: call client.service.method(...)")
         return self._send(self.service_name, self.method_name, args, kwargs)
