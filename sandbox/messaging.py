@@ -231,7 +231,8 @@ class Consumer(Entrypoint, HeaderDecoder):
             reject_malformed(message, exc)
             return
         try:
-            self.container.spawn_worker(
+            # In this green thread, which has nothing else to do: one less per message.
+            self.container.run_worker(
                 self,
                 (body,),
                 {},
@@ -244,7 +245,8 @@ class Consumer(Entrypoint, HeaderDecoder):
     def handle_result(
         self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any
     ) -> tuple[Any, Any]:
-        if exc_info is not None and self.requeue_on_error:
+        killed = exc_info is not None and isinstance(exc_info[1], ContainerBeingKilled)
+        if killed or (exc_info is not None and self.requeue_on_error):
             requeue(message)
         else:
             ack(message)

@@ -334,7 +334,8 @@ class Rpc(Entrypoint, HeaderDecoder):
         requests = self.rpc_consumer.requests
         requests.start(message)
         try:
-            self.container.spawn_worker(
+            # In this green thread, which has nothing else to do: one less per request.
+            self.container.run_worker(
                 self,
                 args,
                 kwargs,
@@ -348,6 +349,11 @@ class Rpc(Entrypoint, HeaderDecoder):
     def handle_result(
         self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any
     ) -> tuple[Any, Any]:
+        if exc_info is not None and isinstance(exc_info[1], ContainerBeingKilled):
+            # Killed half way: unanswered, the request goes to the next instance.
+            self.rpc_consumer.requests.forget(message)
+            requeue(message)
+            return result, exc_info
         return self.rpc_consumer.respond(message, result, exc_info)
 
 
