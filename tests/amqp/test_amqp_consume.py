@@ -136,3 +136,29 @@ def test_start_fails_when_no_broker_answers(container_factory, caplog):
         container.start()
     assert "Error connecting to broker at amqp://guest:********@127.0.0.1:1/" in caplog.text
     assert "secret" not in caplog.text
+
+
+class Counting:
+    name = "counting"
+    runs = []
+
+    @rpc
+    def count(self, value):
+        Counting.runs.append(value)
+        return len(Counting.runs)
+
+
+def test_a_copy_of_a_request_is_answered_without_running_again(
+    rabbit_config, container_factory, amqp_broker
+):
+    # A client that republishes after a lost connection, or a broker that redelivers what
+    # a lost connection left unacked, sends copies: same reply_to, same correlation id.
+    Counting.runs = []
+    container_factory(Counting, rabbit_config).start()
+    request = b'{"args": ["a"], "kwargs": {}}'
+    first = amqp_broker.request(request, routing_key="counting.count", correlation_id="c-1")
+    copy = amqp_broker.request(request, routing_key="counting.count", correlation_id="c-1")
+    other = amqp_broker.request(request, routing_key="counting.count", correlation_id="c-2")
+    assert first == copy == {"result": 1, "error": None}
+    assert other == {"result": 2, "error": None}
+    assert Counting.runs == ["a", "a"]
