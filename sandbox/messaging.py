@@ -226,7 +226,7 @@ class Consumer(Entrypoint, HeaderDecoder):
 
     def handle_message(self, message: kombu.Message) -> None:
         try:
-            body = message.decode()
+            body = serialization.decode(message)
         except Exception as exc:
             reject_malformed(message, exc)
             return

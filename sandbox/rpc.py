@@ -102,7 +102,7 @@ def _exc_info(exc: BaseException) -> tuple:
 def parse_request(message: kombu.Message) -> tuple[list, dict]:
     """``(args, kwargs)`` of a request; MalformedRequest when the body is not one."""
     try:
-        body = message.decode()
+        body = serialization.decode(message)
     except Exception as exc:
         raise MalformedRequest(f"cannot decode the body: {exc}") from None
     args = body.get("args") if isinstance(body, dict) else None
@@ -430,7 +430,7 @@ class PendingReplies:
             log.debug("dropped a reply nobody waits for (timed out?): %s", describe(message))
             return
         try:
-            body = message.decode()
+            body = serialization.decode(message)
         except Exception as exc:
             pending.settle(error=exc)
         else:
@@ -568,7 +568,7 @@ class RpcCaller:
         if runtime.in_hub():
             self._publish(request)
         else:
-            runtime.call_later(0, self._publish_or_fail, request)
+            runtime.post(self._publish_soon, request)
         return request.reply
 
     def _request(
@@ -611,6 +611,15 @@ class RpcCaller:
             request.properties,
         )
         recorder.notify("message_published", record)
+
+    def _publish_soon(self, request: Request) -> None:
+        # In the hub's loop: out at once, unless that could wait (for the connection, or for
+        # the broker to say whether the service's queue exists); then in a green thread.
+        queue = RPC_QUEUE_TEMPLATE.format(request.service_name)
+        if self.consumer.connected and self.pool.knows_queue(queue):
+            self._publish_or_fail(request)
+        else:
+            get_runtime().spawn(self._publish_or_fail, request)
 
     def _publish_or_fail(self, request: Request) -> None:
         try:

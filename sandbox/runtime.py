@@ -17,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, TypeVar
 
 import eventlet
@@ -99,13 +100,30 @@ class GreenRuntime:
         # Green thread failures are reported by _report, routed like any other output; the
         # hub's own printing would print them a second time, into whichever cell is current.
         eventlet.debug.hub_exceptions(False)
+        # The wake-up pipe stays registered with the hub: a trampoline per wake-up would add
+        # and remove it each time. The listener drains the pipe (the hub polls level-
+        # triggered) and resumes this loop only where it waits for work, never in the middle
+        # of a task that waits for something else.
+        loop = greenlet.getcurrent()
+        waiting = [False]
+
+        def wake(fd: int) -> None:
+            self._drain_pipe()
+            if waiting[0]:
+                loop.switch()
+
+        listener = self.hub.add(self.hub.READ, self._read_fd, wake, loop.throw, None)
         self._ready.set()
         try:
             while not self._stopping:
-                eventlet.hubs.trampoline(self._read_fd, read=True)
-                self._drain_pipe()
                 self._run_inbox()
+                waiting[0] = True
+                try:
+                    self.hub.switch()
+                finally:
+                    waiting[0] = False
         finally:
+            self.hub.remove(listener)
             self._shutdown()
 
     def _drain_pipe(self) -> None:
@@ -161,6 +179,17 @@ class GreenRuntime:
 
     def in_hub(self) -> bool:
         return threading.current_thread() is self.thread
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in the hub thread's own loop, as soon as it is free.
+
+        For short work that must not wait on a green thread's start: it runs between the
+        hub's other tasks, so it must not block for long. Failures are logged.
+        """
+        if self.in_hub():
+            fn(*args)
+        else:
+            self._post(partial(fn, *args))
 
     def _post(self, task: Callable[[], None]) -> None:
         if not self.running:

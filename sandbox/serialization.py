@@ -8,10 +8,13 @@ Pickle is never accepted unless the config names it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import kombu
 import kombu.serialization
+import kombu.utils.json
 
 from sandbox.config import config as global_config
 from sandbox.utils import import_from_path
@@ -44,3 +47,29 @@ def reply_serializer(content_type: str | None, serialization: SerializationConfi
     if name is not None and (name in serialization.accept or content_type in serialization.accept):
         return name
     return serialization.serializer
+
+
+JSON = "application/json"
+
+
+def decode(message: kombu.Message) -> Any:
+    """``message.decode()``, without kombu's JSON object hook when the body cannot need it.
+
+    kombu decodes JSON with a Python hook called for every object, to revive the values its
+    encoder wrapped as ``{"__type__": ..., "__value__": ...}``; a body without that key
+    decodes the same without it, several times faster.
+    """
+    body = message.body
+    if (
+        message.content_type == JSON
+        and message.content_encoding in (None, "utf-8")
+        and isinstance(body, bytes)
+        and b'"__type__"' not in body
+        and JSON in (message.accept or ())
+        and kombu.serialization.registry._decoders.get(JSON) is kombu.utils.json.loads
+    ):
+        try:
+            return json.loads(body)
+        except ValueError:
+            pass  # kombu's own decode raises its DecodeError for it
+    return message.decode()

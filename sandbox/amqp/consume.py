@@ -26,13 +26,14 @@ import eventlet
 import eventlet.event
 import kombu
 import kombu.serialization
-from amqp import spec
 from amqp.exceptions import ConsumerCancelled
 
+from sandbox.amqp import wire
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.transport import (
     CONNECTION_ERRORS,
     FrameReader,
+    GreenChannel,
     close_quietly,
     connect,
     retry_delays,
@@ -94,6 +95,7 @@ class Consumer:
         self.retry_policy = {**DEFAULT_RETRY_POLICY, **(retry_policy or {})}
         self._connection_options = {"ssl": ssl, "login_method": login_method}
         self._subscriptions: list[Subscription] = []
+        self._by_tag: dict[str, Subscription] = {}
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
         self._publish: Callable[..., None] | None = None  # while connected
@@ -147,6 +149,11 @@ class Consumer:
         if self._publish is None:
             self._wait_connected(wait)
         self._publish(body, exchange, routing_key, properties, headers, mandatory)
+
+    @property
+    def connected(self) -> bool:
+        """Whether :meth:`publish` would write at once, rather than wait for a connection."""
+        return self._publish is not None
 
     def on_return(self, callback: ReturnCallback) -> None:
         """Call ``callback(error, routing_key, message)`` for each returned message, in the loop."""
@@ -230,14 +237,36 @@ class Consumer:
         subscription.consumer_tag = channel.basic_consume(
             subscription.queue.name,
             no_ack=subscription.no_ack,
-            callback=lambda raw: self._deliver(channel, subscription, raw),
+            callback=lambda raw: self._deliver(subscription, channel.message_to_python(raw)),
             on_cancel=lambda tag: self._cancelled_by_broker(subscription),
         )
+        self._by_tag[subscription.consumer_tag] = subscription
         if subscription.cancelled:  # while we were declaring
             self.cancel(subscription)
 
-    def _deliver(self, channel: Any, subscription: Subscription, raw: Any) -> None:
-        message = channel.message_to_python(raw)
+    def _on_delivery(self, delivery: wire.Delivery) -> None:
+        """A delivery our frame reader assembled (instead of py-amqp)."""
+        channel, connection = self._channel, self._connection.connection
+        connection.bytes_recv += 1  # news from the broker, for the heartbeat check
+        subscription = self._by_tag.get(delivery.consumer_tag)
+        if subscription is None or delivery.channel != channel.channel_id:
+            log.warning("requeued a delivery for no known consumer: %s", delivery.delivery_info)
+            connection.channels[delivery.channel].basic_reject(delivery.delivery_tag, True)
+            return
+        properties = delivery.properties
+        message = kombu.Message(
+            body=delivery.body,
+            delivery_tag=delivery.delivery_tag,
+            content_type=properties.get("content_type"),
+            content_encoding=properties.get("content_encoding"),
+            delivery_info=delivery.delivery_info,
+            properties=properties,
+            headers=properties.get("application_headers"),
+            channel=channel,
+        )
+        self._deliver(subscription, message)
+
+    def _deliver(self, subscription: Subscription, message: kombu.Message) -> None:
         message.accept = self.accept
         if subscription.cancelled:
             requeue(message)
@@ -265,16 +294,33 @@ class Consumer:
         # not starve it, so ticks are also due after any event.
         tick = interval / 4 if interval else None
         next_tick = time.monotonic() + tick if tick else None
-        read = _reader(transport, connection)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                read(tick)
-            if next_tick is not None and time.monotonic() >= next_tick:
-                transport.heartbeat_check(connection)
-                next_tick = time.monotonic() + tick
+        read = self._reader()
+        frames = getattr(connection, "transport", None)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    read(tick)
+                if next_tick is not None and time.monotonic() >= next_tick:
+                    transport.heartbeat_check(connection)
+                    next_tick = time.monotonic() + tick
+        finally:
+            if isinstance(frames, FrameReader):
+                frames.stop_draining()
+
+    def _reader(self) -> Callable[[float | None], None]:
+        """``read(timeout)``: handle what the broker sent, waiting up to ``timeout`` for it."""
+        transport, connection = self._connection.transport, self._connection.connection
+        if isinstance(getattr(connection, "transport", None), FrameReader):
+            return partial(
+                connection.transport.drain,
+                connection.on_inbound_frame,
+                on_delivery=self._on_delivery,
+            )
+        return lambda timeout: transport.drain_events(connection, timeout=timeout)
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._by_tag.clear()
         for subscription in self._subscriptions:
             subscription.consumer_tag = None
         self._stop_publishing()
@@ -293,7 +339,14 @@ class Consumer:
 
     def _publisher(self, channel: Any) -> Callable[..., None]:
         channel.events["basic_return"].add(self._on_return)
-        send = _publish_method(channel)
+        if isinstance(channel, GreenChannel):
+            # Never through basic_publish: py-amqp's first reads the socket for "connection
+            # blocked" news, and the loop must stay the socket's only reader.
+            def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
+                fields = {**properties, "application_headers": headers}
+                channel.publish_content(body, exchange, routing_key, fields, mandatory)
+
+            return publish
 
         def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
             fields = dict(properties)
@@ -305,7 +358,9 @@ class Consumer:
                 headers=headers,
                 properties=fields,
             )
-            send(message, exchange, routing_key, mandatory)
+            channel.basic_publish(
+                message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+            )
 
         return publish
 
@@ -323,32 +378,6 @@ class Consumer:
         self._stop_publishing()
         if connection is not None:
             close_quietly(connection)
-
-
-def _reader(transport: Any, connection: Any) -> Callable[[float | None], None]:
-    """``read(timeout)``: handle what the broker sent, waiting up to ``timeout`` for it."""
-    if isinstance(getattr(connection, "transport", None), FrameReader):
-        return partial(connection.transport.drain, connection.on_inbound_frame)
-    return lambda timeout: transport.drain_events(connection, timeout=timeout)
-
-
-def _publish_method(channel: Any) -> Callable[[Any, str, str, bool], None]:
-    """``publish(message, exchange, routing_key, mandatory)`` on ``channel``, never reading.
-
-    py-amqp's ``basic_publish`` first reads the socket for "connection blocked" news; here
-    the consumer's loop is the socket's only reader, so the method frame is sent directly.
-    """
-    if not isinstance(channel, amqp.Channel):
-        return lambda message, exchange, routing_key, mandatory: channel.basic_publish(
-            message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
-        )
-
-    def publish(message: Any, exchange: str, routing_key: str, mandatory: bool) -> None:
-        channel.send_method(
-            spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, mandatory, False), message
-        )
-
-    return publish
 
 
 def ack(message: kombu.Message) -> None:

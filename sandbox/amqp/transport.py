@@ -20,7 +20,9 @@ from typing import Any
 
 import amqp
 import eventlet
+import eventlet.hubs
 import eventlet.semaphore
+import greenlet
 import kombu
 import kombu.transport.pyamqp
 from amqp import method_framing
@@ -28,6 +30,7 @@ from amqp.exceptions import NotFound, UnexpectedFrame
 
 # Registers our embedded broker as kombu's ``memory://`` transport.
 from sandbox.amqp import memory as _memory  # noqa: F401
+from sandbox.amqp import wire
 from sandbox.config import DEFAULTS
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
@@ -41,22 +44,92 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _green_amqp_transport = eventlet.import_patched("amqp.transport")
 
 
-def _green_frame_writer(connection: Any, transport: Any) -> Callable[..., Any]:
-    """py-amqp's frame writer, one green thread at a time.
+class FrameWriter:
+    """Writes a connection's frames, one green thread at a time (py-amqp's ``frame_writer``).
 
     A consumer connection is written to by its loop (heartbeats) and by workers (acks,
     replies, requests). py-amqp guards its frame buffer with a real lock: a green write that
     blocks half way while holding it would freeze the whole hub thread at the next writer,
     and would let another green thread's frames in between.
+
+    Frames encoded by :mod:`sandbox.amqp.wire` go through :meth:`send`; inside :meth:`batch`
+    they wait to go out together, in one write (a reply and the ack of its request).
     """
-    write_frame = method_framing.frame_writer(connection, transport)
-    lock = eventlet.semaphore.Semaphore()
 
-    def write(*args: Any) -> Any:
-        with lock:
-            return write_frame(*args)
+    def __init__(self, connection: Any, transport: Any):
+        self._connection = connection
+        self._write = transport.write
+        self._write_frame = method_framing.frame_writer(connection, transport)
+        self._lock = eventlet.semaphore.Semaphore()
+        self._batching = 0
+        self._pending: list[bytes] = []
 
-    return write
+    def __call__(self, *frame: Any) -> None:
+        """Write a frame py-amqp encodes (after what waits in a batch, to keep the order)."""
+        with self._lock:
+            self._flush()
+            self._write_frame(*frame)
+
+    def send(self, frames: bytes) -> None:
+        """Write encoded frames, or keep them for the end of the batch."""
+        if self._batching:
+            self._pending.append(frames)
+            return
+        with self._lock:
+            self._flush()
+            self._write(frames)
+        self._connection.bytes_sent += 1
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching and self._pending:
+                with self._lock:
+                    self._flush()
+                self._connection.bytes_sent += 1
+
+    def _flush(self) -> None:
+        if self._pending:
+            frames, self._pending = b"".join(self._pending), []
+            self._write(frames)
+
+
+class GreenChannel(kombu.transport.pyamqp.Channel):
+    """kombu's py-amqp channel, with the hot path's frames encoded by :mod:`wire`."""
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
+        connection = self._live_connection()
+        connection.frame_writer.send(wire.ack_frame(self.channel_id, delivery_tag, multiple))
+
+    def publish_content(
+        self,
+        body: bytes | str,
+        exchange: str,
+        routing_key: str,
+        properties: dict[str, Any],
+        mandatory: bool = False,
+    ) -> None:
+        """Basic.Publish, unconfirmed, in one write; ``properties`` include the headers
+        (``application_headers``)."""
+        if isinstance(body, str):
+            encoding = properties.setdefault("content_encoding", "utf-8")
+            body = body.encode(encoding)
+        connection = self._live_connection()
+        frame_max = connection.frame_max
+        frames = wire.publish_frames(
+            self.channel_id, exchange, routing_key, body, properties, frame_max, mandatory
+        )
+        connection.frame_writer.send(frames)
+
+    def _live_connection(self) -> Any:
+        # A closed channel has lost its connection and its id.
+        if self.connection is None:
+            raise amqp.RecoverableConnectionError("connection already closed")
+        return self.connection
 
 
 class FrameReader:
@@ -64,22 +137,24 @@ class FrameReader:
 
     py-amqp reads a frame as header, payload and end byte, with a timeout set and restored
     around each: a few dozen Python calls per frame, and a trip through the hub for each
-    read that finds nothing buffered. A delivery is three frames.
+    read that finds nothing buffered. A delivery is three frames: given ``on_delivery``,
+    they are assembled here (:class:`wire.Delivery`) instead of by py-amqp.
     """
 
     _RECV_SIZE = 65536
 
-    def drain(self, on_frame: Callable[[tuple[int, int, bytes]], Any], timeout: float | None):
+    def drain(
+        self,
+        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        timeout: float | None,
+        on_delivery: Callable[[wire.Delivery], Any] | None = None,
+    ) -> None:
         """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
-        received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``)."""
+        received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``), and each whole
+        delivery to ``on_delivery``."""
         buffer = self._read_buffer
         if not _holds_a_frame(buffer):
-            sock = self.sock
-            sock.settimeout(timeout)
-            try:
-                chunk = sock.recv(self._RECV_SIZE)
-            finally:
-                sock.settimeout(None)
+            chunk = self._receive(timeout)
             if not chunk:
                 raise OSError("Server unexpectedly closed connection")
             buffer += chunk
@@ -94,10 +169,46 @@ class FrameReader:
                     raise UnexpectedFrame(f"bad frame end byte {buffer[last]:#x}")
                 payload = buffer[offset + 7 : last]
                 offset = last + 1
-                on_frame((frame_type, channel, payload))
+                if on_delivery is None or not self._assemble(frame_type, channel, payload):
+                    on_frame((frame_type, channel, payload))
+                    continue
+                delivery = self._deliveries[channel]
+                if delivery.complete:
+                    del self._deliveries[channel]
+                    on_delivery(delivery)
         finally:
-            # Before anything raised by on_frame goes on: no frame is handled twice.
+            # Before anything raised by a callback goes on: no frame is handled twice.
             self._read_buffer = buffer[offset:]
+
+    def _receive(self, timeout: float | None) -> bytes:
+        sock = self.sock
+        sock.settimeout(timeout)
+        try:
+            return sock.recv(self._RECV_SIZE)
+        finally:
+            sock.settimeout(None)
+
+    def stop_draining(self) -> None:
+        """The loop that drained this transport is gone: let others read it (to close it)."""
+
+    def _assemble(self, frame_type: int, channel: int, payload: bytes) -> bool:
+        """Whether the frame is part of a delivery (and was added to it)."""
+        deliveries = self.__dict__.setdefault("_deliveries", {})
+        delivery = deliveries.get(channel)
+        if delivery is None:
+            if frame_type == wire.METHOD_FRAME and wire.is_delivery(payload):
+                deliveries[channel] = wire.Delivery(channel, payload)
+                return True
+            return False
+        if frame_type == wire.HEADER_FRAME and delivery.body_size < 0:
+            delivery.on_header(payload)
+        elif frame_type == wire.BODY_FRAME and delivery.body_size >= 0:
+            delivery.chunks.append(payload)
+        elif frame_type == 8:
+            return False  # heartbeats may come between a delivery's frames
+        else:
+            raise UnexpectedFrame(f"frame type {frame_type} in the middle of a delivery")
+        return True
 
 
 _FRAME_HEADER = struct.Struct(">BHI")
@@ -127,14 +238,66 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
         result, self._read_buffer = buffer[:n], buffer[n:]
         return result
 
+    # A consumer's loop waits for the socket between most deliveries. A green socket's recv
+    # registers it with the hub and unregisters it for every wait (two epoll_ctl calls and
+    # a listener each); here it stays registered while the loop drains.
+    _listener: Any = None
+    _waiter: Any = None
+
+    def _receive(self, timeout: float | None) -> bytes:
+        sock = self.sock.fd  # the plain socket under the green one, non-blocking
+        while True:
+            try:
+                return sock.recv(self._RECV_SIZE)
+            except BlockingIOError:
+                self._wait_readable(timeout)
+
+    def _wait_readable(self, timeout: float | None) -> None:
+        hub = eventlet.hubs.get_hub()
+        waiter = greenlet.getcurrent()
+        if self._listener is None:
+            self._listener = hub.add(
+                hub.READ, self.sock.fileno(), self._readable, self._closed, None
+            )
+        timer = None
+        if timeout is not None:
+            timer = hub.schedule_call_global(timeout, waiter.throw, TimeoutError("timed out"))
+        self._waiter = waiter
+        try:
+            hub.switch()
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _readable(self, fileno: int) -> None:
+        if self._waiter is not None:
+            self._waiter.switch()
+        else:
+            # Nobody waits (the loop is busy elsewhere): the hub polls level-triggered and
+            # would call us on every turn until then. The next wait registers again.
+            self.stop_draining()
+
+    def _closed(self, exc: BaseException) -> None:
+        self.stop_draining()
+        if self._waiter is not None:
+            self._waiter.throw(exc)
+
+    def stop_draining(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            eventlet.hubs.get_hub().remove(listener)
+
 
 class GreenSSLTransport(FrameReader, _green_amqp_transport.SSLTransport):
     pass
 
 
 class GreenAmqpConnection(kombu.transport.pyamqp.Connection):
+    Channel = GreenChannel
+
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, frame_writer=_green_frame_writer, **kwargs)
+        super().__init__(*args, frame_writer=FrameWriter, **kwargs)
 
     def Transport(  # noqa: N802 (py-amqp's name)
         self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None, **kwargs
@@ -309,6 +472,10 @@ class ConnectionPool:
     def _queue_exists(self, name: str) -> bool:
         with self.acquire() as pooled:
             return pooled.queue_exists(name)
+
+    def knows_queue(self, name: str) -> bool:
+        """Whether :meth:`queue_exists` would say yes without asking the broker."""
+        return name in self._known_queues
 
     def forget_queue(self, name: str) -> None:
         self._known_queues.discard(name)
