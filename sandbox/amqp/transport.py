@@ -224,6 +224,10 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     _READ_AHEAD = 4096
 
     def _read(self, n: int, initial: bool = False) -> bytes:
+        # py-amqp reads here, through the green socket, even inside the consumer's loop (a
+        # channel closed by the broker reopens in a callback): the loop's registration must
+        # not stand in the way.
+        self.stop_draining()
         buffer = self._read_buffer
         try:
             while len(buffer) < n:

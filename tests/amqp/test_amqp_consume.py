@@ -3,8 +3,11 @@ import pickle
 import threading
 
 import eventlet.event
+import kombu
 import pytest
 
+from sandbox.amqp.consume import Consumer
+from sandbox.amqp.transport import amqp_uri
 from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
 from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime
@@ -162,3 +165,32 @@ def test_a_copy_of_a_request_is_answered_without_running_again(
     assert first == copy == {"result": 1, "error": None}
     assert other == {"result": 2, "error": None}
     assert Counting.runs == ["a", "a"]
+
+
+def test_a_channel_closed_by_the_broker_is_consumed_again(rabbit_config, amqp_broker, caplog):
+    # Rejecting a delivery of a no-ack consumer is a channel error: the broker closes the
+    # channel, py-amqp reopens it from inside the consumer's loop (reading the socket the
+    # loop reads), and the consumer starts afresh.
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    received, second = [], threading.Event()
+
+    def callback(message):
+        received.append(message.body)
+        if message.body == b"first":
+            raise ValueError("fails, so the consumer rejects it")
+        second.set()
+
+    consumer = Consumer(amqp_uri(rabbit_config), retry_policy={"interval_start": 0})
+    consumer.add_queue(kombu.Queue("channel-errors"), callback, no_ack=True)
+    runtime = get_runtime()
+    thread = runtime.spawn(consumer.run)
+    try:
+        runtime.call(consumer.wait_until_ready)
+        amqp_broker.publish(b"first", exchange="", routing_key="channel-errors")
+        amqp_broker.publish(b"second", exchange="", routing_key="channel-errors")
+        assert second.wait(10)
+    finally:
+        runtime.call(thread.kill)
+        runtime.call(consumer.close)
+    assert received == [b"first", b"second"]
+    assert "its callback failed" in caplog.text
