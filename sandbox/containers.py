@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -31,6 +30,7 @@ from sandbox.extensions import (
     iter_extensions,
 )
 from sandbox.runtime import get_runtime
+from sandbox.utils import unique_id
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def get_container_cls(config: Mapping[str, Any] | None = None) -> type[ServiceCo
 
 
 def new_call_id() -> str:
-    return str(uuid.uuid4())
+    return unique_id()
 
 
 def _parent_calls(stack: Any, tracked: int) -> list[str]:

@@ -56,6 +56,7 @@ from sandbox.messaging import (
     reject_malformed,
 )
 from sandbox.runtime import get_runtime
+from sandbox.utils import unique_id
 
 if TYPE_CHECKING:
     from sandbox.containers import WorkerContext
@@ -221,28 +222,31 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             reply_properties["correlation_id"] = properties["correlation_id"]
 
         routing_key = properties["reply_to"]
-        try:
-            self.queue_consumer.consumer.publish(
-                body,
-                exchange=self.exchange.name,
-                routing_key=routing_key,
-                properties=reply_properties,
-                headers=headers,
-            )
-        except Exception as exc:
-            # Unacked, the request comes back: to us once the broker is back (and answered
-            # from self.requests), or to another instance.
-            log.warning("could not reply to %s (%r); requeued", describe(message), exc)
-            settle = requeue
-        else:
-            record = publish_record(
-                "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
-            )
-            recorder.notify("message_published", record)
-        # The ack follows the reply on the same connection: should the connection fail
-        # between the two, the request comes back and is answered from self.requests.
-        for delivery in self.requests.finish(message, reply):
-            settle(delivery)
+        consumer = self.queue_consumer.consumer
+        # The ack follows the reply on the same connection, in the same write: should the
+        # connection fail before it, the request comes back and is answered from
+        # self.requests.
+        with consumer.batch():
+            try:
+                consumer.publish(
+                    body,
+                    exchange=self.exchange.name,
+                    routing_key=routing_key,
+                    properties=reply_properties,
+                    headers=headers,
+                )
+            except Exception as exc:
+                # Unacked, the request comes back: to us once the broker is back (and
+                # answered from self.requests), or to another instance.
+                log.warning("could not reply to %s (%r); requeued", describe(message), exc)
+                settle = requeue
+            else:
+                record = publish_record(
+                    "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
+                )
+                recorder.notify("message_published", record)
+            for delivery in self.requests.finish(message, reply):
+                settle(delivery)
 
     def _answer_copy(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a request this consumer runs or ran; if so, it is seen to."""
@@ -574,7 +578,7 @@ class RpcCaller:
     def _request(
         self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
     ) -> Request:
-        correlation_id = str(uuid.uuid4())
+        correlation_id = unique_id()
         payload = {"args": list(args), "kwargs": dict(kwargs)}
         body, properties, headers = self.template.encode(payload)
         properties["correlation_id"] = correlation_id

@@ -87,6 +87,7 @@ class GreenRuntime:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self._stopping = False
+        self._alive = True  # until the hub thread ends
         self._threads: set[eventlet.greenthread.GreenThread] = set()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -123,6 +124,7 @@ class GreenRuntime:
                 finally:
                     waiting[0] = False
         finally:
+            self._alive = False
             self.hub.remove(listener)
             self._shutdown()
 
@@ -175,7 +177,7 @@ class GreenRuntime:
 
     @property
     def running(self) -> bool:
-        return self.thread.is_alive() and not self._stopping
+        return self._alive and not self._stopping
 
     def in_hub(self) -> bool:
         return threading.current_thread() is self.thread
@@ -305,6 +307,9 @@ _lock = threading.Lock()
 def get_runtime() -> GreenRuntime:
     """The process-wide runtime, started on first use and restarted after :func:`stop_runtime`."""
     global _runtime
+    runtime = _runtime
+    if runtime is not None and runtime.running:
+        return runtime
     with _lock:
         if _runtime is None or not _runtime.running:
             _runtime = GreenRuntime()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import kombu
+import kombu.exceptions
 import kombu.serialization
 import kombu.utils.json
 
@@ -50,6 +51,24 @@ def reply_serializer(content_type: str | None, serialization: SerializationConfi
 
 
 JSON = "application/json"
+
+# kombu's JSON serializer makes an encoder per message; its encoder keeps no state.
+_json_encoder = kombu.utils.json.JSONEncoder()
+
+
+def dumps(payload: Any, serializer: str) -> tuple[str, str, Any]:
+    """``kombu.serialization.dumps``: ``(content_type, content_encoding, body)``.
+
+    Raises kombu's EncodeError when the payload cannot be serialized.
+    """
+    codec = kombu.serialization.registry._encoders.get(serializer)
+    if serializer != "json" or codec is None or codec.encoder is not kombu.utils.json.dumps:
+        return kombu.serialization.dumps(payload, serializer)
+    try:
+        body = _json_encoder.encode(payload)
+    except Exception as exc:
+        raise kombu.exceptions.EncodeError(exc) from exc
+    return codec.content_type, codec.content_encoding, body
 
 
 def decode(message: kombu.Message) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,16 @@ _SECRET_WORDS = frozenset(
     {"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credentials"}
 )
 _KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def unique_id() -> str:
+    """A random (version 4) UUID as a string, like ``str(uuid.uuid4())`` at a third of the
+    cost: correlation and call ids are made for every call."""
+    data = bytearray(os.urandom(16))
+    data[6] = data[6] & 0x0F | 0x40  # version 4
+    data[8] = data[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = data.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def sanitize_url(url: str, replacement: str = REDACTED) -> str:

@@ -1,6 +1,15 @@
+import uuid
+
 import pytest
 
-from sandbox.utils import REDACTED, import_from_path, is_secret_key, mask_secrets, sanitize_url
+from sandbox.utils import (
+    REDACTED,
+    import_from_path,
+    is_secret_key,
+    mask_secrets,
+    sanitize_url,
+    unique_id,
+)
 
 
 @pytest.mark.parametrize(
@@ -79,3 +88,11 @@ def test_import_from_path_keeps_errors_of_the_imported_module(tmp_path, monkeypa
     with pytest.raises(ModuleNotFoundError) as info:
         import_from_path("broken_dep_mod:Thing")
     assert info.value.name == "no_such_dependency_xyz"
+
+
+def test_unique_ids_are_distinct_version_4_uuids():
+    ids = {unique_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -33,6 +33,7 @@ from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.transport import (
     CONNECTION_ERRORS,
     FrameReader,
+    FrameWriter,
     GreenChannel,
     close_quietly,
     connect,
@@ -99,6 +100,7 @@ class Consumer:
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
         self._publish: Callable[..., None] | None = None  # while connected
+        self._writer: FrameWriter | None = None  # while connected to RabbitMQ
         self._connected = eventlet.event.Event()
         self._return_callbacks: list[ReturnCallback] = []
         self._ready = eventlet.event.Event()
@@ -149,6 +151,27 @@ class Consumer:
         if self._publish is None:
             self._wait_connected(wait)
         self._publish(body, exchange, routing_key, properties, headers, mandatory)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes made inside (publishes, acks) go out together, in one write, at the end.
+
+        Should that write fail, the loop finds the connection dead too and starts afresh;
+        what was left unacked comes back from the broker.
+        """
+        writer = self._writer
+        if writer is None:
+            yield
+            return
+        done = False
+        try:
+            with writer.batch():
+                yield
+                done = True
+        except CONNECTION_ERRORS as exc:
+            if not done:
+                raise
+            log.debug("a batch of writes was lost with the connection: %r", exc)
 
     @property
     def connected(self) -> bool:
@@ -207,6 +230,8 @@ class Consumer:
         self._connection = connection
         # First: deliveries may come (and be answered) while the consumers are being set up.
         self._publish = self._publisher(connection.channel())
+        writer = getattr(connection.connection, "frame_writer", None)
+        self._writer = writer if isinstance(writer, FrameWriter) else None
         channel = connection.channel()
         self._channel = channel
         reconnecting = self._ready.ready()
@@ -333,7 +358,7 @@ class Consumer:
                 subscription.on_disconnect()
 
     def _stop_publishing(self) -> None:
-        self._publish = None
+        self._publish = self._writer = None
         if self._connected.ready():
             self._connected = eventlet.event.Event()
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import eventlet
 import kombu.compression
-import kombu.serialization
 from kombu.entity import maybe_delivery_mode
 
-from sandbox import recorder
+from sandbox import recorder, serialization
 from sandbox.amqp.transport import (
     CONNECTION_ERRORS,
     ConnectionPool,
@@ -112,7 +111,7 @@ class Publisher:
         retry = kwargs.pop("retry", self.retry)
         retry_policy = kwargs.pop("retry_policy", self.retry_policy)
         options = {**self.publish_kwargs, **kwargs, "headers": headers, "declare": declare}
-        content_type, content_encoding, body = kombu.serialization.dumps(payload, serializer)
+        content_type, content_encoding, body = serialization.dumps(payload, serializer)
         options.update(content_type=content_type, content_encoding=content_encoding)
         return OutgoingMessage(
             payload, body, options, kind, retry_delays(retry_policy) if retry else iter(())
@@ -235,7 +234,7 @@ class MessageTemplate:
 
         Raises kombu's EncodeError when ``payload`` cannot be serialized.
         """
-        content_type, content_encoding, body = kombu.serialization.dumps(
+        content_type, content_encoding, body = serialization.dumps(
             payload, serializer or self.serializer
         )
         properties = {

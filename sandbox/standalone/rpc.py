@@ -29,6 +29,7 @@ from sandbox.rpc import (
     reply_queue,
 )
 from sandbox.runtime import get_runtime
+from sandbox.utils import unique_id
 
 REPLY_QUEUE_OWNER = "standalone_rpc_proxy"
 
@@ -122,7 +123,7 @@ class ClusterRpcProxy:
                 f"{type(self).__name__} is not running: use it in a `with` block, "
                 "or call start() first (and not after stop())"
             )
-        call_id = f"{REPLY_QUEUE_OWNER}.call.{uuid.uuid4()}"
+        call_id = f"{REPLY_QUEUE_OWNER}.call.{unique_id()}"
         context_data = {**self.context_data, "call_id_stack": [call_id]}
         return self._caller.send(service_name, method_name, args, kwargs, context_data)
 
