@@ -176,8 +176,23 @@ class Entrypoint(Extension):
         """Whether ``exc`` is part of the method's contract: logged as a warning, not an error."""
         return bool(self.expected_exceptions) and isinstance(exc, self.expected_exceptions)
 
+    @functools.cached_property
+    def _plain_parameters(self) -> tuple[str, ...] | None:
+        """The method's parameters after ``self`` when each is plain and required; None else."""
+        parameters = list(self._signature.parameters.values())[1:]
+        if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters):
+            return tuple(p.name for p in parameters)
+        return None
+
     def check_signature(self, args: tuple, kwargs: dict) -> None:
         """Raise IncorrectSignature when the method cannot take these arguments."""
+        names = self._plain_parameters
+        if (
+            names is not None
+            and len(args) + len(kwargs) == len(names)
+            and all(name in kwargs for name in names[len(args) :])
+        ):
+            return  # binding them would say the same, at several times the cost
         try:
             self._signature.bind(None, *args, **kwargs)
         except TypeError as exc:

@@ -29,6 +29,11 @@ def remove_observer(observer: Any) -> None:
         _observers.remove(observer)
 
 
+def observed() -> bool:
+    """Whether anyone listens."""
+    return bool(_observers)
+
+
 def notify(event: str, *args: Any) -> None:
     for observer in list(_observers):
         handler = getattr(observer, event, None)

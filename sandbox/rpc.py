@@ -241,10 +241,9 @@ class RpcConsumer(SharedExtension, ProviderCollector):
                 log.warning("could not reply to %s (%r); requeued", describe(message), exc)
                 settle = requeue
             else:
-                record = publish_record(
+                _record(
                     "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
                 )
-                recorder.notify("message_published", record)
             for delivery in self.requests.finish(message, reply):
                 settle(delivery)
 
@@ -257,6 +256,12 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             return False
         self._reply_and_settle(message, reply, ack)
         return True
+
+
+def _record(kind: str, payload: Any, *where: Any) -> None:
+    """Tell the recorder of a request or reply published on a consumer's connection."""
+    if recorder.observed():  # a record nobody reads need not be made
+        recorder.notify("message_published", publish_record(kind, payload, *where))
 
 
 def _reply(result: Any, error: BaseException | None) -> dict:
@@ -606,7 +611,7 @@ class RpcCaller:
         except BaseException:
             self.replies.forget(correlation_id)
             raise
-        record = publish_record(
+        _record(
             "rpc-request",
             request.payload,
             self.exchange.name,
@@ -614,7 +619,6 @@ class RpcCaller:
             request.headers,
             request.properties,
         )
-        recorder.notify("message_published", record)
 
     def _publish_soon(self, request: Request) -> None:
         # In the hub's loop: out at once, unless that could wait (for the connection, or for

@@ -1,4 +1,8 @@
+import inspect
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox.containers import ServiceContainer
 from sandbox.exceptions import IncorrectSignature
@@ -135,3 +139,33 @@ def test_reprs_name_the_service_and_method():
     assert repr(dep) == "<Dep [svc.dep]>"
     assert "[svc.bare]" in repr(next(e for e in container.entrypoints if e.method_name == "bare"))
     assert "[unbound]" in repr(Dep())
+
+
+class Shapes:
+    name = "shapes"
+
+    @Entrypoint.decorator
+    def plain(self, a, b, c):
+        pass
+
+    @Entrypoint.decorator
+    def defaults(self, a, b=1, *rest, c, **more):
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["plain", "defaults"]),
+    args=st.lists(st.integers(), max_size=4),
+    kwargs=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(), max_size=4),
+)
+def test_check_signature_agrees_with_binding(method, args, kwargs):
+    container = ServiceContainer(Shapes, {})
+    (entrypoint,) = [e for e in container.entrypoints if e.method_name == method]
+    try:
+        inspect.signature(getattr(Shapes, method)).bind(None, *args, **kwargs)
+    except TypeError:
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(tuple(args), kwargs)
+    else:
+        entrypoint.check_signature(tuple(args), kwargs)
