@@ -417,7 +417,8 @@ class Pending:
 class PendingReplies:
     """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it.
 
-    Hub thread only.
+    The hub thread's, but for a plain thread's ``expect`` and ``forget`` around a request it
+    publishes itself (single dict operations, atomic in CPython).
     """
 
     def __init__(self) -> None:
@@ -576,7 +577,7 @@ class RpcCaller:
         runtime = get_runtime()
         if runtime.in_hub():
             self._publish(request)
-        else:
+        elif not self._publish_from_thread(request):
             runtime.post(self._publish_soon, request)
         return request.reply
 
@@ -611,6 +612,9 @@ class RpcCaller:
         except BaseException:
             self.replies.forget(correlation_id)
             raise
+        self._record(request)
+
+    def _record(self, request: Request) -> None:
         _record(
             "rpc-request",
             request.payload,
@@ -619,6 +623,26 @@ class RpcCaller:
             request.headers,
             request.properties,
         )
+
+    def _publish_from_thread(self, request: Request) -> bool:
+        """Publish from the calling plain thread, when that need not wait; whether it did."""
+        if not self.pool.knows_queue(RPC_QUEUE_TEMPLATE.format(request.service_name)):
+            return False
+        correlation_id = request.reply.correlation_id
+        self.replies.expect(correlation_id, request.reply.pending)
+        published = self.consumer.publish_from_thread(
+            request.body,
+            exchange=self.exchange.name,
+            routing_key=request.routing_key,
+            properties=request.properties,
+            headers=request.headers,
+            mandatory=True,
+        )
+        if not published:
+            self.replies.forget(correlation_id)
+        elif recorder.observed():
+            get_runtime().post(self._record, request)
+        return published
 
     def _publish_soon(self, request: Request) -> None:
         # In the hub's loop: out at once, unless that could wait (for the connection, or for

@@ -100,7 +100,9 @@ class Consumer:
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
         self._publish: Callable[..., None] | None = None  # while connected
-        self._writer: FrameWriter | None = None  # while connected to RabbitMQ
+        # While connected to RabbitMQ: what a plain thread publishes with.
+        self._writer: FrameWriter | None = None
+        self._publishing: GreenChannel | None = None
         self._connected = eventlet.event.Event()
         self._return_callbacks: list[ReturnCallback] = []
         self._ready = eventlet.event.Event()
@@ -151,6 +153,31 @@ class Consumer:
         if self._publish is None:
             self._wait_connected(wait)
         self._publish(body, exchange, routing_key, properties, headers, mandatory)
+
+    def publish_from_thread(
+        self,
+        body: bytes | str,
+        *,
+        exchange: str,
+        routing_key: str,
+        properties: Mapping[str, Any],
+        headers: Mapping[str, Any] | None = None,
+        mandatory: bool = False,
+    ) -> bool:
+        """:meth:`publish` from a plain thread, straight onto the socket; whether it did.
+
+        It does not when that would wait (no connection, or the hub is writing) or on the
+        embedded broker: the caller hands the message to the hub instead.
+        """
+        writer, channel = self._writer, self._publishing
+        if writer is None or channel is None:
+            return False
+        fields = {**properties, "application_headers": headers}
+        try:
+            frames = channel.publish_frames(body, exchange, routing_key, fields, mandatory)
+        except amqp.RecoverableConnectionError:
+            return False
+        return writer.send_from_thread(frames)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -229,9 +256,11 @@ class Consumer:
         connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
         self._connection = connection
         # First: deliveries may come (and be answered) while the consumers are being set up.
-        self._publish = self._publisher(connection.channel())
+        publishing = connection.channel()
+        self._publish = self._publisher(publishing)
         writer = getattr(connection.connection, "frame_writer", None)
-        self._writer = writer if isinstance(writer, FrameWriter) else None
+        if isinstance(writer, FrameWriter) and isinstance(publishing, GreenChannel):
+            self._writer, self._publishing = writer, publishing
         channel = connection.channel()
         self._channel = channel
         reconnecting = self._ready.ready()
@@ -358,7 +387,7 @@ class Consumer:
                 subscription.on_disconnect()
 
     def _stop_publishing(self) -> None:
-        self._publish = self._writer = None
+        self._publish = self._writer = self._publishing = None
         if self._connected.ready():
             self._connected = eventlet.event.Event()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,7 @@ from amqp.exceptions import NotFound, UnexpectedFrame
 from sandbox.amqp import memory as _memory  # noqa: F401
 from sandbox.amqp import wire
 from sandbox.config import DEFAULTS
+from sandbox.runtime import get_runtime
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
@@ -53,7 +55,8 @@ class FrameWriter:
     and would let another green thread's frames in between.
 
     Frames encoded by :mod:`sandbox.amqp.wire` go through :meth:`send`; inside :meth:`batch`
-    they wait to go out together, in one write (a reply and the ack of its request).
+    they wait to go out together, in one write (a reply and the ack of its request). A plain
+    thread may write too (:meth:`send_from_thread`), while no green thread writes.
     """
 
     def __init__(self, connection: Any, transport: Any):
@@ -63,11 +66,16 @@ class FrameWriter:
         self._lock = eventlet.semaphore.Semaphore()
         self._batching = 0
         self._pending: list[bytes] = []
+        # Between the hub thread and plain threads: who is on the socket, and what a plain
+        # thread left half written (the hub writes it before anything else).
+        self._socket = getattr(transport, "plain_socket", None)
+        self._wire = threading.Lock()
+        self._writing = False
+        self._rest = b""
 
     def __call__(self, *frame: Any) -> None:
         """Write a frame py-amqp encodes (after what waits in a batch, to keep the order)."""
-        with self._lock:
-            self._flush()
+        with self._writing_greenly():
             self._write_frame(*frame)
 
     def send(self, frames: bytes) -> None:
@@ -75,8 +83,7 @@ class FrameWriter:
         if self._batching:
             self._pending.append(frames)
             return
-        with self._lock:
-            self._flush()
+        with self._writing_greenly():
             self._write(frames)
         self._connection.bytes_sent += 1
 
@@ -88,14 +95,50 @@ class FrameWriter:
         finally:
             self._batching -= 1
             if not self._batching and self._pending:
-                with self._lock:
-                    self._flush()
-                self._connection.bytes_sent += 1
+                self.flush()
 
-    def _flush(self) -> None:
-        if self._pending:
-            frames, self._pending = b"".join(self._pending), []
-            self._write(frames)
+    def flush(self) -> None:
+        """Write what waits: a batch, what a plain thread left half written."""
+        with self._writing_greenly():
+            pass
+        self._connection.bytes_sent += 1
+
+    @contextlib.contextmanager
+    def _writing_greenly(self) -> Iterator[None]:
+        with self._lock:
+            with self._wire:
+                self._writing = True
+                rest, self._rest = self._rest, b""
+            try:
+                waiting, self._pending = b"".join((rest, *self._pending)), []
+                if waiting:
+                    self._write(waiting)
+                yield
+            finally:
+                with self._wire:
+                    self._writing = False
+
+    def send_from_thread(self, frames: bytes) -> bool:
+        """Write frames from a plain thread, unless the hub is writing; whether it did.
+
+        A plain thread (a notebook cell) is spared a trip through the hub thread to send a
+        request. The socket takes what it can without waiting; the rest, if any, goes to
+        the hub, to be written before anything else.
+        """
+        if self._socket is None:
+            return False
+        with self._wire:
+            if self._writing or self._rest or self._pending or self._lock.locked():
+                return False
+            try:
+                sent = self._socket.send(frames)
+            except OSError:  # full (nothing sent), or broken: the hub's writers will know
+                return False
+            self._rest = frames[sent:]
+        if self._rest:
+            get_runtime().post(self.flush)
+        self._connection.bytes_sent += 1
+        return True
 
 
 class GreenChannel(kombu.transport.pyamqp.Channel):
@@ -105,25 +148,27 @@ class GreenChannel(kombu.transport.pyamqp.Channel):
         connection = self._live_connection()
         connection.frame_writer.send(wire.ack_frame(self.channel_id, delivery_tag, multiple))
 
-    def publish_content(
+    def publish_content(self, *message: Any, **options: Any) -> None:
+        """Basic.Publish, unconfirmed, in one write (:meth:`publish_frames`'s arguments)."""
+        self._live_connection().frame_writer.send(self.publish_frames(*message, **options))
+
+    def publish_frames(
         self,
         body: bytes | str,
         exchange: str,
         routing_key: str,
         properties: dict[str, Any],
         mandatory: bool = False,
-    ) -> None:
-        """Basic.Publish, unconfirmed, in one write; ``properties`` include the headers
+    ) -> bytes:
+        """A Basic.Publish's frames; ``properties`` include the headers
         (``application_headers``)."""
         if isinstance(body, str):
             encoding = properties.setdefault("content_encoding", "utf-8")
             body = body.encode(encoding)
-        connection = self._live_connection()
-        frame_max = connection.frame_max
-        frames = wire.publish_frames(
+        frame_max = self._live_connection().frame_max
+        return wire.publish_frames(
             self.channel_id, exchange, routing_key, body, properties, frame_max, mandatory
         )
-        connection.frame_writer.send(frames)
 
     def _live_connection(self) -> Any:
         # A closed channel has lost its connection and its id.
@@ -241,6 +286,11 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
             raise
         result, self._read_buffer = buffer[:n], buffer[n:]
         return result
+
+    @property
+    def plain_socket(self) -> socket.socket:
+        """The socket under the green one (non-blocking), for writes from plain threads."""
+        return self.sock.fd
 
     # A consumer's loop waits for the socket between most deliveries. A green socket's recv
     # registers it with the hub and unregisters it for every wait (two epoll_ctl calls and

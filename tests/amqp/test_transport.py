@@ -1,6 +1,10 @@
+import socket
 from types import SimpleNamespace
 
+import eventlet.greenio
+
 from sandbox.amqp.transport import FrameWriter
+from sandbox.runtime import get_runtime
 
 HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
@@ -22,3 +26,29 @@ def test_a_batch_goes_out_in_one_write_and_frames_keep_their_order():
         writer.send(b"reply")
         writer(8, 0, None, b"", None)
     assert writes == [b"alone", b"replyack", b"reply", HEARTBEAT]
+
+
+def test_a_plain_thread_writes_when_the_hub_does_not_and_the_hub_writes_what_it_left():
+    runtime = get_runtime()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        green = runtime.call(eventlet.greenio.GreenSocket, ours)  # non-blocking from now on
+        transport = SimpleNamespace(write=green.sendall, plain_socket=green.fd)
+        writer = FrameWriter(SimpleNamespace(frame_max=131072, bytes_sent=0), transport)
+
+        assert writer.send_from_thread(b"first")
+        assert theirs.recv(100) == b"first"
+
+        # More than the socket takes at once: the rest is the hub's to write, before
+        # anything else; until it is written, plain threads keep off the socket.
+        big = bytes(range(256)) * 40_000
+        assert writer.send_from_thread(big)
+        assert not writer.send_from_thread(b"later")
+        received = bytearray()
+        while len(received) < len(big):
+            received += theirs.recv(1 << 20)
+        assert bytes(received) == big
+        runtime.call(lambda: None)  # the hub is done with its write
+        assert writer.send_from_thread(b"later")
+        assert theirs.recv(100) == b"later"
+        runtime.call(green.close)
