@@ -297,6 +297,7 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     # a listener each); here it stays registered while the loop drains.
     _listener: Any = None
     _waiter: Any = None
+    _timer: Any = None
 
     def _receive(self, timeout: float | None) -> bytes:
         sock = self.sock.fd  # the plain socket under the green one, non-blocking
@@ -313,16 +314,20 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
             self._listener = hub.add(
                 hub.READ, self.sock.fileno(), self._readable, self._closed, None
             )
-        timer = None
-        if timeout is not None:
-            timer = hub.schedule_call_global(timeout, waiter.throw, TimeoutError("timed out"))
+        # One timer for many waits, not one per wait: a timeout only paces the loop's
+        # heartbeat checks, and ending a wait early is no harm.
+        if timeout is not None and self._timer is None:
+            self._timer = hub.schedule_call_global(timeout, self._time_out)
         self._waiter = waiter
         try:
             hub.switch()
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _time_out(self) -> None:
+        self._timer = None
+        if self._waiter is not None:
+            self._waiter.throw(TimeoutError("timed out"))
 
     def _readable(self, fileno: int) -> None:
         if self._waiter is not None:
@@ -341,6 +346,9 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
         listener, self._listener = self._listener, None
         if listener is not None:
             eventlet.hubs.get_hub().remove(listener)
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
 
 class GreenSSLTransport(FrameReader, _green_amqp_transport.SSLTransport):

@@ -2,6 +2,7 @@ import logging
 import pickle
 import threading
 
+import eventlet
 import eventlet.event
 import kombu
 import pytest
@@ -194,3 +195,26 @@ def test_a_channel_closed_by_the_broker_is_consumed_again(rabbit_config, amqp_br
         runtime.call(consumer.close)
     assert received == [b"first", b"second"]
     assert "its callback failed" in caplog.text
+
+
+class Sleepy:
+    name = "sleepy"
+
+    @rpc
+    def nap(self, seconds):
+        eventlet.sleep(seconds)
+        return seconds
+
+
+def test_heartbeats_go_out_while_every_worker_is_busy(rabbit_config, container_factory, caplog):
+    if rabbit_config["AMQP_URI"].startswith("memory"):
+        pytest.skip("the embedded broker has no heartbeats to miss")
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    config = {**rabbit_config, "HEARTBEAT": 1, "max_workers": 1}
+    container_factory(Sleepy, config).start()
+    with ServiceRpcProxy("sleepy", config, timeout=30) as sleepy:
+        # RabbitMQ drops a connection that misses two heartbeats: the only worker naps
+        # through three of them, and the service's connection must live on.
+        assert sleepy.nap(3) == 3
+        assert sleepy.nap(0) == 0
+    assert "Error connecting to broker" not in caplog.text
