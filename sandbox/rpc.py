@@ -396,7 +396,7 @@ class Pending:
         if self.outcome is not None:
             return
         self.outcome = (body, error)
-        self._done.release()
+        get_runtime().wake_thread(self._done.release)
         if self._event is not None:
             self._event.send(None)
 

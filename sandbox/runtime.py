@@ -88,6 +88,7 @@ class GreenRuntime:
         os.set_blocking(self._write_fd, False)
         self._stopping = False
         self._alive = True  # until the hub thread ends
+        self._to_wake: list[Callable[[], None]] = []
         self._threads: set[eventlet.greenthread.GreenThread] = set()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -101,6 +102,13 @@ class GreenRuntime:
         # Green thread failures are reported by _report, routed like any other output; the
         # hub's own printing would print them a second time, into whichever cell is current.
         eventlet.debug.hub_exceptions(False)
+        poll = self.hub.wait
+
+        def wait(seconds: float | None = None) -> None:
+            self._wake_threads()
+            poll(seconds)
+
+        self.hub.wait = wait
         # The wake-up pipe stays registered with the hub: a trampoline per wake-up would add
         # and remove it each time. The listener drains the pipe (the hub polls level-
         # triggered) and resumes this loop only where it waits for work, never in the middle
@@ -128,6 +136,23 @@ class GreenRuntime:
             self.hub.remove(listener)
             self._shutdown()
 
+    def wake_thread(self, release: Callable[[], None]) -> None:
+        """Wake a plain thread that waits on the hub (call ``release``), once the hub polls.
+
+        Woken any sooner, the thread would only wait again, for the hub thread to let go of
+        the interpreter lock, which it does when it polls: a second sleep and wake-up.
+        """
+        if self.in_hub():
+            self._to_wake.append(release)
+        else:
+            release()
+
+    def _wake_threads(self) -> None:
+        while self._to_wake:
+            waking, self._to_wake = self._to_wake, []
+            for release in waking:
+                release()
+
     def _drain_pipe(self) -> None:
         try:
             while os.read(self._read_fd, 65536):
@@ -147,6 +172,7 @@ class GreenRuntime:
                 log.exception("runtime task failed")
 
     def _shutdown(self) -> None:
+        self._wake_threads()
         for thread in list(self._threads):
             thread.kill()
         os.close(self._read_fd)

@@ -8,7 +8,12 @@ import threading
 import eventlet
 import pytest
 
-from sandbox.runtime import GreenRuntime, add_context_capturer, remove_context_capturer
+from sandbox.runtime import (
+    GreenRuntime,
+    add_context_capturer,
+    get_runtime,
+    remove_context_capturer,
+)
 
 
 @pytest.fixture
@@ -183,3 +188,21 @@ def test_call_later_runs_in_the_hub_after_the_delay_from_any_thread(runtime):
     runtime.call(runtime.call_later, 0, record, "from the hub")
     assert done.wait(5)
     assert sorted(ran) == [("from a cell", True), ("from the hub", True)]
+
+
+def test_a_thread_woken_from_the_hub_wakes_once_the_hub_polls():
+    runtime = get_runtime()
+    woken, order = threading.Lock(), []
+    woken.acquire()
+
+    def in_hub():
+        runtime.wake_thread(woken.release)
+        order.append("asked")
+        assert woken.locked()  # not yet: the hub has not polled
+        eventlet.sleep(0)  # now it does
+
+    runtime.call(in_hub)
+    assert woken.acquire(timeout=5)
+    assert order == ["asked"]
+    runtime.wake_thread(woken.release)  # from a plain thread: at once
+    assert woken.acquire(timeout=0)
