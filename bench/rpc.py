@@ -2,8 +2,9 @@
 
 On one RabbitMQ, in one run: sandbox vs Nameko 2.14.1 vs a raw py-amqp request/reply loop
 (the floor: the same messages on the wire, none of a framework's work). Each service runs in
-a subprocess of its own, each client in another, one vhost for all; rounds go round-robin
-and each implementation keeps its best round, so a noisy neighbour skews no one in particular.
+a subprocess of its own, each client in another, one vhost for all. Rounds go round-robin,
+all round trips before any throughput run, and each implementation keeps its best round, so a
+noisy neighbour skews no one in particular; the median round trips are printed as well.
 Then the embedded broker: a sandbox service and its caller in one process (a notebook's case).
 
 Targets (DESIGN section 9): over RabbitMQ sandbox p50 <= 0.5 x Nameko and <= 1.5 x raw,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -351,11 +353,23 @@ def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     return best
 
 
-def measure_round(command: list[str]) -> dict[str, float]:
-    return {
-        **client(command, "sequential", CALLS),
-        **client(command, "concurrent", SECONDS, CALLERS),
+PHASES = {"sequential": (CALLS,), "concurrent": (SECONDS, CALLERS)}
+
+
+def measure_rounds(clients: dict[str, list[str]]) -> dict[str, list[dict[str, float]]]:
+    """Each phase's rounds, round-robin over the implementations: every round trip is timed
+    away from anyone's 10-caller burst, whose wake (the broker writing persistent messages
+    away) would fall on whoever came next."""
+    rounds: dict[str, list[dict[str, float]]] = {
+        impl: [{} for _ in range(ROUNDS)] for impl in clients
     }
+    for phase, args in PHASES.items():
+        for number in range(ROUNDS):
+            for impl, command in clients.items():
+                measured = client(command, phase, *args)
+                rounds[impl][number].update(measured)
+                print(f"{phase} round {number + 1} {impl}: {measured}", flush=True)
+    return rounds
 
 
 def rows_for(where: str, impl: str, best: dict[str, float]) -> list[Row]:
@@ -370,19 +384,17 @@ def run() -> list[Row]:
     print(f"{CALLS} sequential calls and {SECONDS:g} s of {CALLERS} callers, best of {ROUNDS}")
     print("raw-amqp: py-amqp, Nameko's wire format, no confirms; 10 callers = 10 in flight")
     print("embedded: sandbox only (Nameko 2.14.1 fails on kombu's memory:// transport)")
-    rounds: dict[str, list[dict[str, float]]] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         uri = stack.enter_context(vhost())
-        clients = start_services(stack, uri, Path(tmp))
-        for number in range(ROUNDS):
-            for impl, command in clients.items():
-                rounds.setdefault(impl, []).append(measure_round(command))
-                print(f"round {number + 1} {impl}: {rounds[impl][-1]}", flush=True)
+        rounds = measure_rounds(start_services(stack, uri, Path(tmp)))
     best = {impl: best_of(measured) for impl, measured in rounds.items()}
     rows = [row for impl, figures in best.items() for row in rows_for("rabbitmq", impl, figures)]
-    embedded = best_of([measure_round([sys.executable, "-c", EMBEDDED, ""]) for _ in range(ROUNDS)])
+    embedded = best_of(
+        measure_rounds({"embedded": [sys.executable, "-c", EMBEDDED, ""]})["embedded"]
+    )
     rows += rows_for("embedded", "sandbox", embedded)
     report_targets(best, embedded)
+    report_medians(rounds)
     return rows
 
 
@@ -403,3 +415,14 @@ def report_targets(best: dict[str, dict[str, float]], embedded: dict[str, float]
     for name, value, op, target in checks:
         met = value <= target if op == "<=" else value >= target
         print(f"{name} = {value:.2f} (target {op} {target}): {'met' if met else 'MISSED'}")
+
+
+def report_medians(rounds: dict[str, list[dict[str, float]]]) -> None:
+    """The best rounds make the table; the medians say how far luck carried them."""
+    medians = {
+        impl: statistics.median(r["p50"] for r in measured) for impl, measured in rounds.items()
+    }
+    for peer in ("nameko", "raw-amqp"):
+        if peer in medians:
+            ratio = medians["sandbox"] / medians[peer]
+            print(f"median p50 sandbox/{peer} = {ratio:.2f}")
