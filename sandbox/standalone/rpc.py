@@ -1,9 +1,10 @@
 """RPC clients for code outside services; any thread may use them.
 
-``with ClusterRpcProxy() as cluster: cluster.greeter.hello("Ada")``. A proxy keeps one consumer
-connection and one reply queue from ``start()`` to ``stop()``; requests go out through the
-process's pooled publisher connections. Calls run in the sandbox runtime's hub thread, so the
-calling thread needs no eventlet of its own.
+``with ClusterRpcProxy() as cluster: cluster.greeter.hello("Ada")``. A proxy keeps one
+connection and one reply queue from ``start()`` to ``stop()``; requests go out on that
+connection, and the sandbox runtime's hub thread reads the replies, so the calling thread needs
+no eventlet of its own. A plain calling thread writes its request onto the socket itself when
+the hub is not writing, and sleeps until the hub hands it the reply.
 """
 
 from __future__ import annotations
