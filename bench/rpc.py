@@ -30,7 +30,7 @@ from bench import Row
 from bench.http import nameko_python
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CALLS = int(os.environ.get("BENCH_RPC_CALLS", "2000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 AMQP_URI = os.environ.get("BENCH_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
