@@ -537,6 +537,11 @@ class Request:
     headers: dict
     reply: RpcReply
 
+    @property
+    def queue(self) -> str:
+        """The queue of the service it is for."""
+        return RPC_QUEUE_TEMPLATE.format(self.service_name)
+
 
 class RpcCaller:
     """Publishes requests and returns :class:`RpcReply` objects.
@@ -596,12 +601,27 @@ class RpcCaller:
     def _publish(self, request: Request) -> None:
         # Mandatory publishing alone misses an unknown service when a catch-all binding on the
         # exchange takes the request; a queue that does not exist cannot be missed.
-        if not self.pool.queue_exists(RPC_QUEUE_TEMPLATE.format(request.service_name)):
+        if not self.pool.queue_exists(request.queue):
             raise UnknownService(request.service_name)
+        self._put(request, self.consumer.publish)
+        self._record(request)
+
+    def _publish_from_thread(self, request: Request) -> bool:
+        """Publish from the calling plain thread, when that need not wait; whether it did."""
+        if not self.pool.knows_queue(request.queue):
+            return False
+        published = self._put(request, self.consumer.publish_from_thread)
+        if published and recorder.observed():
+            get_runtime().post(self._record, request)
+        return published
+
+    def _put(self, request: Request, publish: Callable[..., Any]) -> Any:
+        """Publish with ``publish`` (the consumer's), the reply expected from just before;
+        what it returns, and False (or an error) means the request did not go out."""
         correlation_id = request.reply.correlation_id
         self.replies.expect(correlation_id, request.reply.pending)
         try:
-            self.consumer.publish(
+            published = publish(
                 request.body,
                 exchange=self.exchange.name,
                 routing_key=request.routing_key,
@@ -612,7 +632,9 @@ class RpcCaller:
         except BaseException:
             self.replies.forget(correlation_id)
             raise
-        self._record(request)
+        if published is False:
+            self.replies.forget(correlation_id)
+        return published
 
     def _record(self, request: Request) -> None:
         _record(
@@ -624,31 +646,10 @@ class RpcCaller:
             request.properties,
         )
 
-    def _publish_from_thread(self, request: Request) -> bool:
-        """Publish from the calling plain thread, when that need not wait; whether it did."""
-        if not self.pool.knows_queue(RPC_QUEUE_TEMPLATE.format(request.service_name)):
-            return False
-        correlation_id = request.reply.correlation_id
-        self.replies.expect(correlation_id, request.reply.pending)
-        published = self.consumer.publish_from_thread(
-            request.body,
-            exchange=self.exchange.name,
-            routing_key=request.routing_key,
-            properties=request.properties,
-            headers=request.headers,
-            mandatory=True,
-        )
-        if not published:
-            self.replies.forget(correlation_id)
-        elif recorder.observed():
-            get_runtime().post(self._record, request)
-        return published
-
     def _publish_soon(self, request: Request) -> None:
         # In the hub's loop: out at once, unless that could wait (for the connection, or for
         # the broker to say whether the service's queue exists); then in a green thread.
-        queue = RPC_QUEUE_TEMPLATE.format(request.service_name)
-        if self.consumer.connected and self.pool.knows_queue(queue):
+        if self.consumer.connected and self.pool.knows_queue(request.queue):
             self._publish_or_fail(request)
         else:
             get_runtime().spawn(self._publish_or_fail, request)

@@ -102,6 +102,7 @@ class GreenRuntime:
         # Green thread failures are reported by _report, routed like any other output; the
         # hub's own printing would print them a second time, into whichever cell is current.
         eventlet.debug.hub_exceptions(False)
+        # Threads waiting on the hub are woken as it polls (see wake_thread).
         poll = self.hub.wait
 
         def wait(seconds: float | None = None) -> None:

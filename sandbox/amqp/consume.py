@@ -172,9 +172,10 @@ class Consumer:
         writer, channel = self._writer, self._publishing
         if writer is None or channel is None:
             return False
-        fields = {**properties, "application_headers": headers}
         try:
-            frames = channel.publish_frames(body, exchange, routing_key, fields, mandatory)
+            frames = channel.publish_frames(
+                body, exchange, routing_key, properties, headers, mandatory
+            )
         except amqp.RecoverableConnectionError:
             return False
         return writer.send_from_thread(frames)
@@ -348,8 +349,12 @@ class Consumer:
         # not starve it, so ticks are also due after any event.
         tick = interval / 4 if interval else None
         next_tick = time.monotonic() + tick if tick else None
-        read = self._reader()
         frames = getattr(connection, "transport", None)
+        if isinstance(frames, FrameReader):
+            read = partial(frames.drain, connection.on_inbound_frame, on_delivery=self._on_delivery)
+        else:
+            frames = None
+            read = partial(transport.drain_events, connection)
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -358,19 +363,8 @@ class Consumer:
                     transport.heartbeat_check(connection)
                     next_tick = time.monotonic() + tick
         finally:
-            if isinstance(frames, FrameReader):
+            if frames is not None:
                 frames.stop_draining()
-
-    def _reader(self) -> Callable[[float | None], None]:
-        """``read(timeout)``: handle what the broker sent, waiting up to ``timeout`` for it."""
-        transport, connection = self._connection.transport, self._connection.connection
-        if isinstance(getattr(connection, "transport", None), FrameReader):
-            return partial(
-                connection.transport.drain,
-                connection.on_inbound_frame,
-                on_delivery=self._on_delivery,
-            )
-        return lambda timeout: transport.drain_events(connection, timeout=timeout)
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -396,11 +390,7 @@ class Consumer:
         if isinstance(channel, GreenChannel):
             # Never through basic_publish: py-amqp's first reads the socket for "connection
             # blocked" news, and the loop must stay the socket's only reader.
-            def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
-                fields = {**properties, "application_headers": headers}
-                channel.publish_content(body, exchange, routing_key, fields, mandatory)
-
-            return publish
+            return channel.publish_content
 
         def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
             fields = dict(properties)

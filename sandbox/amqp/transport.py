@@ -157,17 +157,17 @@ class GreenChannel(kombu.transport.pyamqp.Channel):
         body: bytes | str,
         exchange: str,
         routing_key: str,
-        properties: dict[str, Any],
+        properties: Mapping[str, Any],
+        headers: Mapping[str, Any] | None = None,
         mandatory: bool = False,
     ) -> bytes:
-        """A Basic.Publish's frames; ``properties`` include the headers
-        (``application_headers``)."""
+        """A Basic.Publish's frames."""
+        fields = {**properties, "application_headers": headers}
         if isinstance(body, str):
-            encoding = properties.setdefault("content_encoding", "utf-8")
-            body = body.encode(encoding)
+            body = body.encode(fields.setdefault("content_encoding", "utf-8"))
         frame_max = self._live_connection().frame_max
         return wire.publish_frames(
-            self.channel_id, exchange, routing_key, body, properties, frame_max, mandatory
+            self.channel_id, exchange, routing_key, body, fields, frame_max, mandatory
         )
 
     def _live_connection(self) -> Any:
