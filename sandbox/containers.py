@@ -64,10 +64,6 @@ def get_container_cls(config: Mapping[str, Any] | None = None) -> type[ServiceCo
     return import_from_path(path)
 
 
-def new_call_id() -> str:
-    return unique_id()
-
-
 def _parent_calls(stack: Any, tracked: int) -> list[str]:
     """The last ``tracked`` call ids of the stack a caller sent.
 
@@ -100,7 +96,7 @@ class WorkerContext:
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.data = dict(data) if data is not None else {}
-        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
+        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{unique_id()}"
         parents = _parent_calls(self.data.get("call_id_stack"), container.parent_calls_tracked)
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
