@@ -33,6 +33,7 @@ from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
     ContainerBeingKilled,
@@ -603,7 +604,18 @@ class RpcCaller:
         # exchange takes the request; a queue that does not exist cannot be missed.
         if not self.pool.queue_exists(request.queue):
             raise UnknownService(request.service_name)
-        self._put(request, self.consumer.publish)
+        connected = self.consumer.connected
+        try:
+            self._put(request, self.consumer.publish)
+        except CONNECTION_ERRORS:
+            if not connected:
+                raise  # no connection came in time
+            # The connection died before the consumer's loop noticed, and none of the request
+            # went out (the broker drops a half-written frame with its connection). Once more,
+            # on the next connection: waited for before the reply is expected again, so that
+            # the loss of the old one cannot fail a call whose request is yet to go.
+            self.consumer.wait_connected()
+            self._put(request, self.consumer.publish)
         self._record(request)
 
     def _publish_from_thread(self, request: Request) -> bool:

@@ -151,8 +151,16 @@ class Consumer:
         raises. A mandatory message nobody takes comes back to the :meth:`on_return` callbacks.
         """
         if self._publish is None:
-            self._wait_connected(wait)
-        self._publish(body, exchange, routing_key, properties, headers, mandatory)
+            self.wait_connected(wait)
+        publish = self._publish
+        try:
+            publish(body, exchange, routing_key, properties, headers, mandatory)
+        except CONNECTION_ERRORS:
+            # The connection died before the loop noticed: the next publish waits for the
+            # next connection rather than fail on this one again.
+            if self._publish is publish:
+                self._stop_publishing()
+            raise
 
     def publish_from_thread(
         self,
@@ -210,7 +218,8 @@ class Consumer:
         """Call ``callback(error, routing_key, message)`` for each returned message, in the loop."""
         self._return_callbacks.append(callback)
 
-    def _wait_connected(self, timeout: float) -> None:
+    def wait_connected(self, timeout: float = 5) -> None:
+        """Wait until :meth:`publish` would write at once; raise after ``timeout`` seconds."""
         error = amqp.RecoverableConnectionError(f"not connected to the broker after {timeout}s")
         with eventlet.Timeout(timeout, error):
             while self._publish is None:

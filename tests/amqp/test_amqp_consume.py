@@ -7,12 +7,14 @@ import eventlet.event
 import kombu
 import pytest
 
+from sandbox import broker
 from sandbox.amqp.consume import Consumer
 from sandbox.amqp.transport import amqp_uri
 from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
-from sandbox.rpc import rpc
+from sandbox.rpc import ReplyConnectionLost, rpc
 from sandbox.runtime import get_runtime
 from sandbox.standalone.rpc import ClusterRpcProxy, ServiceRpcProxy
+from sandbox.utils import unique_id
 
 VALID = b'{"args": ["ok"], "kwargs": {}}'
 
@@ -71,10 +73,33 @@ def test_consumers_reconnect_after_losing_the_broker(
         assert cluster.echo.echo(1) == 1
         amqp_broker.drop_connections()
         # Publishers, services and the proxy's reply consumer all come back by themselves.
-        assert cluster.echo.echo(2) == 2
+        try:
+            assert cluster.echo.echo(2) == 2
+        except ReplyConnectionLost:
+            # RabbitMQ had closed the connection, but the proxy had not seen it yet when it
+            # sent the request: whether that ran is unknown, and echo may run twice.
+            assert cluster.echo.echo(2) == 2
         assert cluster.ping.ping() == "pong"  # not known yet: its queue is looked up afresh
     assert "Error connecting to broker at" in caplog.text
     assert ":guest@" not in caplog.text  # passwords are masked in the warning
+
+
+def test_a_request_racing_a_lost_connection_goes_out_on_the_next(container_factory):
+    # The embedded broker closes its connections at once: the request below always finds
+    # the proxy's connection dead before the proxy's loop has noticed.
+    uri = f"memory:///{unique_id()}"
+    config = {"AMQP_URI": uri}
+    container_factory(Echo, config).start()
+    runtime = get_runtime()
+    with ClusterRpcProxy(config, timeout=30) as cluster:
+        assert cluster.echo.echo(1) == 1
+
+        def drop_and_call():
+            broker.get_broker(uri.rpartition("/")[2]).close()
+            return cluster.echo.echo.call_async(2)
+
+        reply = runtime.call(drop_and_call)
+        assert reply.result() == 2
 
 
 gate = eventlet.event.Event()
