@@ -29,7 +29,7 @@ from sandbox.extensions import (
     is_dependency,
     iter_extensions,
 )
-from sandbox.runtime import get_runtime
+from sandbox.runtime import get_runtime, spawn_at_once
 from sandbox.utils import unique_id
 
 log = logging.getLogger(__name__)
@@ -372,9 +372,12 @@ class ServiceContainer:
         else:
             log.error("error in %r", worker_ctx, exc_info=exc)
 
-    def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None):
-        """Run ``fn`` in a green thread whose failure kills the container."""
-        thread = eventlet.spawn(fn)
+    def spawn_managed_thread(
+        self, fn: Callable[[], Any], identifier: str | None = None, at_once: bool = False
+    ):
+        """Run ``fn`` in a green thread whose failure kills the container; ``at_once``, before
+        the calling green thread goes on (see :func:`spawn_at_once`)."""
+        thread = spawn_at_once(fn) if at_once else eventlet.spawn(fn)
         self._managed_threads[thread] = identifier
         thread.link(self._managed_thread_exited)
         return thread

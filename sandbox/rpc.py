@@ -151,7 +151,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             self.queue_consumer.unregister_provider(self)
 
     def on_message(self, message: kombu.Message) -> None:
-        self.container.spawn_managed_thread(
+        self.queue_consumer.handle(
             partial(self.handle_message, message),
             identifier=f"{self.container.service_name}.rpc_request",
         )

@@ -106,6 +106,8 @@ class Consumer:
         self._connected = eventlet.event.Event()
         self._return_callbacks: list[ReturnCallback] = []
         self._ready = eventlet.event.Event()
+        # Whether the message being handed to a callback came alone (see FrameReader.drain).
+        self.alone = False
 
     def add_queue(
         self,
@@ -308,7 +310,7 @@ class Consumer:
         if subscription.cancelled:  # while we were declaring
             self.cancel(subscription)
 
-    def _on_delivery(self, delivery: wire.Delivery) -> None:
+    def _on_delivery(self, delivery: wire.Delivery, alone: bool) -> None:
         """A delivery our frame reader assembled (instead of py-amqp)."""
         channel, connection = self._channel, self._connection.connection
         connection.bytes_recv += 1  # news from the broker, for the heartbeat check
@@ -328,7 +330,11 @@ class Consumer:
             headers=properties.get("application_headers"),
             channel=channel,
         )
-        self._deliver(subscription, message)
+        self.alone = alone
+        try:
+            self._deliver(subscription, message)
+        finally:
+            self.alone = False
 
     def _deliver(self, subscription: Subscription, message: kombu.Message) -> None:
         message.accept = self.accept

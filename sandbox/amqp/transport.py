@@ -196,10 +196,15 @@ class FrameReader:
     ) -> None:
         """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
         received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``), and each whole
-        delivery to ``on_delivery``."""
+        delivery to ``on_delivery(delivery, alone)``.
+
+        ``alone``: the delivery came by itself, after a wait for data, and nothing more came
+        with it. Its handler may run at once, overtaking nothing.
+        """
         buffer = self._read_buffer
+        waited = False
         if not _holds_a_frame(buffer):
-            chunk = self._receive(timeout)
+            chunk, waited = self._receive(timeout)
             if not chunk:
                 raise OSError("Server unexpectedly closed connection")
             buffer += chunk
@@ -220,16 +225,23 @@ class FrameReader:
                 delivery = self._deliveries[channel]
                 if delivery.complete:
                     del self._deliveries[channel]
-                    on_delivery(delivery)
+                    alone = waited and offset == end
+                    if alone:
+                        # Its handler may read this transport (a py-amqp call) before the
+                        # loop goes on: what is left to read must be here, not in ``buffer``.
+                        self._read_buffer = b""
+                    waited = False
+                    on_delivery(delivery, alone)
         finally:
             # Before anything raised by a callback goes on: no frame is handled twice.
             self._read_buffer = buffer[offset:]
 
-    def _receive(self, timeout: float | None) -> bytes:
+    def _receive(self, timeout: float | None) -> tuple[bytes, bool]:
+        """What arrived, and whether it came after a wait for it (False when unknown)."""
         sock = self.sock
         sock.settimeout(timeout)
         try:
-            return sock.recv(self._RECV_SIZE)
+            return sock.recv(self._RECV_SIZE), False
         finally:
             sock.settimeout(None)
 
@@ -299,13 +311,22 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     _waiter: Any = None
     _timer: Any = None
 
-    def _receive(self, timeout: float | None) -> bytes:
+    _drained = False  # the last read took all there was: wait before the next
+
+    def _receive(self, timeout: float | None) -> tuple[bytes, bool]:
         sock = self.sock.fd  # the plain socket under the green one, non-blocking
+        waited = self._drained
+        if waited:
+            self._wait_readable(timeout)
         while True:
             try:
-                return sock.recv(self._RECV_SIZE)
+                chunk = sock.recv(self._RECV_SIZE)
             except BlockingIOError:
                 self._wait_readable(timeout)
+                waited = True
+                continue
+            self._drained = len(chunk) < self._RECV_SIZE
+            return chunk, waited
 
     def _wait_readable(self, timeout: float | None) -> None:
         hub = eventlet.hubs.get_hub()

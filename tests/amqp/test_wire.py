@@ -8,6 +8,8 @@ from datetime import datetime
 from types import SimpleNamespace
 
 import amqp
+import eventlet
+import eventlet.greenio
 import pytest
 from amqp import spec
 from amqp.method_framing import frame_writer
@@ -16,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.amqp import wire
-from sandbox.amqp.transport import FrameReader
+from sandbox.amqp.transport import FrameReader, GreenTCPTransport
+from sandbox.runtime import get_runtime
 
 keys = st.text(max_size=20).filter(lambda key: len(key.encode("utf-8", "surrogatepass")) < 256)
 scalars = (
@@ -156,7 +159,9 @@ def test_deliveries_are_assembled_however_the_bytes_arrive(body, cuts):
             start = point
             while True:
                 try:
-                    reader.drain(frames.append, 0.001, on_delivery=delivered.append)
+                    reader.drain(
+                        frames.append, 0.001, lambda delivery, alone: delivered.append(delivery)
+                    )
                 except TimeoutError:
                     break
     assert [delivery.body for delivery in delivered] == [body, b"second"]
@@ -165,3 +170,32 @@ def test_deliveries_are_assembled_however_the_bytes_arrive(body, cuts):
     assert (first.exchange, first.routing_key) == ("nameko-rpc", "svc.method")
     assert first.properties["application_headers"] == {"k": [1, "v"]}
     assert frames == [(8, 0, b""), (1, 1, b"\x00\x14\x00\x29")]
+
+
+def test_a_delivery_is_alone_when_it_came_by_itself_after_a_wait():
+    # Alone, its handler may run before the loop reads on: that must overtake no delivery
+    # that came with it, or before it in the same read.
+    ours, theirs = socket.socketpair()
+    runtime = get_runtime()
+
+    def drained(data: bytes) -> list[bool]:
+        """Once the reader waits, send ``data``: what each delivery it read was told."""
+        alone = []
+        draining = runtime.call(
+            eventlet.spawn, reader.drain, None, 5, lambda delivery, flag: alone.append(flag)
+        )
+        theirs.sendall(data)
+        runtime.call(draining.wait)
+        return alone
+
+    with ours, theirs:
+        reader = GreenTCPTransport.__new__(GreenTCPTransport)
+        reader.sock = runtime.call(eventlet.greenio.GreenSocket, ours)
+        reader._read_buffer = b""
+        first, second = broker_frames(1, b"first"), broker_frames(1, b"second")
+        assert drained(first) == [True]
+        assert drained(first + second) == [False, False]
+        assert drained(first + second[:5]) == [False]  # the next one is on its way
+        assert drained(second[5:]) == [True]
+        runtime.call(reader.stop_draining)
+        runtime.call(reader.sock.close)
