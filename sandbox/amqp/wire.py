@@ -10,6 +10,7 @@ every other frame still goes through py-amqp.
 
 from __future__ import annotations
 
+import functools
 import struct
 from calendar import timegm
 from collections.abc import Mapping
@@ -79,6 +80,23 @@ def publish_frames(
     mandatory: bool = False,
 ) -> bytes:
     """Basic.Publish with its content: the method, header and body frames, ready to write."""
+    flags, fields = encode_properties(properties)
+    header = b"".join((_CONTENT_HEADER.pack(BASIC_CLASS, 0, len(body), flags), fields))
+    frames = [
+        _publish_method(channel, exchange, routing_key, mandatory),
+        frame(HEADER_FRAME, channel, header),
+    ]
+    chunk = frame_max - 8
+    frames.extend(
+        frame(BODY_FRAME, channel, body[start : start + chunk])
+        for start in range(0, len(body), chunk)
+    )
+    return b"".join(frames)
+
+
+# A caller publishes to a few destinations, over and over: their method frames are kept.
+@functools.lru_cache(maxsize=1024)
+def _publish_method(channel: int, exchange: str, routing_key: str, mandatory: bool) -> bytes:
     method = b"".join(
         (
             _METHOD_ID.pack(BASIC_CLASS, BASIC_PUBLISH),
@@ -88,15 +106,7 @@ def publish_frames(
             b"\x01" if mandatory else b"\x00",  # immediate is never set: RabbitMQ refuses it
         )
     )
-    flags, fields = encode_properties(properties)
-    header = b"".join((_CONTENT_HEADER.pack(BASIC_CLASS, 0, len(body), flags), fields))
-    frames = [frame(METHOD_FRAME, channel, method), frame(HEADER_FRAME, channel, header)]
-    chunk = frame_max - 8
-    frames.extend(
-        frame(BODY_FRAME, channel, body[start : start + chunk])
-        for start in range(0, len(body), chunk)
-    )
-    return b"".join(frames)
+    return frame(METHOD_FRAME, channel, method)
 
 
 def shortstr(value: str | bytes) -> bytes:
@@ -115,7 +125,7 @@ def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
             continue
         flags |= bit
         if kind == "shortstr":
-            parts.append(shortstr(value))
+            parts.append(shortstr(value) if name in _ONE_OFF else _repeated(value))
         elif kind == "octet":
             parts.append(_U8.pack(value))
         elif kind == "table":
@@ -123,6 +133,22 @@ def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
         else:
             parts.append(_U64.pack(_seconds(value)))
     return flags, b"".join(parts)
+
+
+# Most property values and header names repeat from message to message (content types,
+# reply_to, "nameko.call_id_stack"): encoded once. Ids are new with every message.
+_ONE_OFF = frozenset(("correlation_id", "message_id"))
+_REPEATED_MAX = 4096
+_repeated_strings: dict[str | bytes, bytes] = {}
+
+
+def _repeated(value: str | bytes) -> bytes:
+    data = _repeated_strings.get(value)
+    if data is None:
+        data = shortstr(value)
+        if len(_repeated_strings) < _REPEATED_MAX:
+            _repeated_strings[value] = data
+    return data
 
 
 def _seconds(value: datetime | int) -> int:
@@ -133,7 +159,7 @@ def encode_table(table: Mapping[Any, Any]) -> bytes:
     """A field table, with the field types py-amqp writes."""
     parts = []
     for key, value in table.items():
-        parts.append(shortstr(key))
+        parts.append(_repeated(key))
         parts.append(_encode_value(value))
     data = b"".join(parts)
     return b"".join((_U32.pack(len(data)), data))
