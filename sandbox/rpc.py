@@ -14,6 +14,7 @@ when a catch-all binding on the exchange would swallow the request: the client f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -33,6 +34,7 @@ from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
@@ -384,35 +386,56 @@ class Pending:
     no green thread of its own in the hub, and no trip back through the hub to be woken.
     """
 
-    __slots__ = ("outcome", "_done", "_event")
+    __slots__ = ("outcome", "interrupt", "_done", "_event", "_settling")
 
     def __init__(self) -> None:
         self.outcome: tuple[dict | None, BaseException | None] | None = None
         self._done = threading.Lock()
         self._done.acquire()
         self._event: eventlet.event.Event | None = None
+        # The hub thread and a caller's thread reading replies (ThreadReader) may both settle.
+        self._settling = threading.Lock()
+        self.interrupt: Callable[[], None] | None = None  # set by the thread reading for it
 
     def settle(self, body: dict | None = None, error: BaseException | None = None) -> None:
-        """The reply's body, or the error to raise instead (hub thread; once)."""
-        if self.outcome is not None:
-            return
-        self.outcome = (body, error)
-        get_runtime().wake_thread(self._done.release)
+        """The reply's body, or the error to raise instead (once; any thread)."""
+        with self._settling:
+            if self.outcome is not None:
+                return
+            self.outcome = (body, error)
+            interrupt = self.interrupt
+        if interrupt is not None:
+            interrupt()
+        runtime = get_runtime()
+        runtime.wake_thread(self._done.release)
         if self._event is not None:
-            self._event.send(None)
+            if runtime.in_hub():
+                self._event.send(None)
+            else:
+                runtime.post(self._event.send, None)
 
-    def wait(self, timeout: float | None) -> bool:
-        """Whether it settled within ``timeout`` seconds."""
+    def wait(self, timeout: float | None, reader: ThreadReader | None = None) -> bool:
+        """Whether it settled within ``timeout`` seconds; ``reader``: the connection's."""
         if self.outcome is not None:
             return True
         if get_runtime().in_hub():
             if self._event is None:
                 self._event = eventlet.event.Event()
-            with eventlet.Timeout(timeout, False):
-                self._event.wait()
-        elif self._done.acquire(timeout=-1 if timeout is None else timeout):
-            self._done.release()
+            waiting = reader.waiting() if reader is not None else contextlib.nullcontext()
+            # Settled meanwhile from another thread, which saw no event to send.
+            with waiting, eventlet.Timeout(timeout, False):
+                if self.outcome is None:
+                    self._event.wait()
+        elif reader is not None:
+            reader.wait(self, timeout)
+        else:
+            self.wait_released(timeout)
         return self.outcome is not None
+
+    def wait_released(self, timeout: float | None) -> None:
+        """In a plain thread: wait up to ``timeout`` seconds for :meth:`settle`."""
+        if self._done.acquire(timeout=-1 if timeout is None else timeout):
+            self._done.release()
 
 
 class PendingReplies:
@@ -424,6 +447,11 @@ class PendingReplies:
 
     def __init__(self) -> None:
         self._waiting: dict[str, Pending] = {}
+        self.reader: ThreadReader | None = None  # when callers' threads read the replies
+
+    def idle(self) -> bool:
+        """Whether no reply is awaited."""
+        return not self._waiting
 
     def expect(self, correlation_id: str, pending: Pending) -> None:
         self._waiting[correlation_id] = pending
@@ -477,7 +505,8 @@ class PendingReplies:
 
     def fail_all(self, make_error: Callable[[], BaseException]) -> None:
         waiting, self._waiting = self._waiting, {}
-        for pending in waiting.values():
+        # A copy: a caller's thread reading replies may be taking one out meanwhile.
+        for pending in list(waiting.values()):
             pending.settle(error=make_error())
 
 
@@ -501,7 +530,7 @@ class RpcReply:
         """The call's result, or its error raised; ``timeout`` defaults to the client's."""
         timeout = self.timeout if timeout is None else timeout
         try:
-            settled = self.pending.wait(timeout)
+            settled = self.pending.wait(timeout, self._replies.reader)
         except BaseException:  # a kernel interrupt while a cell waits
             self._forget()
             raise

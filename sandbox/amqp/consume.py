@@ -30,15 +30,18 @@ from amqp.exceptions import ConsumerCancelled
 
 from sandbox.amqp import wire
 from sandbox.amqp.publish import UndeliverableMessage
+from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import (
     CONNECTION_ERRORS,
     FrameReader,
     FrameWriter,
     GreenChannel,
+    GreenTCPTransport,
     close_quietly,
     connect,
     retry_delays,
 )
+from sandbox.runtime import get_runtime
 from sandbox.utils import sanitize_url
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,12 @@ class Consumer:
         ssl: Any = None,
         login_method: str | None = None,
         retry_policy: Mapping[str, Any] | None = None,
+        thread_reader: ThreadReader | None = None,
     ):
+        """``thread_reader``: plain threads that wait for replies read the connection while it
+        says so; then the callbacks of no-ack queues run in those threads."""
         self.amqp_uri = amqp_uri
+        self.thread_reader = thread_reader
         self.heartbeat = heartbeat
         self.prefetch_count = prefetch_count
         self.accept = kombu.serialization.prepare_accept_content(accept or ["json"])
@@ -319,22 +326,33 @@ class Consumer:
             log.warning("requeued a delivery for no known consumer: %s", delivery.delivery_info)
             connection.channels[delivery.channel].basic_reject(delivery.delivery_tag, True)
             return
-        properties = delivery.properties
-        message = kombu.Message(
-            body=delivery.body,
-            delivery_tag=delivery.delivery_tag,
-            content_type=properties.get("content_type"),
-            content_encoding=properties.get("content_encoding"),
-            delivery_info=delivery.delivery_info,
-            properties=properties,
-            headers=properties.get("application_headers"),
-            channel=channel,
-        )
+        message = _message(delivery, channel)
         self.alone = alone
         try:
             self._deliver(subscription, message)
         finally:
             self.alone = False
+
+    def _deliver_in_thread(self, delivery: wire.Delivery) -> None:
+        """A delivery a waiting caller's thread read (see ThreadReader): a no-ack queue's is
+        handled there, any other in the hub."""
+        subscription = self._by_tag.get(delivery.consumer_tag)
+        channel = self._channel
+        if (
+            subscription is None
+            or not subscription.no_ack
+            or subscription.cancelled
+            or channel is None
+            or delivery.channel != channel.channel_id
+        ):
+            get_runtime().post(self._on_delivery, delivery, False)
+            return
+        message = _message(delivery, channel)
+        message.accept = self.accept
+        try:
+            subscription.callback(message)
+        except Exception:
+            log.exception("dropped a message from %s: its callback failed", subscription.queue)
 
     def _deliver(self, subscription: Subscription, message: kombu.Message) -> None:
         message.accept = self.accept
@@ -370,10 +388,16 @@ class Consumer:
         else:
             frames = None
             read = partial(transport.drain_events, connection)
+        reader = self.thread_reader if isinstance(frames, GreenTCPTransport) else None
+        if reader is not None:
+            reader.reset()
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    read(tick)
+                if reader is None or not reader.parked_for(
+                    frames, connection, self._deliver_in_thread
+                ):
+                    with contextlib.suppress(TimeoutError):
+                        read(tick)
                 if next_tick is not None and time.monotonic() >= next_tick:
                     transport.heartbeat_check(connection)
                     next_tick = time.monotonic() + tick
@@ -458,3 +482,17 @@ def _settle(message: kombu.Message, how: str) -> None:
         getattr(message, how)()
     except CONNECTION_ERRORS as exc:
         log.debug("could not %s message %s: %r", how, message.delivery_tag, exc)
+
+
+def _message(delivery: wire.Delivery, channel: Any) -> kombu.Message:
+    properties = delivery.properties
+    return kombu.Message(
+        body=delivery.body,
+        delivery_tag=delivery.delivery_tag,
+        content_type=properties.get("content_type"),
+        content_encoding=properties.get("content_encoding"),
+        delivery_info=delivery.delivery_info,
+        properties=properties,
+        headers=properties.get("application_headers"),
+        channel=channel,
+    )

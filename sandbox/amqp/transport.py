@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import amqp
@@ -192,7 +196,7 @@ class FrameReader:
         self,
         on_frame: Callable[[tuple[int, int, bytes]], Any],
         timeout: float | None,
-        on_delivery: Callable[[wire.Delivery], Any] | None = None,
+        on_delivery: Callable[[wire.Delivery, bool], Any] | None = None,
     ) -> None:
         """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
         received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``), and each whole
@@ -201,10 +205,19 @@ class FrameReader:
         ``alone``: the delivery came by itself, after a wait for data, and nothing more came
         with it. Its handler may run at once, overtaking nothing.
         """
+        self._drain_with(self._receive, on_frame, timeout, on_delivery)
+
+    def _drain_with(
+        self,
+        receive: Callable[[float | None], tuple[bytes, bool]],
+        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        timeout: float | None,
+        on_delivery: Callable[[wire.Delivery, bool], Any] | None,
+    ) -> None:
         buffer = self._read_buffer
         waited = False
         if not _holds_a_frame(buffer):
-            chunk, waited = self._receive(timeout)
+            chunk, waited = receive(timeout)
             if not chunk:
                 raise OSError("Server unexpectedly closed connection")
             buffer += chunk
@@ -327,6 +340,40 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
                 continue
             self._drained = len(chunk) < self._RECV_SIZE
             return chunk, waited
+
+    def drain_in_thread(
+        self,
+        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        timeout: float | None,
+        on_delivery: Callable[[wire.Delivery, bool], Any],
+        interrupt: int,
+    ) -> None:
+        """:meth:`drain`, from a plain thread, while the consumer's loop does not read; data
+        on the ``interrupt`` pipe (read end) ends the wait too, with TimeoutError."""
+        receive = partial(self._receive_in_thread, interrupt=interrupt)
+        self._drain_with(receive, on_frame, timeout, on_delivery)
+
+    def _receive_in_thread(self, timeout: float | None, interrupt: int) -> tuple[bytes, bool]:
+        sock = self.sock.fd
+        waiting = select.poll()
+        waiting.register(sock, select.POLLIN)
+        waiting.register(interrupt, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return sock.recv(self._RECV_SIZE), False
+            except BlockingIOError:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("timed out") from None
+                # No GIL held while it waits; a socket shut down (the connection closed by
+                # the hub thread) wakes it.
+                ready = waiting.poll(None if remaining is None else max(remaining * 1000, 1))
+                if any(fd == interrupt for fd, _ in ready):
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(interrupt, 512):
+                            pass
+                    raise TimeoutError("interrupted") from None
 
     def _wait_readable(self, timeout: float | None) -> None:
         hub = eventlet.hubs.get_hub()

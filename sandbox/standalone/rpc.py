@@ -17,6 +17,7 @@ import eventlet.semaphore
 
 from sandbox import serialization
 from sandbox.amqp.consume import Consumer
+from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
@@ -80,11 +81,13 @@ class ClusterRpcProxy:
             exchange = get_rpc_exchange(config)
             routing_key = str(uuid.uuid4())
             replies = PendingReplies()
+            replies.reader = ThreadReader(replies.idle)
             consumer = Consumer(
                 self.publisher_options.get("uri") or amqp_uri(config),
                 heartbeat=config.get("HEARTBEAT", 60),
                 accept=serialization.setup(config).accept,
                 retry_policy=config.get("TRANSPORT_OPTIONS"),
+                thread_reader=replies.reader,
                 **connection_options(config),
             )
             consumer.add_queue(
@@ -117,6 +120,7 @@ class ClusterRpcProxy:
             caller.replies.fail_all(
                 lambda: RuntimeError(f"{type(self).__name__} stopped before the reply came")
             )
+            caller.replies.reader.close()
 
     def _send(self, service_name: str, method_name: str, args: tuple, kwargs: dict) -> RpcReply:
         if self._caller is None:

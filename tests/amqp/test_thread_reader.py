@@ -1,0 +1,99 @@
+"""A caller's plain thread reads its replies while the proxy's loop is parked (RabbitMQ)."""
+
+import threading
+import time
+
+import pytest
+
+from sandbox.exceptions import UnknownService
+from sandbox.rpc import rpc
+from sandbox.runtime import get_runtime
+from sandbox.standalone.rpc import ClusterRpcProxy
+
+
+class Echo:
+    name = "echo"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+
+@pytest.fixture
+def rabbit_only(rabbit_config):
+    if rabbit_config["AMQP_URI"].startswith("memory"):
+        pytest.skip("the embedded broker has no socket for a caller's thread to read")
+    return rabbit_config
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.001)
+
+
+def test_a_lone_caller_reads_its_replies_and_the_loop_listens_again_after(
+    rabbit_only, container_factory
+):
+    container_factory(Echo, rabbit_only).start()
+    proxy = ClusterRpcProxy(rabbit_only, timeout=30)
+    with proxy as cluster:
+        reader = proxy._caller.replies.reader
+        assert cluster.echo.echo(0) == 0  # read by the loop, which parks once it is in
+        assert [cluster.echo.echo(n) for n in range(1, 200)] == list(range(1, 200))
+        assert reader.parked
+        # Nobody calls: the connection is watched by the loop again.
+        wait_until(lambda: not reader.parked)
+        assert cluster.echo.echo("after") == "after"
+
+
+def test_callers_in_several_threads_and_green_ones_all_get_their_replies(
+    rabbit_only, container_factory
+):
+    container_factory(Echo, rabbit_only).start()
+    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
+        for n in range(5):
+            assert cluster.echo.echo(n) == n  # parked from here on
+        results = {}
+
+        def caller(name):
+            results[name] = [cluster.echo.echo(f"{name}.{n}") for n in range(100)]
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        # A green thread's reply comes on the same connection, read by whoever reads.
+        green = get_runtime().call(lambda: [cluster.echo.echo(f"g.{n}") for n in range(100)])
+        for thread in threads:
+            thread.join(30)
+        assert results == {i: [f"{i}.{n}" for n in range(100)] for i in range(4)}
+        assert green == [f"g.{n}" for n in range(100)]
+        assert cluster.echo.echo("alone again") == "alone again"
+
+
+def test_what_is_not_a_reply_goes_to_the_loop(rabbit_only, container_factory, amqp_broker):
+    container_factory(Echo, rabbit_only).start()
+    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
+        for n in range(5):
+            assert cluster.echo.echo(n) == n  # parked from here on, the queue is known
+        # The broker returns the next request (Basic.Return): the caller's thread hands the
+        # frames to the loop, which fails the call.
+        amqp_broker.run(lambda channel: channel.queue_delete("rpc-echo"))
+        started = time.monotonic()
+        with pytest.raises(UnknownService):
+            cluster.echo.echo("returned")
+        assert time.monotonic() - started < 5  # not the 30 s timeout
+
+
+def test_an_error_from_the_hub_reaches_a_caller_that_reads(rabbit_only, container_factory):
+    container_factory(Echo, rabbit_only).start()
+    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
+        for n in range(5):
+            assert cluster.echo.echo(n) == n  # parked from here on
+        # The hub finds no queue and settles the call; nothing comes on the socket.
+        started = time.monotonic()
+        with pytest.raises(UnknownService):
+            cluster.nobody.hello()
+        assert time.monotonic() - started < 5  # not the 30 s timeout
+        assert cluster.echo.echo("still") == "still"
