@@ -1,8 +1,10 @@
 """A caller's plain thread reads its replies while the proxy's loop is parked (RabbitMQ)."""
 
+import logging
 import threading
 import time
 
+import eventlet
 import pytest
 
 from sandbox.exceptions import UnknownService
@@ -17,6 +19,15 @@ class Echo:
     @rpc
     def echo(self, value):
         return value
+
+
+class Sleepy:
+    name = "sleepy"
+
+    @rpc
+    def nap(self, seconds):
+        eventlet.sleep(seconds)
+        return seconds
 
 
 @pytest.fixture
@@ -97,3 +108,21 @@ def test_an_error_from_the_hub_reaches_a_caller_that_reads(rabbit_only, containe
             cluster.nobody.hello()
         assert time.monotonic() - started < 5  # not the 30 s timeout
         assert cluster.echo.echo("still") == "still"
+
+
+def test_heartbeats_go_out_while_a_caller_reads_through_a_long_call(
+    rabbit_only, container_factory, caplog
+):
+    caplog.set_level(logging.WARNING, logger="sandbox")
+    config = {**rabbit_only, "HEARTBEAT": 1}
+    container_factory(Sleepy, config).start()
+    proxy = ClusterRpcProxy(config, timeout=30)
+    with proxy as cluster:
+        for _ in range(5):
+            assert cluster.sleepy.nap(0) == 0
+        assert proxy._caller.replies.reader.parked
+        # RabbitMQ drops a connection that misses two heartbeats: the caller's thread reads
+        # through three of them, and the parked loop still sends ours.
+        assert cluster.sleepy.nap(3) == 3
+        assert cluster.sleepy.nap(0) == 0
+    assert "Error connecting to broker" not in caplog.text
