@@ -4,7 +4,9 @@
 connection and one reply queue from ``start()`` to ``stop()``; requests go out on that
 connection, and the sandbox runtime's hub thread reads the replies, so the calling thread needs
 no eventlet of its own. A plain calling thread writes its request onto the socket itself when
-the hub is not writing, and sleeps until the hub hands it the reply.
+the hub is not writing. While it is the only one calling, again and again, it reads its replies
+off the socket too, and the hub steps aside (``sandbox.amqp.thread_reader``); otherwise it
+sleeps until the hub hands it the reply.
 """
 
 from __future__ import annotations
