@@ -4,30 +4,12 @@ import logging
 import threading
 import time
 
-import eventlet
 import pytest
+from test_amqp_consume import Echo, Sleepy
 
 from sandbox.exceptions import UnknownService
-from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime
 from sandbox.standalone.rpc import ClusterRpcProxy
-
-
-class Echo:
-    name = "echo"
-
-    @rpc
-    def echo(self, value):
-        return value
-
-
-class Sleepy:
-    name = "sleepy"
-
-    @rpc
-    def nap(self, seconds):
-        eventlet.sleep(seconds)
-        return seconds
 
 
 @pytest.fixture
