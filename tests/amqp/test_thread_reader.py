@@ -66,13 +66,20 @@ def test_callers_in_several_threads_and_green_ones_all_get_their_replies(
 
 
 def test_what_is_not_a_reply_goes_to_the_loop(rabbit_only, container_factory, amqp_broker):
-    container_factory(Echo, rabbit_only).start()
-    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
-        for n in range(5):
-            assert cluster.echo.echo(n) == n  # parked from here on, the queue is known
-        # The broker returns the next request (Basic.Return): the caller's thread hands the
-        # frames to the loop, which fails the call.
+    echo = container_factory(Echo, rabbit_only)
+    echo.start()
+    container_factory(Sleepy, rabbit_only).start()
+    proxy = ClusterRpcProxy(rabbit_only, timeout=30)
+    with proxy as cluster:
+        assert cluster.echo.echo(0) == 0  # its queue is known from now on
+        # Stopped first, the service cannot declare its queue again.
+        echo.stop()
         amqp_broker.run(lambda channel: channel.queue_delete("rpc-echo"))
+        for _ in range(5):
+            assert cluster.sleepy.nap(0) == 0
+        assert proxy._caller.replies.reader.parked
+        # The broker returns the request (Basic.Return): the caller's thread hands the
+        # frames to the loop, which fails the call.
         started = time.monotonic()
         with pytest.raises(UnknownService):
             cluster.echo.echo("returned")
