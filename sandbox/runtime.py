@@ -364,10 +364,9 @@ def spawn_at_once(fn: Callable[[], Any]) -> eventlet.greenthread.GreenThread:
     """
     hub = eventlet.hubs.get_hub()
     current = greenlet.getcurrent()
-    thread = eventlet.greenthread.GreenThread(hub.greenlet)
     if current is hub.greenlet:
-        hub.schedule_call_global(0, thread.switch, fn, (), {})
-        return thread
+        return eventlet.spawn(fn)
+    thread = eventlet.greenthread.GreenThread(hub.greenlet)
     resume = hub.schedule_call_global(0, current.switch)
     try:
         thread.switch(fn, (), {})

@@ -28,7 +28,6 @@ from sandbox.runtime import get_runtime
 log = logging.getLogger(__name__)
 
 PARK_GRACE = 0.1  # seconds without a caller reading before the loop listens again
-HEARTBEAT_FRAME = 8
 
 
 class Awaited(Protocol):
@@ -213,7 +212,7 @@ class ThreadReader:
         get_runtime().post(self._wake_loop)
 
     def _on_frame(self, frame: tuple[int, int, bytes]) -> None:
-        if frame[0] != HEARTBEAT_FRAME:
+        if frame[0] != wire.HEARTBEAT_FRAME:
             raise _HandBack(frame)  # py-amqp's, in the hub thread
         self._connection.bytes_recv += 1
 

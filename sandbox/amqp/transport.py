@@ -274,7 +274,7 @@ class FrameReader:
             delivery.on_header(payload)
         elif frame_type == wire.BODY_FRAME and delivery.body_size >= 0:
             delivery.chunks.append(payload)
-        elif frame_type == 8:
+        elif frame_type == wire.HEARTBEAT_FRAME:
             return False  # heartbeats may come between a delivery's frames
         else:
             raise UnexpectedFrame(f"frame type {frame_type} in the middle of a delivery")

@@ -20,7 +20,7 @@ from typing import Any
 
 from amqp.exceptions import FrameSyntaxError
 
-METHOD_FRAME, HEADER_FRAME, BODY_FRAME = 1, 2, 3
+METHOD_FRAME, HEADER_FRAME, BODY_FRAME, HEARTBEAT_FRAME = 1, 2, 3, 8
 FRAME_END = 0xCE
 BASIC_CLASS = 60
 BASIC_DELIVER = 60
@@ -138,17 +138,7 @@ def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
 # Most property values and header names repeat from message to message (content types,
 # reply_to, "nameko.call_id_stack"): encoded once. Ids are new with every message.
 _ONE_OFF = frozenset(("correlation_id", "message_id"))
-_REPEATED_MAX = 4096
-_repeated_strings: dict[str | bytes, bytes] = {}
-
-
-def _repeated(value: str | bytes) -> bytes:
-    data = _repeated_strings.get(value)
-    if data is None:
-        data = shortstr(value)
-        if len(_repeated_strings) < _REPEATED_MAX:
-            _repeated_strings[value] = data
-    return data
+_repeated = functools.lru_cache(maxsize=4096)(shortstr)
 
 
 def _seconds(value: datetime | int) -> int:
