@@ -35,7 +35,7 @@ class Cli:
             self._queue.put(line)
         self._queue.put(None)
 
-    def wait_for_line(self, text, timeout=10):
+    def wait_for_line(self, text, timeout=30):
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -48,7 +48,7 @@ class Cli:
             if text in line:
                 return line
 
-    def finish(self, timeout=10):
+    def finish(self, timeout=30):
         """Wait for the exit; return the exit code and the whole stderr."""
         code = self.proc.wait(timeout=timeout)
         while (line := self._queue.get(timeout=timeout)) is not None:

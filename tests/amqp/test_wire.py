@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from types import SimpleNamespace
@@ -181,9 +182,12 @@ def test_a_delivery_is_alone_when_it_came_by_itself_after_a_wait():
     def drained(data: bytes) -> list[bool]:
         """Once the reader waits, send ``data``: what each delivery it read was told."""
         alone = []
+        waiting.clear()
         draining = runtime.call(
             eventlet.spawn, reader.drain, None, 5, lambda delivery, flag: alone.append(flag)
         )
+        # Sent before the reader waits, the data would be read without a wait: not alone.
+        assert waiting.wait(30)
         theirs.sendall(data)
         runtime.call(draining.wait)
         return alone
@@ -192,6 +196,14 @@ def test_a_delivery_is_alone_when_it_came_by_itself_after_a_wait():
         reader = GreenTCPTransport.__new__(GreenTCPTransport)
         reader.sock = runtime.call(eventlet.greenio.GreenSocket, ours)
         reader._read_buffer = b""
+        waiting = threading.Event()
+        wait_readable = reader._wait_readable
+
+        def wait_readable_seen(timeout: float | None) -> None:
+            waiting.set()
+            wait_readable(timeout)
+
+        reader._wait_readable = wait_readable_seen
         first, second = broker_frames(1, b"first"), broker_frames(1, b"second")
         assert drained(first) == [True]
         assert drained(first + second) == [False, False]
