@@ -9,9 +9,10 @@ with warnings.catch_warnings():
     import eventlet  # noqa: F401
 
 from sandbox.config import config  # noqa: E402
+from sandbox.runtime import offload  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["config", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["config", "load_ipython_extension", "offload", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised by the notebook tests

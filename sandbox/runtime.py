@@ -1,20 +1,25 @@
-"""The green runtime: one daemon OS thread that owns an eventlet hub (DESIGN section 3).
+"""The green runtime: one daemon OS thread that owns an eventlet hub.
 
 Every green object (servers, connections, consumers, timers, workers) lives in that thread.
 Other threads hand work to it with :meth:`GreenRuntime.submit` (a Future), :meth:`call` (blocking,
 interruptible) or :meth:`acall` (awaitable). Nothing is monkey patched: a patched kernel wedges.
+Instead, blocking calls made in the hub's green threads turn green there and only there
+(:mod:`sandbox.blocking`); what cannot, runs on a plain thread (:meth:`GreenRuntime.offload`);
+and a watchdog says so when something holds the hub anyway (:mod:`sandbox.watchdog`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import contextvars
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
@@ -22,8 +27,11 @@ from typing import Any, TypeVar
 
 import eventlet
 import eventlet.debug
+import eventlet.event
 import eventlet.hubs
 import greenlet
+
+from sandbox import blocking, watchdog
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +98,11 @@ class GreenRuntime:
         self._alive = True  # until the hub thread ends
         self._to_wake: list[Callable[[], None]] = []
         self._threads: set[eventlet.greenthread.GreenThread] = set()
+        self._offload_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # When the hub last came back from polling, and whether it polls now: the watchdog
+        # reads them from its own thread to tell a busy hub from an idle one.
+        self.turned_at = time.monotonic()
+        self.polling = False
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.thread.start()
@@ -107,7 +120,13 @@ class GreenRuntime:
 
         def wait(seconds: float | None = None) -> None:
             self._wake_threads()
-            poll(seconds)
+            self.polling = True
+            try:
+                poll(seconds)
+            finally:
+                # In this order: the watchdog reads ``polling`` first (see watchdog._watch).
+                self.turned_at = time.monotonic()
+                self.polling = False
 
         self.hub.wait = wait
         # The wake-up pipe stays registered with the hub: a trampoline per wake-up would add
@@ -123,6 +142,8 @@ class GreenRuntime:
                 loop.switch()
 
         listener = self.hub.add(self.hub.READ, self._read_fd, wake, loop.throw, None)
+        blocking.add_hub(self.thread.ident, self.offload)
+        watchdog.watch(self)
         self._ready.set()
         try:
             while not self._stopping:
@@ -134,6 +155,7 @@ class GreenRuntime:
                     waiting[0] = False
         finally:
             self._alive = False
+            blocking.remove_hub(self.thread.ident)
             self.hub.remove(listener)
             self._shutdown()
 
@@ -176,6 +198,8 @@ class GreenRuntime:
         self._wake_threads()
         for thread in list(self._threads):
             thread.kill()
+        if self._offload_pool is not None:
+            self._offload_pool.shutdown(wait=False, cancel_futures=True)
         os.close(self._read_fd)
         os.close(self._write_fd)
 
@@ -297,6 +321,30 @@ class GreenRuntime:
             return self._green(body)
         return self.call(self._green, body)
 
+    def offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on a plain thread of a pool while the calling green thread waits greenly.
+
+        For what no green socket reaches: C calls that block (a locked sqlite3 database, a
+        database driver) or compute for long. The hub serves the other services meanwhile.
+        Called anywhere but in a green thread of this hub, ``fn`` simply runs. Killing the
+        waiting green thread does not stop ``fn``: a plain thread cannot be interrupted.
+        """
+        if not self.in_hub() or greenlet.getcurrent() is self.hub.greenlet:
+            return fn(*args, **kwargs)
+        if self._offload_pool is None:
+            self._offload_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix=f"{self.name}-offload"
+            )
+        future = self._offload_pool.submit(fn, *args, **kwargs)
+        done = eventlet.event.Event()
+        future.add_done_callback(lambda _: self._send_soon(done))
+        done.wait()
+        return future.result()
+
+    def _send_soon(self, event: eventlet.event.Event) -> None:
+        with contextlib.suppress(RuntimeStopped):  # a stopped hub has nobody left to wake
+            self.post(event.send, None)
+
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in a green thread of the hub ``delay`` seconds from now.
 
@@ -349,6 +397,19 @@ def stop_runtime(timeout: float = 5) -> None:
         runtime, _runtime = _runtime, None
     if runtime is not None and not runtime.in_hub():
         runtime.stop(timeout)
+
+
+def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` so that the services keep running meanwhile.
+
+    In a service (a green thread of the runtime's hub), on a plain thread while the worker
+    waits (see :meth:`GreenRuntime.offload`); anywhere else, simply. For CPU-heavy work and
+    C calls that block, which nothing can make green.
+    """
+    runtime = _runtime
+    if runtime is not None and runtime.in_hub():
+        return runtime.offload(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
 
 
 # Interpreters that exit with kombu still running in the hub thread were seen to segfault.
