@@ -39,10 +39,11 @@ def one_line_errors(method):
 
 @magics_class
 class SandboxMagics(Magics):
-    def __init__(self, shell, session, client):
+    def __init__(self, shell, session, client, definitions):
         super().__init__(shell)
         self.session = session
         self.client = client
+        self.definitions = definitions
 
     @line_magic
     @one_line_errors
@@ -127,8 +128,7 @@ class SandboxMagics(Magics):
     def _sandbox_start(self, rest: str) -> None:
         names = rest.split()
         if not names:
-            for service_cls in self.session.changed_services(self.shell.user_ns):
-                self.client.start(service_cls)
+            self.definitions.start_new(self.shell.user_ns.values())
             return
         for name in names:
             service_cls = self.shell.user_ns.get(name)
@@ -151,7 +151,7 @@ class SandboxMagics(Magics):
             raise MagicUsageError("usage: %sandbox autostart on|off")
         self.session.autostart = rest == "on"
         if not self.session.autostart:
-            self.session.forget(self.shell.user_ns)
+            self.session.forget(self.shell.user_ns.values())
         print(f"autostart {rest}")
 
     def _sandbox_connect(self, rest: str) -> None:
