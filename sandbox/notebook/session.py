@@ -90,9 +90,9 @@ class Session:
             get_runtime().call(self._start_in_hub, name, service_cls, container, handle)
         except Exception as exc:
             if handle is None or handle.state != RUNNING:
-                self.services[name] = ServiceHandle(
-                    name, service_cls, state=CRASHED, error=describe_error(exc)
-                )
+                crashed = ServiceHandle(name, service_cls, state=CRASHED, error=describe_error(exc))
+                crashed.retiring = handle.retiring if handle is not None else []
+                self.services[name] = crashed
             raise
         return self.services[name]
 

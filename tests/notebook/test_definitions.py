@@ -100,6 +100,48 @@ def test_a_constructor_that_fails_crashes_the_service_and_calls_fail_at_once(
     assert called.error["ename"] == "UnknownService"
 
 
+def test_a_failing_constructor_in_a_new_version_leaves_the_old_one_serving(
+    module_sandbox_kernel,
+):
+    cell(
+        module_sandbox_kernel,
+        """
+        from sandbox.rpc import rpc
+
+        class Versioned:
+            name = "versioned"
+
+            @rpc
+            def version(self):
+                return 1
+        """,
+    )
+    broken = cell(
+        module_sandbox_kernel,
+        """
+        class Versioned:
+            name = "versioned"
+
+            def __init__(self):
+                raise ValueError("not today")
+
+            @rpc
+            def version(self):
+                return 2
+        """,
+    )
+    assert broken.stdout == ""
+    assert broken.stderr == (
+        "sandbox: could not start 'versioned': Versioned() failed, and each call makes one: "
+        "ValueError: not today; the previous version keeps running\n"
+    )
+    quiet(module_sandbox_kernel)
+    answer = module_sandbox_kernel.run(
+        "print(sb.rpc.versioned.version(), sb.services['versioned'].state)"
+    )
+    assert answer.stdout == "1 running\n"
+
+
 def test_a_dependency_whose_setup_fails_crashes_the_service_once(module_sandbox_kernel):
     defined = cell(
         module_sandbox_kernel,
