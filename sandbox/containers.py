@@ -7,6 +7,7 @@ themselves over to it, so they can be called from any thread.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import time
@@ -138,6 +139,7 @@ class ServiceContainer:
         for attr_name, prototype in vars_with_bases(service_cls):
             self.dependencies.add(prototype.bind(self, attr_name))
         for method_name, prototype in get_entrypoints(service_cls):
+            _check_not_async(service_cls, method_name)
             self.entrypoints.add(prototype.bind(self, method_name))
 
         self.started = False
@@ -394,6 +396,16 @@ class ServiceContainer:
 
     def __repr__(self) -> str:
         return f"<ServiceContainer [{self.service_name}] at 0x{id(self):x}>"
+
+
+def _check_not_async(service_cls: type, method_name: str) -> None:
+    """Workers call entrypoint methods in green threads: a coroutine would never be awaited."""
+    method = getattr(service_cls, method_name)
+    if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+        raise ConfigurationError(
+            f"{service_cls.__name__}.{method_name} is async def; "
+            "entrypoints run in green threads, define it with def"
+        )
 
 
 def vars_with_bases(service_cls: type) -> list[tuple[str, DependencyProvider]]:

@@ -70,6 +70,32 @@ def test_service_name_must_be_a_str():
         ServiceContainer(IntName, {})
 
 
+@pytest.mark.parametrize("kind", ["coroutine", "async generator"])
+def test_async_entrypoints_are_refused(kind):
+    if kind == "coroutine":
+
+        class Calc:
+            name = "calc"
+
+            @dummy
+            async def add(self, a, b):
+                return a + b
+    else:
+
+        class Calc:
+            name = "calc"
+
+            @dummy
+            async def add(self, a, b):
+                yield a + b
+
+    with pytest.raises(ConfigurationError) as raised:
+        ServiceContainer(Calc, {})
+    assert str(raised.value) == (
+        "Calc.add is async def; entrypoints run in green threads, define it with def"
+    )
+
+
 def test_extensions_are_bound_copies(container_factory):
     container = container_factory(Service, {})
     (dep,) = container.dependencies

@@ -58,8 +58,12 @@ class Client:
         try:
             handle = self._session.start(service_cls)
         except Exception as exc:
-            show_error(f"could not start {name!r}: {describe_error(exc)}")
+            kept = "; the previous version keeps running" if reloading else ""
+            show_error(f"could not start {name!r}: {describe_error(exc)}{kept}")
             return None
+        if previous is not None and previous.cls.__qualname__ != service_cls.__qualname__:
+            replaced = previous.cls.__qualname__
+            show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
         return handle
 

@@ -19,6 +19,8 @@ SERVICE_ERRORS = (
 
 
 def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, exceptions.ConfigurationError):
+        return str(exc)  # a mistake in a definition: its message says it all
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -11,6 +11,7 @@ from sandbox import __version__, recorder
 from sandbox.config import config
 from sandbox.notebook import errors
 from sandbox.notebook.client import Client
+from sandbox.notebook.definitions import Definitions
 from sandbox.notebook.magics import SandboxMagics
 from sandbox.notebook.output import CellRouter, capture_cell
 from sandbox.notebook.session import Session
@@ -33,18 +34,18 @@ def load(ip, keep_web_address: bool = False) -> None:
     if not keep_web_address:
         _choose_web_address()
     session = Session()
-    session.forget(ip.user_ns)
+    session.forget(ip.user_ns.values())
     client = Client(session)
-    magics = SandboxMagics(ip, session, client)
-    ip.register_magics(magics)
+    definitions = Definitions(ip, session, client)
+    ip.register_magics(SandboxMagics(ip, session, client, definitions))
     ip.push({"sb": client})
     router = CellRouter()
     ip.events.register("pre_run_cell", router.pre_run_cell)
     ip.events.register("post_run_cell", router.post_run_cell)
-    ip.events.register("post_run_cell", _post_run_cell)
+    definitions.install()
     recorder.add_observer(router)
     errors.install(ip)
-    _loaded.update(ip=ip, session=session, client=client, router=router)
+    _loaded.update(ip=ip, session=session, client=client, router=router, definitions=definitions)
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
         f"HTTP on {_describe_web_address()}. "
@@ -58,7 +59,7 @@ def unload(ip) -> None:
     router = _loaded["router"]
     ip.events.unregister("pre_run_cell", router.pre_run_cell)
     ip.events.unregister("post_run_cell", router.post_run_cell)
-    ip.events.unregister("post_run_cell", _post_run_cell)
+    _loaded["definitions"].uninstall()
     recorder.remove_observer(router)
     errors.uninstall(ip)
     remove_context_capturer(capture_cell)
@@ -67,14 +68,6 @@ def unload(ip) -> None:
     if ip.user_ns.get("sb") is _loaded["client"]:
         del ip.user_ns["sb"]
     _loaded.clear()
-
-
-def _post_run_cell(result) -> None:
-    ip, session = _loaded["ip"], _loaded["session"]
-    if not session.autostart:
-        return
-    for service_cls in session.changed_services(ip.user_ns):
-        _loaded["client"].start(service_cls)
 
 
 def _describe_broker() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import re
 import shlex
 from typing import Any
 
@@ -14,6 +15,11 @@ from IPython.display import display
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.status import services_table
 from sandbox.notebook.widgets.base import in_kernel
+
+# Commands that were, kept so that old notebooks get an answer rather than "unknown command".
+RETIRED_COMMANDS = {
+    "patch": "no longer needed: blocking calls in handlers no longer stall the other services",
+}
 
 
 class MagicUsageError(Exception):
@@ -39,10 +45,11 @@ def one_line_errors(method):
 
 @magics_class
 class SandboxMagics(Magics):
-    def __init__(self, shell, session, client):
+    def __init__(self, shell, session, client, definitions):
         super().__init__(shell)
         self.session = session
         self.client = client
+        self.definitions = definitions
 
     @line_magic
     @one_line_errors
@@ -91,21 +98,57 @@ class SandboxMagics(Magics):
     @line_magic
     @one_line_errors
     def sandbox(self, line: str) -> Any:
-        """Drive the sandbox: ``%sandbox COMMAND``, where COMMAND is one of:
+        """Drive the sandbox: ``%sandbox COMMAND``; ``%sandbox`` alone shows the status.
 
-        status                 every service: a live dashboard (text without widgets)
-        start [Class ...]      start (or reload) service classes from the namespace
-        stop NAME              stop a service gracefully
-        restart NAME           stop and start a service again
-        autostart on|off       start services when a cell defines them (default on)
-        connect URI            move services and client to a broker (amqp://..., memory://)
-        patch                  opt into eventlet.monkey_patch(thread=False) for blocking code
-        export [FILE [Class ...]]
-                               write the services (or those named) to FILE (services.py),
-                               with the helpers they need, and config.yaml beside it
-        inspect [kind=RPC ...] the message inspector (filters: service, kind, status, text)
+        Commands:
+          status                   every service: a live dashboard (text without widgets)
+          start [Class ...]        start (or reload) service classes from the namespace
+          stop NAME                stop a service gracefully
+          restart NAME             stop and start a service again
+          autostart on|off         start services when a cell defines them (default on)
+          connect URI              move services and client to a broker (amqp://..., memory://)
+          export [FILE [Class ...]]
+                                   write the services (or those named) to FILE (services.py),
+                                   with the helpers they need, and config.yaml beside it
+          inspect [kind=RPC ...]   the message inspector (filters: service, kind, status, text)
+
+        Magics:
+          %rpc service.method ARGS call an RPC method; ARGS as in a Python call
+                                   (%rpc greeter.hello "Ada", loud=True), or JSON values
+                                   separated by spaces, key=value for keywords (%rpc calc.add 1 2)
+          %http METHOD /path [BODY]
+                                   an HTTP request to the services; a JSON BODY is sent as JSON
+          %%http METHOD /path      the same, the cell holding Header: value lines, a blank
+                                   line, then the body
+          %dispatch SERVICE EVENT_TYPE [PAYLOAD]
+                                   dispatch an event as SERVICE; PAYLOAD is JSON or Python
+          %sandbox COMMAND         the commands above
+
+        The client, ``sb``:
+          sb.rpc.SERVICE.METHOD(...)
+                                   call an RPC method; .call_async(...) replies later
+          sb.http.get(path)        HTTP to the services: .get .post .put .patch .delete .request
+          sb.dispatch(SERVICE, EVENT_TYPE, payload)
+                                   dispatch an event as SERVICE
+          sb.wait_for(SERVICE, ENTRYPOINT, timeout=10)
+                                   wait for a worker of an entrypoint to finish; also a with block
+          sb.services              the services and their states; sb.services["name"]
+          sb.start(Class)          start (or reload) a service class
+          sb.stop(NAME)            stop a service gracefully
+          sb.restart(NAME)         stop and start a service again
+          sb.trace                 recorded messages: sb.trace[-1], .filter(kind="RPC"), .diagram()
+          sb.replay(record)        send a recorded request again
+          sb.inspect(kind="RPC")   the message inspector, filtered
+          sb.dashboard()           services: state, entrypoints, workers, buttons, logs
+          sb.call_form()           a form to call an RPC method, HTTP route or event handler
+          sb.docs()                the services' OpenAPI and AsyncAPI documents
+          sb.export("services.py") write the services to a module ``sandbox run`` runs
+          sb.connect(URI)          move services and client to a broker
+          sb.close()               close the client's connections (``%unload_ext sandbox`` does)
         """
         command, _, rest = line.strip().partition(" ")
+        if command in RETIRED_COMMANDS:
+            raise MagicUsageError(f"%sandbox {command} is {RETIRED_COMMANDS[command]}")
         handler = getattr(self, f"_sandbox_{command or 'status'}", None)
         if handler is None:
             raise MagicUsageError(f"unknown command {command!r}: try %sandbox?")
@@ -118,17 +161,12 @@ class SandboxMagics(Magics):
             print(services_table(self.session.services.values()))
 
     def _sandbox_inspect(self, rest: str) -> None:
-        filters = dict(_split_values(rest)[1]) if rest else {}
-        unknown = set(filters) - {"service", "kind", "status", "text"}
-        if unknown:
-            raise MagicUsageError("usage: %sandbox inspect [service=S kind=K status=S text=T]")
-        display(self.client.inspect(**{k: str(v) for k, v in filters.items()}))
+        display(self.client.inspect(**_inspect_filters(rest)))
 
     def _sandbox_start(self, rest: str) -> None:
         names = rest.split()
         if not names:
-            for service_cls in self.session.changed_services(self.shell.user_ns):
-                self.client.start(service_cls)
+            self.definitions.start_new(self.shell.user_ns.values())
             return
         for name in names:
             service_cls = self.shell.user_ns.get(name)
@@ -151,7 +189,7 @@ class SandboxMagics(Magics):
             raise MagicUsageError("usage: %sandbox autostart on|off")
         self.session.autostart = rest == "on"
         if not self.session.autostart:
-            self.session.forget(self.shell.user_ns)
+            self.session.forget(self.shell.user_ns.values())
         print(f"autostart {rest}")
 
     def _sandbox_connect(self, rest: str) -> None:
@@ -159,13 +197,6 @@ class SandboxMagics(Magics):
 
     def _sandbox_export(self, rest: str) -> None:
         self.client.export(*(shlex.split(rest) or ["services.py"]))
-
-    def _sandbox_patch(self, rest: str) -> None:
-        import eventlet
-
-        # Threads stay real: patching them wedges the kernel (notes/green-runtime.md).
-        eventlet.monkey_patch(thread=False)
-        print("eventlet.monkey_patch(thread=False) applied: blocking calls in handlers are green")
 
 
 def _required(rest: str, usage: str) -> list[str]:
@@ -175,48 +206,93 @@ def _required(rest: str, usage: str) -> list[str]:
     return words
 
 
+_INSPECT_FILTERS = {"service", "kind", "status", "text"}
+
+
+def _inspect_filters(rest: str) -> dict[str, str]:
+    usage = "usage: %sandbox inspect [service=S kind=K status=S text=T]"
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        raise MagicUsageError(f"{usage} ({exc})") from None
+    filters = dict(word.partition("=")[::2] for word in words)
+    if any("=" not in word for word in words) or set(filters) - _INSPECT_FILTERS:
+        raise MagicUsageError(usage)
+    return filters
+
+
+# The name a magic's arguments are called with, to be parsed as a Python call's.
+_COLLECT = "__sandbox_arguments__"
+
+
 def parse_arguments(text: str, namespace: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Arguments as in a Python call, or else whitespace-separated JSON (or bare) values."""
+    """JSON values separated by spaces (``key=`` before one makes it a keyword argument), or
+    else arguments as in a Python call; anything else is refused, not guessed at.
+
+    JSON first: ``[1] [0]`` or ``"a" "b"`` are Python too, but one subscript or one string.
+    """
     text = text.strip()
     if not text:
         return [], {}
     try:
-        call = ast.parse(f"_({text})", mode="eval").body
-    except SyntaxError:
-        return _split_values(text)
-    args = [_evaluate(node, namespace) for node in call.args]
-    kwargs = {kw.arg: _evaluate(kw.value, namespace) for kw in call.keywords if kw.arg}
-    return args, kwargs
+        return _json_values(text)
+    except ValueError as json_error:
+        try:
+            call = _parse_call(text)
+        except SyntaxError as python_error:
+            raise MagicUsageError(
+                f'cannot parse arguments "{text}": not JSON values ({json_error}), '
+                f"nor Python call arguments ({python_error.msg})"
+            ) from None
+    return _evaluate(call, namespace, {_COLLECT: _collect})
 
 
-def _evaluate(node: ast.expr, namespace: dict[str, Any]) -> Any:
+def _parse_call(text: str) -> ast.Call:
+    call = ast.parse(f"{_COLLECT}({text})", mode="eval").body
+    # Unbalanced text can parse as something else: "1), (2" as a tuple of two expressions.
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        raise SyntaxError("unbalanced parentheses")
+    return call
+
+
+def _collect(*args: Any, **kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    return list(args), kwargs
+
+
+def _evaluate(node: ast.expr, namespace: dict[str, Any], names: dict | None = None) -> Any:
     code = compile(ast.Expression(node), "<magic>", "eval")
     try:
-        return eval(code, namespace)
+        return eval(code, namespace, names)
     except NameError as exc:
         raise MagicUsageError(f'{exc} (quote strings: "text")') from None
 
 
-def _split_values(text: str) -> tuple[list[Any], dict[str, Any]]:
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise MagicUsageError(f"cannot parse arguments: {exc}") from None
-    args, kwargs = [], {}
-    for word in words:
-        key, eq, value = word.partition("=")
-        if eq and key.isidentifier():
-            kwargs[key] = _json_or_text(value)
+_KEYWORD = re.compile(r"([A-Za-z_]\w*)=")
+_SPACES = re.compile(r"\s*")
+_DECODER = json.JSONDecoder()
+
+
+def _json_values(text: str) -> tuple[list[Any], dict[str, Any]]:
+    """``1 "two" [3] four=4``: JSON values separated by spaces; ValueError names the first
+    that is not one."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    position = 0
+    while position < len(text):
+        keyword = _KEYWORD.match(text, position)
+        start = keyword.end() if keyword else position
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            raise ValueError(f"no JSON value at column {start + 1}") from None
+        if end < len(text) and not text[end].isspace():
+            raise ValueError(f"no space after the JSON value at column {start + 1}")
+        if keyword:
+            kwargs[keyword.group(1)] = value
         else:
-            args.append(_json_or_text(word))
+            args.append(value)
+        position = _SPACES.match(text, end).end()
     return args, kwargs
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def parse_value(text: str, namespace: dict[str, Any]) -> Any:
@@ -255,5 +331,7 @@ def body_arguments(body: str) -> dict[str, Any]:
         return {}
     try:
         return {"json": json.loads(body)}
-    except ValueError:
+    except ValueError as exc:
+        if body.startswith(("{", "[")):
+            raise MagicUsageError(f"the body looks like JSON but is not: {exc}") from None
         return {"data": body.encode()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import eventlet
 
 from sandbox.containers import ServiceContainer, get_container_cls, get_service_name
-from sandbox.extensions import is_service_class
+from sandbox.exceptions import ConfigurationError
+from sandbox.extensions import count_entrypoints
+from sandbox.notebook.errors import describe_error
 from sandbox.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -49,37 +52,52 @@ class Session:
         self.drain_timeout = drain_timeout
         self.services: dict[str, ServiceHandle] = {}
         self.autostart = True
-        self._seen: dict[str, type] = {}
+        self._seen: weakref.WeakSet[type] = weakref.WeakSet()
 
     # --- discovery --------------------------------------------------------------------------
 
-    def changed_services(self, namespace: Mapping[str, Any]) -> list[type]:
-        """Service classes defined in cells (module ``__main__``) that are new since last look."""
-        changed = []
-        for value in list(namespace.values()):
-            if not is_service_class(value) or value.__module__ != "__main__":
-                continue
-            if self._seen.get(value.name) is not value:
-                self._seen[value.name] = value
-                changed.append(value)
-        return changed
+    def new_definitions(self, values: Iterable[object]) -> list[type]:
+        """Classes with entrypoints defined in cells (module ``__main__``), not seen before.
 
-    def forget(self, namespace: Mapping[str, Any]) -> None:
-        """Take the classes now in ``namespace`` as seen: autostart leaves them alone."""
-        self.changed_services(namespace)
+        Each class object is taken up once, so two classes that share a ``name`` do not take
+        turns at every cell: whichever appeared last was started last. Those without a usable
+        ``name`` are among them, for the caller to say so.
+        """
+        new = []
+        for value in list(values):
+            if not _defined_in_a_cell(value) or value in self._seen:
+                continue
+            self._seen.add(value)
+            new.append(value)
+        return new
+
+    def forget(self, values: Iterable[object]) -> None:
+        """Take the classes now among ``values`` as seen: autostart leaves them alone."""
+        self.new_definitions(values)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self, service_cls: type) -> ServiceHandle:
-        """Start ``service_cls``, or reload its service if one of that name is running."""
+        """Start ``service_cls``, or reload its service if one of that name is running.
+
+        When it fails to start and no older version is running, its service is crashed.
+        """
         name = get_service_name(service_cls)
-        self._seen[name] = service_cls
+        self._seen.add(service_cls)
         handle = self.services.get(name)
-        container = get_container_cls(self.config)(service_cls, self.config)
-        get_runtime().call(self._start_in_hub, name, service_cls, container, handle)
+        try:
+            container = get_container_cls(self.config)(service_cls, self.config)
+            get_runtime().call(self._start_in_hub, name, service_cls, container, handle)
+        except Exception as exc:
+            if handle is None or handle.state != RUNNING:
+                crashed = ServiceHandle(name, service_cls, state=CRASHED, error=describe_error(exc))
+                crashed.retiring = handle.retiring if handle is not None else []
+                self.services[name] = crashed
+            raise
         return self.services[name]
 
     def _start_in_hub(self, name, service_cls, container, old: ServiceHandle | None) -> None:
+        _check_constructor(service_cls)
         try:
             container._start()
         except BaseException:
@@ -148,3 +166,20 @@ class Session:
 
     def running(self) -> Iterable[ServiceHandle]:
         return [h for h in self.services.values() if h.state == RUNNING]
+
+
+def _defined_in_a_cell(value: object) -> bool:
+    return (
+        isinstance(value, type) and value.__module__ == "__main__" and count_entrypoints(value) > 0
+    )
+
+
+def _check_constructor(service_cls: type) -> None:
+    """Each worker makes its own instance, with no arguments: a constructor that fails would
+    fail every call, and only once called, so the start tries it first."""
+    try:
+        service_cls()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{service_cls.__name__}() failed, and each call makes one: {describe_error(exc)}"
+        ) from exc

@@ -61,6 +61,17 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 return result
 
+    def page(self, code: str, timeout: float = 60) -> str:
+        """What ``code`` (``%magic?``) shows in the pager: the page in the reply's payload."""
+        msg_id = self.client.execute(code)
+        self.collect(msg_id, timeout)
+        while True:  # earlier cells' replies are still queued: nothing else reads them
+            reply = self.client.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        pages = [p for p in reply["content"]["payload"] if p.get("source") == "page"]
+        return "".join(p["data"]["text/plain"] for p in pages)
+
     def shutdown(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=False)

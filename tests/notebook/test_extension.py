@@ -74,7 +74,8 @@ def test_start_error_is_one_line_and_others_keep_running(sandbox_kernel):
     )
     # In a kernel the status is the dashboard widget; its text form is the status table.
     status = sandbox_kernel.run("%sandbox status").data[0]["text/plain"]
-    assert "● ticker running" in status and "bad" not in status
+    assert "● ticker running" in status
+    assert "✖ bad crashed: RuntimeError: database unreachable" in status
 
 
 def test_stop_restart_and_autostart_off(sandbox_kernel):
