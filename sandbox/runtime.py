@@ -103,6 +103,8 @@ class GreenRuntime:
         # reads them from its own thread to tell a busy hub from an idle one.
         self.turned_at = time.monotonic()
         self.polling = False
+        # Who holds the hub (``service.entrypoint``) while the watchdog reports a stall.
+        self.held_by: str | None = None
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.thread.start()

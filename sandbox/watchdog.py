@@ -69,11 +69,12 @@ def _watch(runtime: Any) -> None:
             if polling or turned_at != stalled_at:
                 held = time.monotonic() - stalled_at
                 log.warning("%s let go after %.1f s; the services run again", who, held)
-                stalled_at = None
+                stalled_at = runtime.held_by = None
         elif not polling and time.monotonic() - turned_at >= STALL:
             stalled_at = turned_at
             who, message = describe_stall(runtime.thread.ident)
             log.warning("%s", message)
+            runtime.held_by = who
 
 
 def describe_stall(ident: int | None) -> tuple[str, str]:

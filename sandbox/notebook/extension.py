@@ -13,6 +13,7 @@ from sandbox.notebook import errors
 from sandbox.notebook.client import Client
 from sandbox.notebook.definitions import Definitions
 from sandbox.notebook.magics import SandboxMagics
+from sandbox.notebook.notices import CellNotices
 from sandbox.notebook.output import CellRouter, capture_cell
 from sandbox.notebook.session import Session
 from sandbox.runtime import add_context_capturer, get_runtime, remove_context_capturer
@@ -45,7 +46,16 @@ def load(ip, keep_web_address: bool = False) -> None:
     definitions.install()
     recorder.add_observer(router)
     errors.install(ip)
-    _loaded.update(ip=ip, session=session, client=client, router=router, definitions=definitions)
+    notices = CellNotices(ip, router)
+    notices.install()
+    _loaded.update(
+        ip=ip,
+        session=session,
+        client=client,
+        router=router,
+        definitions=definitions,
+        notices=notices,
+    )
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
         f"HTTP on {_describe_web_address()}. "
@@ -60,6 +70,7 @@ def unload(ip) -> None:
     ip.events.unregister("pre_run_cell", router.pre_run_cell)
     ip.events.unregister("post_run_cell", router.post_run_cell)
     _loaded["definitions"].uninstall()
+    _loaded["notices"].uninstall()
     recorder.remove_observer(router)
     errors.uninstall(ip)
     remove_context_capturer(capture_cell)
