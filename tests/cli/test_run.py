@@ -4,12 +4,15 @@ import signal
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from sandbox.cli.run import find_services
 from sandbox.exceptions import CommandError
 from sandbox.extensions import ENTRYPOINT_EXTENSIONS_ATTR, count_entrypoints, is_service_class
+from sandbox.testing.utils import find_free_port
 
 DUMMY_SERVICE = """
 from sandbox import config
@@ -323,3 +326,64 @@ def test_error_paths_print_one_line_and_exit_2(cli, tmp_path, args, message):
     assert stderr.startswith(f"sandbox: error: {message}")
     assert stderr.count("\n") == 1
     assert "Traceback" not in stderr
+
+
+BLOCKING_SERVICES = """
+import sys, time
+from sandbox.web.handlers import http
+
+
+class Blocker:
+    name = "blocker"
+
+    @http("GET", "/sleep")
+    def sleep(self, request):
+        print("sleeping", file=sys.stderr, flush=True)
+        time.sleep(3)
+        return "slept"
+
+    @http("GET", "/spin")
+    def spin(self, request):
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            pass
+        return "spun"
+
+
+class Quick:
+    name = "quick"
+
+    @http("GET", "/quick")
+    def quick(self, request):
+        return "quick"
+"""
+
+
+def test_a_blocking_worker_stalls_no_other_service_and_a_busy_one_is_logged(cli):
+    port = find_free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = cli(
+        "run",
+        "blocking",
+        "--define",
+        f"WEB_SERVER_ADDRESS=127.0.0.1:{port}",
+        modules={"blocking": BLOCKING_SERVICES},
+    )
+    proc.wait_for_line("started service quick")
+    with ThreadPoolExecutor(1) as pool:
+        sleeping = pool.submit(requests.get, f"{base}/sleep", timeout=30)
+        proc.wait_for_line("sleeping")
+        latencies = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert requests.get(f"{base}/quick", timeout=10).text == "quick"
+            latencies.append(time.perf_counter() - started)
+        assert not sleeping.done()
+        assert min(latencies) < 0.1
+        assert sleeping.result().text == "slept"
+    assert requests.get(f"{base}/spin", timeout=30).text == "spun"
+    warning = proc.wait_for_line("held the services' thread")
+    assert "blocker.spin has held the services' thread for 0.5 s" in warning
+    loop_line = BLOCKING_SERVICES.splitlines().index("        while time.monotonic() < end:") + 1
+    assert f"blocking.py:{loop_line} (in spin)" in warning
+    proc.wait_for_line("blocker.spin let go after")
