@@ -1,6 +1,7 @@
 """`sandbox run`: discovery in process, the command itself in a subprocess."""
 
 import signal
+import sqlite3
 import sys
 import textwrap
 import time
@@ -329,7 +330,8 @@ def test_error_paths_print_one_line_and_exit_2(cli, tmp_path, args, message):
 
 
 BLOCKING_SERVICES = """
-import sys, time
+import sqlite3, sys, time
+import requests
 from sandbox.web.handlers import http
 
 
@@ -350,6 +352,18 @@ class Blocker:
         return "spun"
 
 
+    @http("GET", "/relay")
+    def relay(self, request):
+        return requests.get(f"{request.host_url}quick", timeout=10).text
+
+    @http("GET", "/write")
+    def write(self, request):
+        print("writing", file=sys.stderr, flush=True)
+        with sqlite3.connect(request.args["path"], timeout=30) as connection:
+            connection.execute("insert into t values (1)")
+        return "written"
+
+
 class Quick:
     name = "quick"
 
@@ -359,7 +373,16 @@ class Quick:
 """
 
 
-def test_a_blocking_worker_stalls_no_other_service_and_a_busy_one_is_logged(cli):
+def best_latency(url):
+    latencies = []
+    for _ in range(5):
+        started = time.perf_counter()
+        assert requests.get(url, timeout=10).text == "quick"
+        latencies.append(time.perf_counter() - started)
+    return min(latencies)
+
+
+def test_blocking_workers_stall_no_other_service_and_a_busy_one_is_logged(cli, tmp_path):
     port = find_free_port()
     base = f"http://127.0.0.1:{port}"
     proc = cli(
@@ -373,14 +396,22 @@ def test_a_blocking_worker_stalls_no_other_service_and_a_busy_one_is_logged(cli)
     with ThreadPoolExecutor(1) as pool:
         sleeping = pool.submit(requests.get, f"{base}/sleep", timeout=30)
         proc.wait_for_line("sleeping")
-        latencies = []
-        for _ in range(5):
-            started = time.perf_counter()
-            assert requests.get(f"{base}/quick", timeout=10).text == "quick"
-            latencies.append(time.perf_counter() - started)
+        assert best_latency(f"{base}/quick") < 0.1
         assert not sleeping.done()
-        assert min(latencies) < 0.1
         assert sleeping.result().text == "slept"
+
+        database = tmp_path / "locked.db"
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("create table t (x)")
+        holder.execute("begin exclusive")
+        writing = pool.submit(requests.get, f"{base}/write", {"path": str(database)}, timeout=30)
+        proc.wait_for_line("writing")
+        assert best_latency(f"{base}/quick") < 0.1
+        assert not writing.done()
+        holder.execute("commit")
+        assert writing.result().text == "written"
+    assert requests.get(f"{base}/relay", timeout=30).text == "quick"
+
     assert requests.get(f"{base}/spin", timeout=30).text == "spun"
     warning = proc.wait_for_line("held the services' thread")
     assert "blocker.spin has held the services' thread for 0.5 s" in warning
