@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "serializer": "json",
     "rpc_exchange": "nameko-rpc",
     "HEARTBEAT": 60,
+    "NOTEBOOK_CALL_TIMEOUT": 30,
 }
 
 

@@ -144,7 +144,7 @@ class ServiceContainer:
 
         self.started = False
         self._entrypoints_stopped = False
-        self._being_killed = False
+        self._killer: Any = None  # the green thread of a kill, once one started
         self._died = eventlet.event.Event()
         self._slots = eventlet.semaphore.Semaphore(self.max_workers)
         self._worker_threads: dict[WorkerContext, Any] = {}
@@ -202,6 +202,9 @@ class ServiceContainer:
         log.debug("started %s", self)
 
     def _stop(self, timeout: float | None = None) -> None:
+        if self._killer is not None:
+            self._killer.wait()
+            return
         if self._died.ready():
             return
         log.debug("stopping %s", self)
@@ -231,33 +234,44 @@ class ServiceContainer:
         return False
 
     def _kill(self, exc_info: tuple | None = None) -> None:
-        if self._being_killed:
-            # A second kill may come from one of the threads the first one is killing.
-            return
-        self._being_killed = True
+        """Kill the container and wait until it is dead."""
+        self._start_killing(exc_info).wait()
+
+    def _start_killing(self, exc_info: tuple | None = None) -> Any:
+        """The green thread that kills the container, started by the first call.
+
+        A thread of its own: whoever asks may be among the threads a kill ends (a worker, a
+        managed thread, or the consumer loop in which a message's thread died at once), and
+        a kill run there would be cut short by its own work, leaving the container for ever
+        half dead and its waiters waiting.
+        """
+        if self._killer is None:
+            self._killer = eventlet.spawn(self._kill_now, exc_info)
+        return self._killer
+
+    def _kill_now(self, exc_info: tuple | None) -> None:
         if exc_info is not None:
             log.error("killing %s because of %r", self, exc_info[1], exc_info=exc_info)
         else:
             log.debug("killing %s", self)
-        _call_all(self.entrypoints, "kill", swallow=True)
-        current = greenlet.getcurrent()
-        for worker_ctx, thread in list(self._worker_threads.items()):
-            if thread is current:
-                continue
-            if worker_ctx in self._inline_workers:
-                # The thread belongs to the entrypoint (an HTTP connection): fail the worker
-                # so that the entrypoint can still answer, rather than end its thread.
-                eventlet.greenthread.kill(thread, ContainerBeingKilled())
-            else:
-                thread.kill()
-        _call_all(self.dependencies | self.subextensions, "kill", swallow=True)
-        self._kill_managed_threads()
-        self.started = False
-        if not self._died.ready():
-            if exc_info is not None:
-                self._died.send_exception(*exc_info)
-            else:
-                self._died.send(None)
+        try:
+            _call_all(self.entrypoints, "kill", swallow=True)
+            for worker_ctx, thread in list(self._worker_threads.items()):
+                if worker_ctx in self._inline_workers:
+                    # The thread belongs to the entrypoint (an HTTP connection): fail the
+                    # worker so that the entrypoint can still answer, rather than end its thread.
+                    eventlet.greenthread.kill(thread, ContainerBeingKilled())
+                else:
+                    thread.kill()
+            _call_all(self.dependencies | self.subextensions, "kill", swallow=True)
+            self._kill_managed_threads()
+            self.started = False
+        finally:
+            if not self._died.ready():
+                if exc_info is not None:
+                    self._died.send_exception(*exc_info)
+                else:
+                    self._died.send(None)
 
     def _kill_managed_threads(self) -> None:
         current = greenlet.getcurrent()
@@ -304,7 +318,7 @@ class ServiceContainer:
         except ContainerBeingKilled:
             raise
         except Exception:
-            eventlet.spawn(self._kill, sys.exc_info())
+            self._start_killing(sys.exc_info())
             raise
         finally:
             self._inline_workers.discard(worker_ctx)
@@ -312,10 +326,10 @@ class ServiceContainer:
         return worker_ctx
 
     def _new_worker(self, entrypoint, args, kwargs, context_data) -> WorkerContext:
-        if self._being_killed:
+        if self._killer is not None:
             raise ContainerBeingKilled()
         self._slots.acquire()
-        if self._being_killed:  # killed while we waited for a slot
+        if self._killer is not None:  # killed while we waited for a slot
             self._slots.release()
             raise ContainerBeingKilled()
         if self._idle.ready():
@@ -338,7 +352,7 @@ class ServiceContainer:
         except Exception:
             # The lifecycle itself failed (a dependency hook, a result handler): the container
             # can no longer be trusted to run workers.
-            self._kill(sys.exc_info())
+            self._start_killing(sys.exc_info())
 
     def _run_worker(self, worker_ctx: WorkerContext, handle_result: ResultHandler | None) -> None:
         worker_ctx.started_at = time.time()
@@ -392,7 +406,7 @@ class ServiceContainer:
             pass
         except Exception:
             log.debug("managed thread %s failed", identifier or thread)
-            self._kill(sys.exc_info())
+            self._start_killing(sys.exc_info())
 
     def __repr__(self) -> str:
         return f"<ServiceContainer [{self.service_name}] at 0x{id(self):x}>"

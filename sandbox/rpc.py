@@ -733,8 +733,8 @@ class Client:
         if self.method_name is not None:
             raise TypeError(f"{self!r} is a method; it has no {name!r}")
         if self.service_name is None:
-            return Client(self._send, name)
-        return Client(self._send, self.service_name, name)
+            return type(self)(self._send, name)
+        return type(self)(self._send, self.service_name, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # From a plain thread the request is handed to the hub without waiting for it to go

@@ -14,6 +14,7 @@ from sandbox.config import config
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.http import HttpClient
+from sandbox.notebook.rpc import NotebookRpc, PendingCalls, call_timeout
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
 from sandbox.notebook.status import service_line, services_table
 from sandbox.notebook.trace import Trace
@@ -30,9 +31,10 @@ class Client:
 
     def __init__(self, session: Session):
         self._session = session
-        self._rpc = None
+        self._rpc: NotebookRpc | None = None
+        self._calls: PendingCalls | None = None
         self._dispatch = None
-        self.http = HttpClient(self._mark)
+        self.http = HttpClient(self._mark, call_timeout)
         self._last_action = 0.0
         self._finished = _FinishedWorkers()
         recorder.add_observer(self._finished)
@@ -78,13 +80,19 @@ class Client:
     # --- calls ------------------------------------------------------------------------------
 
     @property
-    def rpc(self):
-        """``sb.rpc.<service>.<method>(...)``, ``.call_async(...)``, ``sb.rpc["name"]``."""
+    def rpc(self) -> NotebookRpc:
+        """``sb.rpc.<service>.<method>(...)``, ``.call_async(...)``, ``sb.rpc["name"]``.
+
+        A call waits ``NOTEBOOK_CALL_TIMEOUT`` seconds at most, and fails at once when its
+        service crashes in this kernel.
+        """
         if self._rpc is None:
             from sandbox.standalone.rpc import ClusterRpcProxy
 
             self._rpc_proxy = ClusterRpcProxy(config)
-            self._rpc = self._rpc_proxy.start()
+            self._rpc_proxy.start()
+            self._calls = PendingCalls(self._session, self._rpc_proxy.send)
+            self._rpc = NotebookRpc(self._calls.send)
         self._mark()
         return self._rpc
 
@@ -200,8 +208,9 @@ class Client:
 
     def _disconnect(self) -> None:
         if self._rpc is not None:
+            self._calls.close()
             self._rpc_proxy.stop()
-            self._rpc = None
+            self._rpc = self._calls = None
         self._dispatch = None
 
     def close(self) -> None:

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from sandbox import exceptions
+
+
+class ServiceCrashed(Exception):
+    """A call to a service of the kernel whose container died of an error."""
+
+    def __init__(self, target: str, reason: str | None):
+        super().__init__(f"{target} failed: its service crashed ({reason or 'no reason given'})")
+
+
+class HttpTimeout(TimeoutError):
+    """An ``sb.http`` call that got no answer in time."""
+
+
+class CallInterrupted(KeyboardInterrupt):
+    """A call given up by a kernel interrupt: still an interrupt, so that the cell stops."""
+
 
 # Raised by sb calls on behalf of the services: the user's cell is what matters, not our frames.
 SERVICE_ERRORS = (
@@ -15,7 +33,22 @@ SERVICE_ERRORS = (
     exceptions.RemoteError,
     exceptions.RpcTimeout,
     exceptions.UnknownService,
+    ServiceCrashed,
+    HttpTimeout,
+    CallInterrupted,
 )
+
+
+@contextlib.contextmanager
+def abandoned_on_interrupt(target: str) -> Iterator[None]:
+    """An interrupt while ``target`` (a call) runs inside becomes a :class:`CallInterrupted`."""
+    try:
+        yield
+    except CallInterrupted:
+        raise
+    except KeyboardInterrupt:
+        # from None: where the interrupt hit (a lock, a socket) says nothing to the user.
+        raise CallInterrupted(f"interrupted, {target} abandoned") from None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -30,12 +63,15 @@ def show_error(message: str) -> None:
 
 def show_service_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
     """IPython custom exception handler for SERVICE_ERRORS: the error, and a remote traceback."""
-    lines = []
-    remote_traceback = getattr(value, "traceback", None)
-    if remote_traceback:
-        lines.append("Traceback in the service (most recent call last):")
-        lines.extend(remote_traceback.rstrip().splitlines()[1:])
-    lines.append(describe_error(value))
+    if isinstance(value, CallInterrupted):
+        lines = [f"sandbox: {value}"]
+    else:
+        lines = []
+        remote_traceback = getattr(value, "traceback", None)
+        if remote_traceback:
+            lines.append("Traceback in the service (most recent call last):")
+            lines.extend(remote_traceback.rstrip().splitlines()[1:])
+        lines.append(describe_error(value))
     shell._showtraceback(etype, value, lines)
     return lines
 

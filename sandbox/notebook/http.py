@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from sandbox.config import config
+from sandbox.notebook.errors import HttpTimeout, abandoned_on_interrupt
 from sandbox.web.server import get_base_url
 
 
@@ -68,16 +69,27 @@ class HttpResponse:
 class HttpClient:
     """``sb.http.get("/path")``, ``.post``, ``.put``, ``.patch``, ``.delete``, ``.request``."""
 
-    def __init__(self, on_call: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        on_call: Callable[[], None] | None = None,
+        timeout: Callable[[], float | None] = lambda: None,
+    ):
+        """``timeout()``: the seconds a call waits for its answer when it names none."""
         self._session = requests.Session()
         self._on_call = on_call
+        self._timeout = timeout
 
     def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
         if self._on_call is not None:
             self._on_call()
+        method = method.upper()
         url = path if path.startswith(("http://", "https://")) else base_url() + _slash(path)
-        kwargs.setdefault("timeout", 30)
-        return HttpResponse(self._session.request(method.upper(), url, **kwargs))
+        timeout = kwargs.setdefault("timeout", self._timeout())
+        with abandoned_on_interrupt(f"{method} {path}"):
+            try:
+                return HttpResponse(self._session.request(method, url, **kwargs))
+            except requests.Timeout:
+                raise HttpTimeout(f"{method} {path} timed out after {timeout}s") from None
 
     def get(self, path: str, **kwargs: Any) -> HttpResponse:
         return self.request("GET", path, **kwargs)

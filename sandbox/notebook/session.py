@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,8 @@ class Session:
         self.drain_timeout = drain_timeout
         self.services: dict[str, ServiceHandle] = {}
         self.autostart = True
+        # Called in the hub thread with the handle of each service that crashes.
+        self.crash_listeners: list[Callable[[ServiceHandle], None]] = []
         self._seen: weakref.WeakSet[type] = weakref.WeakSet()
 
     # --- discovery --------------------------------------------------------------------------
@@ -131,9 +133,17 @@ class Session:
         except Exception as exc:
             if handle.container is container:
                 handle.state, handle.error = CRASHED, f"{type(exc).__name__}: {exc}"
+                self._tell_crash(handle)
             return
         if handle.container is container and handle.state == RUNNING:
             handle.state = STOPPED
+
+    def _tell_crash(self, handle: ServiceHandle) -> None:
+        for listener in list(self.crash_listeners):
+            try:
+                listener(handle)
+            except Exception:
+                log.exception("a crash listener failed")
 
     def stop(self, name: str | type, timeout: float | None = None) -> ServiceHandle:
         handle = self._handle(name)

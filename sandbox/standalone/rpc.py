@@ -64,7 +64,7 @@ class ClusterRpcProxy:
 
     def start(self) -> Client:
         get_runtime().call(self._start)
-        return Client(self._send)
+        return Client(self.send)
 
     def stop(self) -> None:
         get_runtime().call(self._stop)
@@ -124,7 +124,8 @@ class ClusterRpcProxy:
             )
             caller.replies.reader.close()
 
-    def _send(self, service_name: str, method_name: str, args: tuple, kwargs: dict) -> RpcReply:
+    def send(self, service_name: str, method_name: str, args: tuple, kwargs: dict) -> RpcReply:
+        """Send one request; what the clients ``start()`` returns call."""
         if self._caller is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not running: use it in a `with` block, "

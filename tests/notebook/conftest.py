@@ -105,6 +105,16 @@ def module_sandbox_kernel(tmp_path_factory):
     k.shutdown()
 
 
+@pytest.fixture(params=["memory", "rabbitmq"])
+def broker_kernel(request, sandbox_kernel):
+    """A sandbox kernel on the embedded broker, or moved to RabbitMQ with ``sb.connect``."""
+    if request.param == "rabbitmq":
+        uri = request.getfixturevalue("vhost_uri")
+        connected = sandbox_kernel.run(f"sb.connect({uri!r})")
+        assert connected.stdout.startswith("connected to amqp://guest:********@")
+    return sandbox_kernel
+
+
 @pytest.fixture
 def vhost_uri(rabbit_manager):
     """A fresh RabbitMQ vhost (skipped, with the reason, when RabbitMQ is unreachable)."""

@@ -49,16 +49,6 @@ def cell(kernel, source, **kwargs):
     return kernel.run(textwrap.dedent(source.format(**kwargs) if kwargs else source))
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
-def broker_kernel(request, sandbox_kernel):
-    """A sandbox kernel on the embedded broker, or moved to RabbitMQ with ``sb.connect``."""
-    if request.param == "rabbitmq":
-        uri = request.getfixturevalue("vhost_uri")
-        connected = sandbox_kernel.run(f"sb.connect({uri!r})")
-        assert connected.stdout.startswith("connected to amqp://guest:********@")
-    return sandbox_kernel
-
-
 def test_nameko_front_page_example(broker_kernel):
     started = cell(broker_kernel, FRONT_PAGE)
     assert "service_a running" in started.stdout and "service_b running" in started.stdout
