@@ -27,7 +27,11 @@ class MagicUsageError(Exception):
 
 
 def one_line_errors(method):
-    """Report any failure of a magic as a single ``sandbox:`` line under the cell."""
+    """Report any failure of a magic as a single ``sandbox:`` line under the cell.
+
+    An interrupt goes on: the cell must stop there. One from a call is a CallInterrupted,
+    which the kernel shows in one line too (see errors.install).
+    """
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -35,8 +39,6 @@ def one_line_errors(method):
             return method(self, *args, **kwargs)
         except MagicUsageError as exc:
             show_error(str(exc))
-        except KeyboardInterrupt:
-            show_error("interrupted")
         except Exception as exc:
             show_error(describe_error(exc))
 
