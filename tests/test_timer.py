@@ -18,7 +18,7 @@ def test_timer_ticks_drift_free_over_50_ticks(container_factory):
         @timer(interval=0.01)
         def tick(self):
             ticks.append(time.monotonic())
-            eventlet.sleep(0.004)  # work inside each tick must not push later ticks back
+            eventlet.sleep(0.008)  # work inside each tick must not push later ticks back
             if len(ticks) == 50:
                 fifty.set()
 
@@ -28,9 +28,10 @@ def test_timer_ticks_drift_free_over_50_ticks(container_factory):
     assert fifty.wait(10)
     container.stop()
     # Tick n falls on start + n * interval; its lateness stays bounded instead of accumulating
-    # the 4 ms of work per tick (which would make tick 50 at least 200 ms late).
+    # the 8 ms of work per tick (which would make tick 50 at least 400 ms late). Half of that
+    # leaves room for a busy machine's delays, which do not add up either.
     lateness = ticks[49] - (started + 50 * 0.01)
-    assert lateness < 0.1, f"tick 50 is {lateness * 1000:.0f} ms late"
+    assert lateness < 0.2, f"tick 50 is {lateness * 1000:.0f} ms late"
     assert ticks[0] - started >= 0.009, "a non-eager timer waits one interval first"
 
 
@@ -84,7 +85,7 @@ def test_stop_ends_the_timer_promptly(container_factory):
     container.start()
     began = time.monotonic()
     container.stop()
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < 10  # not the hour the timer waits for
 
 
 def test_interval_must_be_positive():
