@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks (DESIGN section 9): ``python -m bench [name ...]``.
+"""Side-by-side benchmarks: ``python -m bench [name ...]``.
 
 Every module ``bench/<name>.py`` whose name has no leading underscore is a benchmark: it
 exposes ``run() -> list[Row]`` and may print notes (what it measured, how) while it runs.

@@ -3,7 +3,7 @@
 sandbox vs Nameko 2.14.1 (as shipped, and with its per-request INFO log silenced) vs a bare
 eventlet.wsgi + werkzeug app; each server in its own subprocess on loopback, all measured in
 one run, round-robin, keeping each one's best round so a noisy neighbour skews no one in
-particular. Targets (DESIGN section 9): sandbox >= 1.5 x Nameko and >= 0.8 x bare.
+particular. Targets: sandbox >= 1.5 x Nameko and >= 0.8 x bare.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The notebook experience, measured in a real kernel (DESIGN section 9 budgets).
+"""The notebook experience, measured in a real kernel, against the budgets below.
 
 - cell executed -> new service answers (hot start, then the first RPC): <= 50 ms
 - cell executed -> reloaded service answers with the new code: <= 100 ms plus in-flight work

@@ -2,7 +2,7 @@
 
 RPC: 10 green callers inside the hub call a trivial ``@rpc`` method through the embedded broker,
 ``BENCH_ROUNDS x BENCH_SECONDS`` per setting in half-second slices interleaving recorder off /
-on / on with a live inspector. Budget (DESIGN section 9): recording costs <= 10%.
+on / on with a live inspector. Budget: recording costs <= 10%.
 
 Burst: 10,000 workers as fast as the hub runs them, with a live inspector (real ipywidgets, no
 front end attached): how many updates its list got, and how many messages each carried.

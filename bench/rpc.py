@@ -7,7 +7,7 @@ all round trips before any throughput run, and each implementation keeps its bes
 noisy neighbour skews no one in particular; the median round trips are printed as well.
 Then the embedded broker: a sandbox service and its caller in one process (a notebook's case).
 
-Targets (DESIGN section 9): over RabbitMQ sandbox p50 <= 0.5 x Nameko and <= 1.5 x raw,
+Targets: over RabbitMQ sandbox p50 <= 0.5 x Nameko and <= 1.5 x raw,
 throughput >= 2 x Nameko; embedded p50 <= 1 ms.
 """
 

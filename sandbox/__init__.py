@@ -2,8 +2,8 @@
 
 import warnings
 
-# eventlet warns once per process that it is in maintenance mode; that is a choice DESIGN.md made
-# for us (the fixed stack), not something a sandbox user can act on.
+# eventlet warns once per process that it is in maintenance mode; sandbox is built on eventlet
+# (see docs/architecture.md), so the warning is nothing a sandbox user can act on.
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet  # noqa: F401

@@ -1,6 +1,6 @@
 """The recorder hook: observers the core notifies of every worker and every publish.
 
-The inspector widget and the ``sandbox run`` log both read from here (DESIGN section 1). An
+The inspector widget and the ``sandbox run`` log both read from here. An
 observer implements any of ``worker_started(worker_ctx)``,
 ``worker_finished(worker_ctx, result, exc_info)``, ``message_published(record)`` and
 ``http_request(record)`` (the access log: method, path, status, duration, service, entrypoint,

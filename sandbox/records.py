@@ -1,4 +1,4 @@
-"""Message records: what the inspector lists and ``sandbox run`` can log (DESIGN sections 1, 6).
+"""Message records: what the inspector lists and ``sandbox run`` can log.
 
 A :class:`Recorder` is a :mod:`sandbox.recorder` observer. It keeps one :class:`Record` per
 message (a worker's call, an HTTP request, a published event or message) in a ring buffer.

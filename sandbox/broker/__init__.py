@@ -1,4 +1,4 @@
-"""The embedded in-process AMQP broker behind ``memory://`` (DESIGN.md section 4).
+"""The embedded in-process AMQP broker behind ``memory://``.
 
 One :class:`Broker` per virtual host, shared by the whole process. The broker is plain
 synchronous Python; only its ``x-expires`` timers touch eventlet, through the hub of the

@@ -1,4 +1,4 @@
-"""Export a notebook's services to a deployable module and its ``config.yaml`` (DESIGN section 7).
+"""Export a notebook's services to a deployable module and its ``config.yaml``.
 
 ``export_cells`` takes the sources of the code cells, in order, and returns the module text:
 the chosen service classes (all by default) with their decorators and comments, plus the

@@ -1,4 +1,4 @@
-"""Route output of green threads to the cell that caused them (DESIGN section 3).
+"""Route output of green threads to the cell that caused them.
 
 The runtime copies the caller's ContextVars into each green thread, which routes output on
 ipykernel 7. We also set the parent explicitly, because ipykernel 6 keeps the stream parent

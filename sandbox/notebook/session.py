@@ -1,4 +1,4 @@
-"""The kernel's services: hot start, reload and stop (DESIGN section 5).
+"""The kernel's services: hot start, reload and stop.
 
 A reload starts the new container before retiring the old one, so a broken new version leaves
 the old one serving, and no request finds nobody: the old container stops taking new work only

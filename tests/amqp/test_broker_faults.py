@@ -1,4 +1,4 @@
-"""The broker goes away and comes back (DESIGN section 10), on RabbitMQ behind a TCP proxy.
+"""The broker goes away and comes back, on RabbitMQ behind a TCP proxy.
 
 The proxy cuts every connection and refuses new ones, as a stopped broker would, while the
 real RabbitMQ (which other tests share) keeps running. What must hold:

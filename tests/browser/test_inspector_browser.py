@@ -1,4 +1,4 @@
-"""The widgets in a real browser: JupyterLab in headless Chromium (notes/browser-test.md).
+"""The widgets in a real browser: JupyterLab in headless Chromium.
 
 A notebook starts a service and shows the call form and the inspector; a click on Fire must
 bring the reply as a JSON tree, a row in the inspector, and, once that row is selected, the

@@ -1,4 +1,4 @@
-"""The extension on ipykernel 6, whose output routing differs from 7's (notes/green-runtime.md)."""
+"""The extension on ipykernel 6, whose output routing differs from 7's."""
 
 import subprocess
 import textwrap

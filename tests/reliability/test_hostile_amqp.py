@@ -1,5 +1,5 @@
 """Hostile AMQP input: whatever lands on a service's RPC or event queue, the service answers
-what it can, rejects the rest, and keeps serving everybody else (DESIGN section 10)."""
+what it can, rejects the rest, and keeps serving everybody else."""
 
 from __future__ import annotations
 

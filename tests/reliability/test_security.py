@@ -1,5 +1,5 @@
 """Security: loopback unless asked, no password shown anywhere, JSON only, sensitive
-arguments redacted (DESIGN section 10)."""
+arguments redacted."""
 
 from __future__ import annotations
 
