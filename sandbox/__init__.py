@@ -8,8 +8,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet  # noqa: F401
 
+from sandbox.blocking import offload  # noqa: E402
 from sandbox.config import config  # noqa: E402
-from sandbox.runtime import offload  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["config", "load_ipython_extension", "offload", "unload_ipython_extension"]

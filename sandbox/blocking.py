@@ -9,7 +9,7 @@ must keep blocking for real. So each replacement installed here asks where it ru
 
 - in a green thread of a sandbox hub, it is eventlet's green version, or, for C code that no
   green socket can reach (sqlite3, DNS), the call runs on a plain thread while the green thread
-  waits (:meth:`GreenRuntime.offload`);
+  waits (:func:`offload`);
 - anywhere else (a cell, ipykernel's threads, the hub's own loop), it is the original, unchanged.
 
 A module that bound the original before :func:`install` ran (``from time import sleep``) keeps
@@ -19,6 +19,7 @@ its author is green already and is left as it is.
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import sqlite3
@@ -27,7 +28,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import eventlet
@@ -41,15 +41,18 @@ import greenlet
 
 Offload = Callable[..., Any]
 
-# Hub thread ident -> its runtime's offload. Written by the runtimes, read on every patched call.
+# Hub thread ident -> how its runtime hands a call to a plain thread. Written by the runtimes,
+# read on every patched call.
 _hubs: dict[int, Offload] = {}
 _lock = threading.Lock()
 _installed = False
 
 
-def add_hub(ident: int, offload: Offload) -> None:
-    """Make the patched calls green in thread ``ident``, a hub thread that runs services."""
-    _hubs[ident] = offload
+def add_hub(ident: int, hand_off: Offload) -> None:
+    """Make the patched calls green in thread ``ident``, a hub thread that runs services;
+    ``hand_off(fn, *args, **kwargs)`` runs ``fn`` on a plain thread for one of its green
+    threads, which it may assume the caller is."""
+    _hubs[ident] = hand_off
     install()
 
 
@@ -58,12 +61,12 @@ def remove_hub(ident: int) -> None:
 
 
 def hub_offload() -> Offload | None:
-    """The offload of the hub whose green thread calls this, or None where calls may block:
+    """The hand-off of the hub whose green thread calls this, or None where calls may block:
     any other thread, and the hub's own greenlet, which must never wait."""
-    offload = _hubs.get(threading.get_ident())
-    if offload is None or greenlet.getcurrent() is eventlet.hubs.get_hub().greenlet:
+    hand_off = _hubs.get(threading.get_ident())
+    if hand_off is None or greenlet.getcurrent() is eventlet.hubs.get_hub().greenlet:
         return None
-    return offload
+    return hand_off
 
 
 def install() -> None:
@@ -83,26 +86,36 @@ def install() -> None:
         sqlite3.connect = _offloading_connect(sqlite3.connect)
 
 
+def offload(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` so that the services keep running meanwhile.
+
+    In a service (a green thread of a sandbox hub), on a plain thread while the worker waits
+    greenly; anywhere else, simply. For CPU-heavy work and C calls that block, which nothing
+    can make green. Killing the waiting worker does not stop ``fn``: a plain thread cannot be
+    interrupted.
+    """
+    hand_off = hub_offload()
+    if hand_off is None:
+        return fn(*args, **kwargs)
+    return hand_off(fn, *args, **kwargs)
+
+
 def _either(original: Callable, green: Callable) -> Callable:
+    @functools.wraps(original)
     def either(*args: Any, **kwargs: Any) -> Any:
         if hub_offload() is None:
             return original(*args, **kwargs)
         return green(*args, **kwargs)
 
-    either.__name__, either.__doc__ = original.__name__, original.__doc__
-    either.__wrapped__ = original
     return either
 
 
 def _offloaded(original: Callable) -> Callable:
+    # A function, not a partial: as a class attribute (sqlite3's methods) it must bind self.
+    @functools.wraps(original)
     def offloaded(*args: Any, **kwargs: Any) -> Any:
-        offload = hub_offload()
-        if offload is None:
-            return original(*args, **kwargs)
         return offload(original, *args, **kwargs)
 
-    offloaded.__name__, offloaded.__doc__ = original.__name__, original.__doc__
-    offloaded.__wrapped__ = original
     return offloaded
 
 
@@ -149,14 +162,13 @@ class _GreenPopen(eventlet.green.subprocess.Popen):
 
 
 def _green_ssl_wrap(original: Callable) -> Callable:
+    @functools.wraps(original)
     def wrap_socket(self: ssl.SSLContext, sock: Any, *args: Any, **kwargs: Any) -> Any:
         # A green socket wrapped by the real SSLSocket would be put back in blocking mode.
         if isinstance(sock, eventlet.greenio.GreenSocket):
             return eventlet.green.ssl.GreenSSLSocket(sock, *args, _context=self, **kwargs)
         return original(self, sock, *args, **kwargs)
 
-    wrap_socket.__doc__ = original.__doc__
-    wrap_socket.__wrapped__ = original
     return wrap_socket
 
 
@@ -170,6 +182,7 @@ _CURSOR_CALLS = ("execute", "executemany", "executescript", "fetchall", "fetchma
 
 
 def _offloading_connect(original: Callable) -> Callable:
+    @functools.wraps(original)
     def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         # Positional flags past isolation_level are rare: those calls go through unchanged.
         if hub_offload() is None or len(args) > 3:
@@ -178,12 +191,10 @@ def _offloading_connect(original: Callable) -> Callable:
         kwargs["check_same_thread"] = False
         return original(database, *args, factory=_offloading_connection(factory), **kwargs)
 
-    connect.__doc__ = original.__doc__
-    connect.__wrapped__ = original
     return connect
 
 
-@lru_cache
+@functools.lru_cache
 def _offloading_connection(connection_cls: type) -> type:
     plain_cursor = connection_cls.cursor
 
@@ -195,7 +206,7 @@ def _offloading_connection(connection_cls: type) -> type:
     return type(connection_cls.__name__, (connection_cls,), namespace)
 
 
-@lru_cache
+@functools.lru_cache
 def _offloading_cursor(factory: type) -> type:
     return type(factory.__name__, (factory,), _offloading_methods(factory, _CURSOR_CALLS))
 

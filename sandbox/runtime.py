@@ -4,7 +4,7 @@ Every green object (servers, connections, consumers, timers, workers) lives in t
 Other threads hand work to it with :meth:`GreenRuntime.submit` (a Future), :meth:`call` (blocking,
 interruptible) or :meth:`acall` (awaitable). Nothing is monkey patched: a patched kernel wedges.
 Instead, blocking calls made in the hub's green threads turn green there and only there
-(:mod:`sandbox.blocking`); what cannot, runs on a plain thread (:meth:`GreenRuntime.offload`);
+(:mod:`sandbox.blocking`); what cannot, runs on a plain thread (:func:`sandbox.offload`);
 and a watchdog says so when something holds the hub anyway (:mod:`sandbox.watchdog`).
 """
 
@@ -144,7 +144,7 @@ class GreenRuntime:
                 loop.switch()
 
         listener = self.hub.add(self.hub.READ, self._read_fd, wake, loop.throw, None)
-        blocking.add_hub(self.thread.ident, self.offload)
+        blocking.add_hub(self.thread.ident, self._offload)
         watchdog.watch(self)
         self._ready.set()
         try:
@@ -323,16 +323,11 @@ class GreenRuntime:
             return self._green(body)
         return self.call(self._green, body)
 
-    def offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on a plain thread of a pool while the calling green thread waits greenly.
-
-        For what no green socket reaches: C calls that block (a locked sqlite3 database, a
-        database driver) or compute for long. The hub serves the other services meanwhile.
-        Called anywhere but in a green thread of this hub, ``fn`` simply runs. Killing the
-        waiting green thread does not stop ``fn``: a plain thread cannot be interrupted.
+    def _offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on a plain thread of a pool; the calling green thread of this hub waits
+        greenly, and the hub serves the other services meanwhile. Only for green threads of
+        this hub: :func:`sandbox.blocking.offload` checks that and calls this.
         """
-        if not self.in_hub() or greenlet.getcurrent() is self.hub.greenlet:
-            return fn(*args, **kwargs)
         if self._offload_pool is None:
             self._offload_pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=32, thread_name_prefix=f"{self.name}-offload"
@@ -399,19 +394,6 @@ def stop_runtime(timeout: float = 5) -> None:
         runtime, _runtime = _runtime, None
     if runtime is not None and not runtime.in_hub():
         runtime.stop(timeout)
-
-
-def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn(*args, **kwargs)`` so that the services keep running meanwhile.
-
-    In a service (a green thread of the runtime's hub), on a plain thread while the worker
-    waits (see :meth:`GreenRuntime.offload`); anywhere else, simply. For CPU-heavy work and
-    C calls that block, which nothing can make green.
-    """
-    runtime = _runtime
-    if runtime is not None and runtime.in_hub():
-        return runtime.offload(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 # Interpreters that exit with kombu still running in the hub thread were seen to segfault.
