@@ -118,19 +118,27 @@ class GreenRuntime:
         # hub's own printing would print them a second time, into whichever cell is current.
         eventlet.debug.hub_exceptions(False)
         # Threads waiting on the hub are woken as it polls (see wake_thread).
-        poll = self.hub.wait
+        wait_and_dispatch = self.hub.wait
 
         def wait(seconds: float | None = None) -> None:
             self._wake_threads()
+            wait_and_dispatch(seconds)
+
+        self.hub.wait = wait
+        # Only the poll itself is idle time: the hub's wait goes on to resume the green threads
+        # whose sockets are ready, and one of those may then hold the hub for long.
+        poll = self.hub.do_poll
+
+        def do_poll(seconds: float | None) -> Any:
             self.polling = True
             try:
-                poll(seconds)
+                return poll(seconds)
             finally:
                 # In this order: the watchdog reads ``polling`` first (see watchdog._watch).
                 self.turned_at = time.monotonic()
                 self.polling = False
 
-        self.hub.wait = wait
+        self.hub.do_poll = do_poll
         # The wake-up pipe stays registered with the hub: a trampoline per wake-up would add
         # and remove it each time. The listener drains the pipe (the hub polls level-
         # triggered) and resumes this loop only where it waits for work, never in the middle

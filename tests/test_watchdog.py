@@ -3,12 +3,15 @@
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from sandbox import watchdog
 from sandbox.rpc import rpc
 from sandbox.testing.services import entrypoint_hook
+from sandbox.web.handlers import http
 
 release = threading.Event()
 
@@ -77,3 +80,34 @@ def test_a_location_may_be_named_as_the_notebook_names_cells():
     finally:
         watchdog.set_location_format(None)
     assert f"at {__file__}:" in watchdog.describe_stall(threading.get_ident())[1]
+
+
+class HttpSpinner:
+    name = "http_spinner"
+
+    @http("GET", "/ready")
+    def ready(self, request):
+        return "ready"
+
+    @http("GET", "/spin")
+    def spin(self, request):
+        while not release.is_set():
+            pass
+        return "spun"
+
+
+def test_a_worker_resumed_by_its_socket_is_named_too(web_config, container_factory, warnings):
+    # On a kept-alive connection the worker's green thread is resumed from inside the hub's
+    # wait, by the socket it waits on: that is no poll, so it counts as holding the hub.
+    release.clear()
+    container_factory(HttpSpinner, web_config).start()
+    base = f"http://127.0.0.1:{web_config['WEB_SERVER_ADDRESS'].rpartition(':')[2]}"
+    with requests.Session() as session, ThreadPoolExecutor(1) as pool:
+        assert session.get(f"{base}/ready", timeout=10).text == "ready"
+        spun = pool.submit(session.get, f"{base}/spin", timeout=60)
+        try:
+            wait_for(lambda: "held the services' thread" in warnings.text)
+        finally:
+            release.set()  # else a failure would leave the loop holding the hub for ever
+        assert warnings.records[0].getMessage().startswith("http_spinner.spin has held")
+        assert spun.result().text == "spun"
