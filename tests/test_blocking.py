@@ -12,6 +12,7 @@ from http.client import HTTPConnection
 
 import pytest
 import requests
+from latency import best_latency
 
 from sandbox import blocking, offload
 from sandbox.extensions import DependencyProvider
@@ -95,16 +96,6 @@ def services(web_config, container_factory):
     for cls in (Blocker, Quick):
         container_factory(cls, web_config).start()
     return web_config
-
-
-def best_latency(url, calls=5):
-    """The fastest of a few calls: on a busy machine one call may wait for a core."""
-    latencies = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        assert requests.get(url, timeout=10).text == "quick"
-        latencies.append(time.perf_counter() - started)
-    return min(latencies)
 
 
 def others_answer_while(base, path):

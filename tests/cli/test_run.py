@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from latency import best_latency
 
 from sandbox.cli.run import find_services
 from sandbox.exceptions import CommandError
@@ -371,15 +372,6 @@ class Quick:
     def quick(self, request):
         return "quick"
 """
-
-
-def best_latency(url):
-    latencies = []
-    for _ in range(5):
-        started = time.perf_counter()
-        assert requests.get(url, timeout=10).text == "quick"
-        latencies.append(time.perf_counter() - started)
-    return min(latencies)
 
 
 def test_blocking_workers_stall_no_other_service_and_a_busy_one_is_logged(cli, tmp_path):
