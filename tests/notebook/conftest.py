@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ class Result:
     stderr: str = ""
     data: list[dict] = field(default_factory=list)
     error: dict | None = None
+    # (time.monotonic() on arrival, stream name, text) of each stream message, in order
+    streams: list[tuple[float, str, str]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -50,6 +53,7 @@ class Kernel:
                 continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
+                result.streams.append((time.monotonic(), content["name"], content["text"]))
                 if content["name"] == "stdout":
                     result.stdout += content["text"]
                 else:

@@ -2,10 +2,8 @@
 watchdog speaks under the running cell. Each test has its own service names (one kernel)."""
 
 import json
-import queue
 import re
 import textwrap
-import time
 
 SERVICES = """
 import sqlite3, threading, time
@@ -141,25 +139,6 @@ class Spinner:
 """
 
 
-def stream_arrivals(kernel, code, timeout=60):
-    """Run ``code``; (seconds since the request, stream name, text) of each output."""
-    msg_id = kernel.client.execute(code)
-    sent = time.monotonic()
-    arrivals = []
-    while True:
-        try:
-            msg = kernel.client.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no idle within {timeout}s: {arrivals}") from None
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            content = msg["content"]
-            arrivals.append((time.monotonic() - sent, content["name"], content["text"]))
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return arrivals
-
-
 def test_a_busy_loop_is_named_under_the_running_cell_within_a_second(module_sandbox_kernel):
     defined = module_sandbox_kernel.run(SPINNER)
     assert "● spinner running" in defined.stdout
@@ -169,8 +148,7 @@ def test_a_busy_loop_is_named_under_the_running_cell_within_a_second(module_sand
     )
     spin_cell = named.stdout.strip()
     loop_line = SPINNER.splitlines().index("        while time.monotonic() < end:") + 1
-    arrivals = stream_arrivals(
-        module_sandbox_kernel,
+    arrivals = module_sandbox_kernel.run(
         # The cell waits for the watchdog to see the hub turn again, so that the line it
         # prints then lands in this cell too.
         "sb.rpc.spinner.spin(3)\n"
@@ -178,7 +156,7 @@ def test_a_busy_loop_is_named_under_the_running_cell_within_a_second(module_sand
         "deadline = time.monotonic() + 30\n"
         "while get_runtime().held_by and time.monotonic() < deadline:\n"
         "    time.sleep(0.05)\n",
-    )
+    ).streams
     texts = [text for _, _, text in arrivals]
     spinning = next(at for at, _, text in arrivals if "spinning" in text)
     warned = [(at, text) for at, name, text in arrivals if "held the services' thread" in text]
