@@ -30,7 +30,7 @@ from sandbox.extensions import (
     is_dependency,
     iter_extensions,
 )
-from sandbox.runtime import get_runtime, spawn_at_once
+from sandbox.runtime import HubThread, get_runtime, spawn_at_once
 from sandbox.utils import unique_id
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ class ServiceContainer:
         self._idle = eventlet.event.Event()
         self._idle.send(None)
         self._managed_threads: dict[Any, str | None] = {}
+        # Sub-extensions that outlive the extensions that declared them (restrict_entrypoints
+        # keeps the RPC queue consumed, as Nameko does, so other methods answer MethodNotFound).
+        self.retained_subextensions: set[Extension] = set()
 
     @property
     def extensions_declared(self) -> set[Extension]:
@@ -159,9 +162,10 @@ class ServiceContainer:
 
     @property
     def subextensions(self) -> set[Extension]:
-        # Derived, so that restricting or replacing extensions before start drops what only
-        # they used (a server nobody routes to, a consumer nobody registers with).
-        return {sub for ext in self.extensions_declared for sub in iter_extensions(ext)}
+        # Derived, so that replacing a dependency before start drops what only it used (the
+        # reply queue of a mocked RpcProxy); ``retained_subextensions`` are kept regardless.
+        derived = {sub for ext in self.extensions_declared for sub in iter_extensions(ext)}
+        return derived | self.retained_subextensions
 
     @property
     def extensions(self) -> set[Extension]:
@@ -289,7 +293,13 @@ class ServiceContainer:
         context_data: Mapping | None = None,
         handle_result: ResultHandler | None = None,
     ) -> WorkerContext:
-        """Start a worker for ``entrypoint``; waits greenly while all ``max_workers`` are busy."""
+        """Start a worker for ``entrypoint``; waits greenly while all ``max_workers`` are busy
+        (from another thread, such as test code, it is started in the hub)."""
+        runtime = get_runtime()
+        if not runtime.in_hub():
+            return runtime.call(
+                self.spawn_worker, entrypoint, args, kwargs, context_data, handle_result
+            )
         worker_ctx = self._new_worker(entrypoint, args, kwargs, context_data)
         thread = eventlet.spawn(self._run_worker, worker_ctx, handle_result)
         self._worker_threads[worker_ctx] = thread
@@ -370,6 +380,11 @@ class ServiceContainer:
                 result, exc_info = handle_result(worker_ctx, result, exc_info)
             for dependency in self.dependencies:
                 dependency.worker_result(worker_ctx, result, exc_info)
+        except Exception as exc:
+            # The lifecycle itself failed (_worker_exited kills the container): observers
+            # waiting for this worker learn why it ended.
+            exc_info = (type(exc), exc, exc.__traceback__)
+            raise
         finally:
             for dependency in self.dependencies:
                 dependency.worker_teardown(worker_ctx)
@@ -392,7 +407,14 @@ class ServiceContainer:
         self, fn: Callable[[], Any], identifier: str | None = None, at_once: bool = False
     ):
         """Run ``fn`` in a green thread whose failure kills the container; ``at_once``, before
-        the calling green thread goes on (see :func:`spawn_at_once`)."""
+        the calling green thread goes on (see :func:`spawn_at_once`).
+
+        From another thread (test code), the green thread starts in the hub and what returns is
+        a :class:`~sandbox.runtime.HubThread` whose ``wait()`` and ``kill()`` go through it.
+        """
+        runtime = get_runtime()
+        if not runtime.in_hub():
+            return HubThread(runtime, runtime.call(self.spawn_managed_thread, fn, identifier))
         thread = spawn_at_once(fn) if at_once else eventlet.spawn(fn)
         self._managed_threads[thread] = identifier
         thread.link(self._managed_thread_exited)

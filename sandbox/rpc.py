@@ -58,7 +58,7 @@ from sandbox.messaging import (
     publisher_for,
     reject_malformed,
 )
-from sandbox.runtime import get_runtime
+from sandbox.runtime import ThreadWakeup, get_runtime, runs_eventlet
 from sandbox.utils import unique_id
 
 if TYPE_CHECKING:
@@ -426,11 +426,26 @@ class Pending:
             with waiting, eventlet.Timeout(timeout, False):
                 if self.outcome is None:
                     self._event.wait()
+        elif runs_eventlet():
+            with reader.waiting() if reader is not None else contextlib.nullcontext():
+                self._wait_green(timeout)
         elif reader is not None:
             reader.wait(self, timeout)
         else:
             self.wait_released(timeout)
         return self.outcome is not None
+
+    def _wait_green(self, timeout: float | None) -> None:
+        """In a plain thread that runs eventlet: wait greenly, its hub going on meanwhile."""
+        with ThreadWakeup() as wakeup:
+            with self._settling:
+                if self.outcome is not None:
+                    return
+                self.interrupt = wakeup.set
+            try:
+                wakeup.wait(timeout)
+            finally:
+                self.interrupt = None
 
     def wait_released(self, timeout: float | None) -> None:
         """In a plain thread: wait up to ``timeout`` seconds for :meth:`settle`."""

@@ -29,6 +29,8 @@ import eventlet
 import eventlet.debug
 import eventlet.event
 import eventlet.hubs
+import eventlet.patcher
+import eventlet.tpool
 import greenlet
 
 from sandbox import blocking, watchdog
@@ -36,6 +38,12 @@ from sandbox import blocking, watchdog
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The wake-up pipe is non-blocking and read from the hub itself: in a monkey-patched process the
+# green os.read would wait on it there, which eventlet refuses.
+_os = eventlet.patcher.original("os")
+# An OS thread's identity even where threads are green (eventlet.monkey_patch()).
+os_thread_ident: Callable[[], int] = eventlet.patcher.original("_thread").get_ident
 
 # A capturer runs in the submitting thread and returns a function that the green thread runs
 # first. The notebook layer uses it to route a green thread's output to the cell that started it;
@@ -76,6 +84,78 @@ class RuntimeStopped(RuntimeError):
     pass
 
 
+def runs_eventlet() -> bool:
+    """Whether the calling thread, not the runtime's, has green work of its own that must go on
+    while it waits for the runtime: a test that set an ``eventlet.Timeout`` or started green
+    threads with ``eventlet.spawn`` expects them to fire and run meanwhile, as under Nameko.
+
+    Without such work (no hub, or one with nothing scheduled), a plain wait is the same and
+    cheaper. A green thread of the caller's hub always waits greenly, so that its siblings run;
+    the hub's own greenlet must never wait.
+    """
+    hub = getattr(eventlet.hubs._threadlocal, "hub", None)  # eventlet's only record of it
+    current = greenlet.getcurrent()
+    if hub is None or current is hub.greenlet:
+        return False
+    if current.parent is not None:  # a green thread, not the thread's main greenlet
+        return True
+    # Cancelled timers stay in the heap until their time: only live ones count.
+    timers = (timer for timer in (*hub.timers, *hub.next_timers) if not timer[-1].called)
+    return any(timers) or any(hub.listeners[hub.READ]) or any(hub.listeners[hub.WRITE])
+
+
+class _Expired(Exception):
+    pass
+
+
+class ThreadWakeup:
+    """Wakes a green thread of another thread's hub, from any thread, through a pipe that hub
+    polls: the hub goes on running its timers and green threads meanwhile."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._lock = threading.Lock()  # set() after close() must not write to a reused fd
+        self._closed = False
+
+    def set(self, *_: Any) -> None:
+        """Any thread; also a Future's done callback."""
+        with self._lock:
+            if not self._closed:
+                with contextlib.suppress(BlockingIOError):
+                    _os.write(self._write_fd, b"x")
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait greenly until :meth:`set`; False when ``timeout`` seconds passed first."""
+        try:
+            eventlet.hubs.trampoline(
+                self._read_fd, read=True, timeout=timeout, timeout_exc=_Expired
+            )
+        except _Expired:
+            return False
+        return True
+
+    def __enter__(self) -> ThreadWakeup:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        with self._lock:
+            self._closed = True
+            _os.close(self._read_fd)
+            _os.close(self._write_fd)
+
+
+def wait_for(future: Future[T], timeout: float | None = None) -> T:
+    """``future.result(timeout)`` for a thread other than the hub's; waited for greenly where
+    that thread runs eventlet (see :func:`runs_eventlet`)."""
+    if not future.done() and runs_eventlet():
+        with ThreadWakeup() as wakeup:
+            future.add_done_callback(wakeup.set)
+            wakeup.wait(timeout)
+        timeout = 0
+    return future.result(timeout)
+
+
 class _Job:
     __slots__ = ("fn", "args", "kwargs", "future", "enter", "thread")
 
@@ -86,10 +166,18 @@ class _Job:
 
 
 class GreenRuntime:
-    """An OS thread running an eventlet hub, and thread-safe ways to run code in it."""
+    """An OS thread running an eventlet hub, and thread-safe ways to run code in it.
+
+    In a process that called ``eventlet.monkey_patch()`` threads are green: the runtime's loop
+    is then a green thread of the hub of the OS thread that started it, and every green thread
+    there (the test or script itself included) counts as in the hub, waits greenly and calls
+    services inline, as under Nameko.
+    """
 
     def __init__(self, name: str = "sandbox-hub"):
         self.name = name
+        self.patched = eventlet.patcher.is_monkey_patched("thread")
+        self.ident: int | None = None  # the hub's OS thread, once it runs
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
@@ -113,10 +201,13 @@ class GreenRuntime:
     # --- the hub thread ---------------------------------------------------------------------
 
     def _main(self) -> None:
+        self.ident = os_thread_ident()
         self.hub = eventlet.hubs.get_hub()
-        # Green thread failures are reported by _report, routed like any other output; the
-        # hub's own printing would print them a second time, into whichever cell is current.
-        eventlet.debug.hub_exceptions(False)
+        if not self.patched:
+            # Green thread failures are reported by _report, routed like any other output; the
+            # hub's own printing would print them again, into whichever cell is current. A
+            # patched process shares its hub with its author's code, whose failures it shows.
+            eventlet.debug.hub_exceptions(False)
         # Threads waiting on the hub are woken as it polls (see wake_thread).
         wait_and_dispatch = self.hub.wait
 
@@ -152,8 +243,9 @@ class GreenRuntime:
                 loop.switch()
 
         listener = self.hub.add(self.hub.READ, self._read_fd, wake, loop.throw, None)
-        blocking.add_hub(self.thread.ident, self._offload)
-        watchdog.watch(self)
+        blocking.add_hub(self.ident, self._offload)
+        if not self.patched:  # there the whole process is the hub: the author's code holds it
+            watchdog.watch(self)
         self._ready.set()
         try:
             while not self._stopping:
@@ -165,7 +257,7 @@ class GreenRuntime:
                     waiting[0] = False
         finally:
             self._alive = False
-            blocking.remove_hub(self.thread.ident)
+            blocking.remove_hub(self.ident)
             self.hub.remove(listener)
             self._shutdown()
 
@@ -188,7 +280,7 @@ class GreenRuntime:
 
     def _drain_pipe(self) -> None:
         try:
-            while os.read(self._read_fd, 65536):
+            while _os.read(self._read_fd, 65536):
                 pass
         except BlockingIOError:
             pass
@@ -210,8 +302,8 @@ class GreenRuntime:
             thread.kill()
         if self._offload_pool is not None:
             self._offload_pool.shutdown(wait=False, cancel_futures=True)
-        os.close(self._read_fd)
-        os.close(self._write_fd)
+        _os.close(self._read_fd)
+        _os.close(self._write_fd)
 
     def _start_job(self, job: _Job) -> None:
         if job.future.set_running_or_notify_cancel():
@@ -241,7 +333,8 @@ class GreenRuntime:
         return self._alive and not self._stopping
 
     def in_hub(self) -> bool:
-        return threading.current_thread() is self.thread
+        """Whether the caller runs in the hub's OS thread, where it must never block it."""
+        return os_thread_ident() == self.ident
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the hub thread's own loop, as soon as it is free.
@@ -259,7 +352,7 @@ class GreenRuntime:
             raise RuntimeStopped("the sandbox runtime is stopped")
         self._inbox.put(task)
         try:
-            os.write(self._write_fd, b"x")
+            _os.write(self._write_fd, b"x")
         except BlockingIOError:
             pass  # the pipe is full, so a wake-up is already pending
         except OSError as exc:  # closed by a stop that raced with us
@@ -278,14 +371,15 @@ class GreenRuntime:
         """Run ``fn`` in the hub and wait for it.
 
         Inline when already on the hub thread (waiting there would deadlock). A timeout, or a
-        KeyboardInterrupt while waiting (a kernel interrupt), kills the green thread and raises.
+        KeyboardInterrupt while waiting (a kernel interrupt), or an ``eventlet.Timeout`` of the
+        caller's own, kills the green thread and raises.
         """
         if self.in_hub():
             return fn(*args, **kwargs)
         job = _Job(fn, args, kwargs, _capture())
         try:
             self._post(lambda: self._start_job(job))
-            return job.future.result(timeout)
+            return wait_for(job.future, timeout)
         except BaseException:
             if not job.future.done():
                 self._cancel(job)
@@ -336,6 +430,8 @@ class GreenRuntime:
         greenly, and the hub serves the other services meanwhile. Only for green threads of
         this hub: :func:`sandbox.blocking.offload` checks that and calls this.
         """
+        if self.patched:  # where threading makes green threads, eventlet's pool has real ones
+            return eventlet.tpool.execute(fn, *args, **kwargs)
         if self._offload_pool is None:
             self._offload_pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=32, thread_name_prefix=f"{self.name}-offload"
@@ -370,14 +466,43 @@ class GreenRuntime:
 
     def stop(self, timeout: float = 5) -> bool:
         """Kill every green thread and end the hub thread; True when it ended in time."""
-        if self.in_hub():
+        if threading.current_thread() is self.thread:
             raise RuntimeError("the runtime cannot stop itself from its own thread")
         if self.thread.is_alive() and not self._stopping:
             self._stopping = True
             with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self._write_fd, b"x")
+                _os.write(self._write_fd, b"x")
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+class HubThread:
+    """A green thread of the runtime's hub, as held by another thread: its ``wait()`` and
+    ``kill()`` run in the hub, where a green thread can be waited for or killed."""
+
+    def __init__(self, runtime: GreenRuntime, thread: eventlet.greenthread.GreenThread):
+        self.runtime, self.thread = runtime, thread
+
+    @property
+    def dead(self) -> bool:
+        return self.thread.dead
+
+    def wait(self) -> Any:
+        """Its result, or its error raised; ``GreenletExit`` when it was killed (as eventlet's)."""
+        killed, result = self.runtime.call(self._outcome)
+        if killed:
+            raise greenlet.GreenletExit()
+        return result
+
+    def _outcome(self) -> tuple[bool, Any]:
+        # In the hub, a GreenletExit would read as the job itself being cancelled.
+        try:
+            return False, self.thread.wait()
+        except greenlet.GreenletExit:
+            return True, None
+
+    def kill(self, *throw_args: Any) -> None:
+        self.runtime.call(self.thread.kill, *throw_args)
 
 
 _runtime: GreenRuntime | None = None
@@ -400,7 +525,7 @@ def stop_runtime(timeout: float = 5) -> None:
     global _runtime
     with _lock:
         runtime, _runtime = _runtime, None
-    if runtime is not None and not runtime.in_hub():
+    if runtime is not None and threading.current_thread() is not runtime.thread:
         runtime.stop(timeout)
 
 

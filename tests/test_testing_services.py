@@ -1,5 +1,6 @@
 from unittest.mock import MagicMock
 
+import eventlet
 import pytest
 
 from sandbox.exceptions import ExtensionNotFound
@@ -88,3 +89,82 @@ def test_once_runs_at_start(container_factory):
     with entrypoint_waiter(container, "greet") as result:
         container.start()
     assert result.get() == "hello!"
+
+
+class Broken(DependencyProvider):
+    def worker_setup(self, worker_ctx):
+        raise RuntimeError("broken dependency")
+
+
+class Torn(DependencyProvider):
+    """Records the teardown, which finishes only after a green wait."""
+
+    def __init__(self):
+        self.torn = []
+
+    def worker_teardown(self, worker_ctx):
+        eventlet.sleep(0.05)
+        self.torn.append(worker_ctx.entrypoint.method_name)
+
+
+class Lifecycle:
+    name = "lifecycle"
+    torn = Torn()
+
+    @dummy
+    def slow(self):
+        eventlet.sleep(30)
+
+    @dummy
+    def quick(self):
+        return "quick"
+
+
+def test_a_hook_raises_the_error_that_killed_the_container(container_factory):
+    class Svc(Lifecycle):
+        broken = Broken()
+
+    container = container_factory(Svc, {})
+    container.start()
+    with entrypoint_hook(container, "quick") as quick, pytest.raises(RuntimeError, match="broken"):
+        quick()
+
+
+def test_a_hook_returns_once_the_worker_is_torn_down(container_factory):
+    container = container_factory(Lifecycle, {})
+    container.start()
+    torn = next(iter(container.dependencies)).torn
+    with entrypoint_hook(container, "quick") as quick:
+        assert quick() == "quick"
+    assert torn == ["quick"]
+
+
+def test_a_hook_timeout_is_the_waiters_timeout(container_factory):
+    container = container_factory(Lifecycle, {})
+    container.start()
+    with (
+        entrypoint_hook(container, "slow", timeout=0.1) as slow,
+        pytest.raises(entrypoint_waiter.Timeout) as raised,
+    ):
+        slow()
+    assert str(raised.value) == "Timeout on lifecycle.slow after 0.1 seconds"
+
+
+def test_a_waiter_timeout_names_service_and_method(container_factory):
+    container = container_factory(Lifecycle, {})
+    container.start()
+    with (
+        pytest.raises(entrypoint_waiter.Timeout) as raised,
+        entrypoint_waiter(container, "quick", timeout=0.01),
+    ):
+        pass
+    assert str(raised.value) == "Timeout on lifecycle.quick after 0.01 seconds"
+
+
+def test_a_waiter_for_an_unknown_entrypoint_is_a_runtime_error(container_factory):
+    container = container_factory(Lifecycle, {})
+    with (
+        pytest.raises(RuntimeError, match="lifecycle has no entrypoint `unknown`"),
+        entrypoint_waiter(container, "unknown"),
+    ):
+        pass

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 from unittest.mock import MagicMock
@@ -13,9 +13,9 @@ import eventlet.event
 
 from sandbox import recorder
 from sandbox.containers import ServiceContainer, vars_with_bases
-from sandbox.exceptions import ExtensionNotFound
-from sandbox.extensions import DependencyProvider, Entrypoint
-from sandbox.runtime import get_runtime
+from sandbox.exceptions import ContainerBeingKilled, ExtensionNotFound
+from sandbox.extensions import DependencyProvider, Entrypoint, iter_extensions
+from sandbox.runtime import get_runtime, wait_for
 
 
 def worker_factory(service_cls: type, **dependencies: Any) -> Any:
@@ -30,11 +30,40 @@ def worker_factory(service_cls: type, **dependencies: Any) -> Any:
     return service
 
 
-def _find_entrypoint(container: ServiceContainer, method_name: str) -> Entrypoint:
+def _find_entrypoint(container: ServiceContainer, method_name: str) -> Entrypoint | None:
     for entrypoint in container.entrypoints:
         if entrypoint.method_name == method_name:
             return entrypoint
-    raise ExtensionNotFound(f"No entrypoint for '{method_name}' found on container {container}")
+    return None
+
+
+class EntrypointWaiterTimeout(Exception):
+    """No awaited worker finished in time (``entrypoint_waiter.Timeout``)."""
+
+
+def _timeout(container: ServiceContainer, method_name: str, timeout: float | None):
+    return EntrypointWaiterTimeout(
+        f"Timeout on {container.service_name}.{method_name} after {timeout} seconds"
+    )
+
+
+class _WorkerWatch:
+    """A recorder observer that hands over the outcome of the first finished worker it accepts,
+    once its dependencies' teardown ran too (a session committed, a connection released)."""
+
+    def __init__(self, accept: Callable[[Any, Any, Any], bool], send: Callable[..., None]):
+        self.accept, self.send = accept, send
+
+    def worker_finished(self, worker_ctx: Any, result: Any, exc_info: tuple | None) -> None:
+        if self.accept(worker_ctx, result, exc_info):
+            self.send(result, exc_info)
+
+    def __enter__(self) -> _WorkerWatch:
+        recorder.add_observer(self)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        recorder.remove_observer(self)
 
 
 @contextmanager
@@ -44,30 +73,51 @@ def entrypoint_hook(
     context_data: dict | None = None,
     timeout: float | None = 30,
 ) -> Iterator[Callable[..., Any]]:
-    """Yield a function that runs ``method_name`` in a worker of ``container`` and returns."""
+    """Yield a function that runs ``method_name`` in a worker of ``container`` and returns its
+    result (or raises its error) once the worker is torn down.
+
+    Should the container die meanwhile, the function raises the error that killed it; after
+    ``timeout`` seconds it raises :class:`entrypoint_waiter.Timeout <EntrypointWaiterTimeout>`.
+    """
     entrypoint = _find_entrypoint(container, method_name)
+    if entrypoint is None:
+        raise ExtensionNotFound(
+            f"No entrypoint for '{method_name}' found on container {container}."
+        )
 
     def run(args: tuple, kwargs: dict) -> Any:
         outcome = eventlet.event.Event()
+        worker: list[Any] = []
 
-        def handle_result(worker_ctx, result, exc_info):
-            outcome.send((result, exc_info))
-            return result, exc_info
+        def send(result: Any, exc_info: tuple | None) -> None:
+            if not outcome.ready():
+                outcome.send((result, exc_info))
 
-        container.spawn_worker(entrypoint, args, kwargs, context_data, handle_result)
-        result, exc_info = outcome.wait()
+        def watch_container() -> None:
+            try:
+                container.wait()
+                died = ContainerBeingKilled(f"{container} stopped before the worker finished")
+            except Exception as exc:
+                died = exc
+            if not outcome.ready():
+                outcome.send_exception(died)
+
+        watcher = eventlet.spawn(watch_container)
+        try:
+            with _WorkerWatch(lambda ctx, *_: bool(worker) and ctx is worker[0], send):
+                worker.append(container.spawn_worker(entrypoint, args, kwargs, context_data))
+                with eventlet.Timeout(timeout, _timeout(container, method_name, timeout)):
+                    result, exc_info = outcome.wait()
+        finally:
+            watcher.kill()
         if exc_info is not None:
             raise exc_info[1].with_traceback(exc_info[2])
         return result
 
     def hook(*args: Any, **kwargs: Any) -> Any:
-        return get_runtime().call(run, args, kwargs, timeout=timeout)
+        return get_runtime().call(run, args, kwargs)
 
     yield hook
-
-
-class EntrypointWaiterTimeout(Exception):
-    pass
 
 
 class WaitResult:
@@ -76,30 +126,17 @@ class WaitResult:
     def __init__(self) -> None:
         self.result: Any = None
         self.exc_info: tuple | None = None
-        self._done = threading.Event()
+        self._done: Future[None] = Future()  # settled in the hub, waited for by the test
 
     def send(self, result: Any, exc_info: tuple | None) -> None:
-        self.result, self.exc_info = result, exc_info
-        self._done.set()
+        if not self._done.done():
+            self.result, self.exc_info = result, exc_info
+            self._done.set_result(None)
 
     def get(self) -> Any:
         if self.exc_info is not None:
             raise self.exc_info[1].with_traceback(self.exc_info[2])
         return self.result
-
-
-class _Waiter:
-    def __init__(self, container, method_name, callback, wait_result):
-        self.container, self.method_name = container, method_name
-        self.callback, self.wait_result = callback, wait_result
-
-    def worker_finished(self, worker_ctx, result, exc_info) -> None:
-        if worker_ctx.container is not self.container or self.wait_result._done.is_set():
-            return
-        if worker_ctx.entrypoint.method_name != self.method_name:
-            return
-        if self.callback is None or self.callback(worker_ctx, result, exc_info):
-            self.wait_result.send(result, exc_info)
 
 
 @contextmanager
@@ -109,22 +146,28 @@ def entrypoint_waiter(
     timeout: float | None = 30,
     callback: Callable[[Any, Any, Any], bool] | None = None,
 ) -> Iterator[WaitResult]:
-    """Wait, on leaving the block, for a worker of ``method_name`` to finish.
+    """Wait, on leaving the block, for a worker of ``method_name`` to finish and be torn down;
+    after ``timeout`` seconds raise :class:`entrypoint_waiter.Timeout <EntrypointWaiterTimeout>`.
 
     With ``callback(worker_ctx, result, exc_info)``, wait for the first worker it accepts.
     """
-    _find_entrypoint(container, method_name)
+    if _find_entrypoint(container, method_name) is None:
+        raise RuntimeError(f"{container.service_name} has no entrypoint `{method_name}`")
     wait_result = WaitResult()
-    waiter = _Waiter(container, method_name, callback, wait_result)
-    recorder.add_observer(waiter)
-    try:
+
+    def accept(worker_ctx: Any, result: Any, exc_info: tuple | None) -> bool:
+        return (
+            worker_ctx.container is container
+            and worker_ctx.entrypoint.method_name == method_name
+            and (callback is None or bool(callback(worker_ctx, result, exc_info)))
+        )
+
+    with _WorkerWatch(accept, wait_result.send):
         yield wait_result
-        if not wait_result._done.wait(timeout):
-            raise EntrypointWaiterTimeout(
-                f"Timeout on waiting for `{method_name}` after {timeout} seconds"
-            )
-    finally:
-        recorder.remove_observer(waiter)
+        try:
+            wait_for(wait_result._done, timeout)
+        except TimeoutError:
+            raise _timeout(container, method_name, timeout) from None
 
 
 entrypoint_waiter.Timeout = EntrypointWaiterTimeout
@@ -168,10 +211,12 @@ def restrict_entrypoints(container: ServiceContainer, *method_names: str) -> Non
     """Keep only the entrypoints decorating ``method_names``; call before ``start``."""
     if container.started:
         raise RuntimeError("You must restrict entrypoints before the container is started.")
-    for name in method_names:
-        _find_entrypoint(container, name)
+    missing = [name for name in method_names if _find_entrypoint(container, name) is None]
+    if missing:
+        raise ExtensionNotFound(f"Entrypoint(s) {missing} not found on {container}.")
     for entrypoint in list(container.entrypoints):
         if entrypoint.method_name not in method_names:
+            container.retained_subextensions.update(iter_extensions(entrypoint))
             container.entrypoints.remove(entrypoint)
 
 
