@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import recorder
+from sandbox import recorder, serialization
 from sandbox.exceptions import ConfigurationError, ContainerBeingKilled
 from sandbox.extensions import (
     DependencyProvider,
@@ -130,8 +130,7 @@ class ServiceContainer:
         self.config = _global_config() if config is None else config
         self.max_workers = int(self.config.get("max_workers", 10))
         self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
-        self.serializer = self.config.get("serializer", "json")
-        self.accept = self.config.get("ACCEPT", [self.serializer])
+        self.serializer, self.accept = serialization.setup(self.config)
 
         self.shared_extensions: dict[Any, Extension] = {}
         self.dependencies: set[DependencyProvider] = set()
