@@ -47,6 +47,7 @@ from sandbox.exceptions import (
     UnknownService,
     UnserializableValueError,
     deserialize,
+    format_remote_traceback,
     serialize,
 )
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
@@ -268,7 +269,11 @@ def _record(kind: str, payload: Any, *where: Any) -> None:
 
 
 def _reply(result: Any, error: BaseException | None) -> dict:
-    return {"result": result, "error": serialize(error) if error is not None else None}
+    if error is None:
+        return {"result": result, "error": None}
+    # The traceback goes beside Nameko's two keys: Nameko clients ignore it.
+    traceback = format_remote_traceback(error)
+    return {"result": result, "error": serialize(error), "traceback": traceback}
 
 
 class Requests:
@@ -541,7 +546,7 @@ class RpcReply:
         if error is not None:
             raise error
         if body.get("error"):
-            raise deserialize(body["error"])
+            raise deserialize(body["error"], body.get("traceback"))
         return body.get("result")
 
     def _forget(self) -> None:
