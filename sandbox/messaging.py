@@ -168,7 +168,8 @@ class QueueConsumer(SharedExtension, ProviderCollector):
 class Publisher(DependencyProvider, HeaderEncoder):
     """Injects ``publish(msg, **kwargs)``: publishes with the worker's context in headers.
 
-    ``exchange`` and the entities in ``declare`` are declared before the first publish;
+    ``exchange`` and the entities in ``declare`` are declared in ``setup``, before the
+    container starts (a kombu entity made with ``no_declare=True`` is not);
     ``options`` are defaults for every publish (``routing_key``, ``delivery_mode``...).
     """
 
@@ -186,6 +187,7 @@ class Publisher(DependencyProvider, HeaderEncoder):
 
     def setup(self) -> None:
         self.publisher = publisher_for(self.container.config, declare=self.declare, **self.options)
+        self.publisher.declare_entities()
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Callable[..., None]:
         extra_headers = self.get_message_headers(worker_ctx)
