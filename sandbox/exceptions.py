@@ -1,7 +1,8 @@
 """Exceptions, and their wire form: ``{"exc_type", "exc_path", "exc_args", "value"}``.
 
 The four keys and their values are Nameko's, so errors cross between sandbox and Nameko
-services. The remote traceback travels beside them (see :func:`format_remote_traceback`).
+services. An RPC reply carries the remote traceback in its ``sandbox.traceback`` header, which
+Nameko ignores (see :func:`format_remote_traceback`).
 """
 
 from __future__ import annotations
@@ -62,9 +63,19 @@ def serialize(exc: BaseException) -> dict[str, Any]:
     }
 
 
+REMOTE_TRACEBACK_HEADER = "sandbox.traceback"
+
+# Characters: a header must fit in one AMQP frame (128 KiB unless the broker says otherwise).
+_TRACEBACK_LIMIT = 16_000
+
+
 def format_remote_traceback(exc: BaseException) -> str:
-    """The traceback text a reply carries beside the serialized error, for RemoteError."""
-    return "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+    """The traceback text an RPC reply carries for RemoteError; its middle is cut when long."""
+    text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+    if len(text) <= _TRACEBACK_LIMIT:
+        return text
+    half = _TRACEBACK_LIMIT // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
 
 
 def deserialize(data: dict[str, Any], traceback: str | None = None) -> BaseException:

@@ -38,6 +38,7 @@ from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
+    REMOTE_TRACEBACK_HEADER,
     ContainerBeingKilled,
     IncorrectSignature,
     MalformedRequest,
@@ -204,8 +205,10 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         Returns ``(result, exc_info)`` as the caller was told them.
         """
         error = exc_info[1] if exc_info is not None else None
+        # The remote traceback rides in a header: the body stays exactly Nameko's.
+        traceback = format_remote_traceback(error) if error is not None else None
         try:
-            self._reply_and_settle(message, _reply(result, error), settle)
+            self._reply_and_settle(message, _reply(result, error), settle, traceback)
         except kombu.exceptions.EncodeError:
             error = UnserializableValueError(result)
             result, exc_info = None, _exc_info(error)
@@ -213,7 +216,11 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         return result, exc_info
 
     def _reply_and_settle(
-        self, message: kombu.Message, reply: dict, settle: Callable[[kombu.Message], None]
+        self,
+        message: kombu.Message,
+        reply: dict,
+        settle: Callable[[kombu.Message], None],
+        traceback: str | None = None,
     ) -> None:
         """Publish the reply, then settle the request (requeue it when the reply failed).
 
@@ -222,6 +229,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         properties = message.properties
         serializer = serialization.reply_serializer(message.content_type, self.serialization)
         body, reply_properties, headers = self.template.encode(reply, serializer)
+        if traceback is not None:
+            headers[REMOTE_TRACEBACK_HEADER] = traceback
         if properties.get("correlation_id") is not None:
             reply_properties["correlation_id"] = properties["correlation_id"]
 
@@ -269,11 +278,7 @@ def _record(kind: str, payload: Any, *where: Any) -> None:
 
 
 def _reply(result: Any, error: BaseException | None) -> dict:
-    if error is None:
-        return {"result": result, "error": None}
-    # The traceback goes beside Nameko's two keys: Nameko clients ignore it.
-    traceback = format_remote_traceback(error)
-    return {"result": result, "error": serialize(error), "traceback": traceback}
+    return {"result": result, "error": serialize(error) if error is not None else None}
 
 
 class Requests:
@@ -477,6 +482,10 @@ class PendingReplies:
             body = serialization.decode(message)
         except Exception as exc:
             pending.settle(error=exc)
+            return
+        if isinstance(body, dict) and body.get("error"):
+            traceback = (message.headers or {}).get(REMOTE_TRACEBACK_HEADER)
+            pending.settle(error=deserialize(body["error"], traceback))
         else:
             pending.settle(body)
 
@@ -545,8 +554,6 @@ class RpcReply:
         body, error = self.pending.outcome
         if error is not None:
             raise error
-        if body.get("error"):
-            raise deserialize(body["error"], body.get("traceback"))
         return body.get("result")
 
     def _forget(self) -> None:

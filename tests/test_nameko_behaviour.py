@@ -13,7 +13,7 @@ from sandbox.amqp.transport import connect
 from sandbox.containers import ServiceContainer, WorkerContext
 from sandbox.contextdata import ContextDataProvider
 from sandbox.events import EventDispatcher
-from sandbox.exceptions import ConfigurationError, serialize
+from sandbox.exceptions import ConfigurationError, format_remote_traceback, serialize
 from sandbox.messaging import HeaderEncoder, Publisher, consume
 from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime
@@ -67,6 +67,13 @@ def test_serialize_gives_nameko_keys_and_values():
         "value": "[__unicode__ failed]",
     }
     assert serialize(Unprintable("x"))["value"] == "[__unicode__ failed]"
+
+
+def test_a_long_remote_traceback_keeps_its_start_and_end():
+    text = format_remote_traceback(ValueError("start" + "x" * 100_000 + "end"))
+    assert len(text) < 17_000  # fits in a reply header
+    assert text.startswith("ValueError: start") and text.rstrip().endswith("end")
+    assert "characters cut" in text
 
 
 # --- worker context -------------------------------------------------------------------------
