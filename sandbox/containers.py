@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import recorder
+from sandbox import recorder, serialization
 from sandbox.exceptions import ConfigurationError, ContainerBeingKilled
 from sandbox.extensions import (
     DependencyProvider,
@@ -55,7 +55,12 @@ def _global_config() -> Mapping[str, Any]:
     return config
 
 
-def get_container_cls(config: Mapping[str, Any] | None = None) -> type[ServiceContainer]:
+def get_container_cls(config: Mapping[str, Any] | None = None) -> type:
+    """The container class config ``SERVICE_CONTAINER_CLS`` names, else ServiceContainer.
+
+    Any class with Nameko's container interface will do: ``cls(service_cls, config)``,
+    ``service_name``, ``start()``, ``stop()``, ``kill()``, ``wait()``.
+    """
     config = _global_config() if config is None else config
     path = config.get("SERVICE_CONTAINER_CLS")
     if not path:
@@ -65,16 +70,15 @@ def get_container_cls(config: Mapping[str, Any] | None = None) -> type[ServiceCo
     return import_from_path(path)
 
 
-def _parent_calls(stack: Any, tracked: int) -> list[str]:
-    """The last ``tracked`` call ids of the stack a caller sent.
+def _parent_calls(stack: Any) -> list[str]:
+    """The call id stack a caller sent.
 
     It comes off the wire: anything but a list of strings (a forged or broken header) starts
     a new chain rather than failing the request, or killing the container that received it.
     """
-    if not tracked or not isinstance(stack, list | tuple):
+    if not isinstance(stack, list | tuple) or not all(isinstance(c, str) for c in stack):
         return []
-    parents = list(stack[-tracked:])
-    return parents if all(isinstance(call_id, str) for call_id in parents) else []
+    return list(stack)
 
 
 class WorkerContext:
@@ -98,7 +102,9 @@ class WorkerContext:
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.data = dict(data) if data is not None else {}
         self.call_id = f"{self.service_name}.{entrypoint.method_name}.{unique_id()}"
-        parents = _parent_calls(self.data.get("call_id_stack"), container.parent_calls_tracked)
+        self._parent_call_id_stack = _parent_calls(self.data.get("call_id_stack"))
+        tracked = container.parent_calls_tracked
+        parents = self._parent_call_id_stack[-tracked:] if tracked > 0 else []
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
         self.finished_at: float | None = None
@@ -110,12 +116,15 @@ class WorkerContext:
         return data
 
     @property
-    def origin_call_id(self) -> str:
-        return self.call_id_stack[0]
+    def origin_call_id(self) -> str | None:
+        """The first call of the chain the caller sent (whatever ``parent_calls_tracked``
+        keeps of it); None for a call with no parent."""
+        return self._parent_call_id_stack[0] if self._parent_call_id_stack else None
 
     @property
     def immediate_parent_call_id(self) -> str | None:
-        return self.call_id_stack[-2] if len(self.call_id_stack) > 1 else None
+        """The call that made this one; None for a call with no parent."""
+        return self._parent_call_id_stack[-1] if self._parent_call_id_stack else None
 
     def __repr__(self) -> str:
         return f"<WorkerContext [{self.service_name}.{self.entrypoint.method_name}]>"
@@ -130,8 +139,7 @@ class ServiceContainer:
         self.config = _global_config() if config is None else config
         self.max_workers = int(self.config.get("max_workers", 10))
         self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
-        self.serializer = self.config.get("serializer", "json")
-        self.accept = self.config.get("ACCEPT", [self.serializer])
+        self.serializer, self.accept = serialization.setup(self.config)
 
         self.shared_extensions: dict[Any, Extension] = {}
         self.dependencies: set[DependencyProvider] = set()

@@ -39,7 +39,11 @@ class EventHandlerConfigurationError(ConfigurationError):
 def get_event_exchange(
     service_name: str, config: Mapping[str, Any] | None = None
 ) -> kombu.Exchange:
-    """The exchange ``service_name`` dispatches its events to."""
+    """The exchange ``service_name`` dispatches its events to.
+
+    Config ``DECLARE_EVENT_EXCHANGES: false`` (exactly False, as in Nameko) leaves declaring it
+    to someone else.
+    """
     config = global_config if config is None else config
     return kombu.Exchange(
         f"{service_name}.events",
@@ -47,7 +51,7 @@ def get_event_exchange(
         durable=True,
         delivery_mode=2,
         auto_delete=bool(config.get("AUTO_DELETE_EVENT_EXCHANGES", False)),
-        no_declare=not config.get("DECLARE_EVENT_EXCHANGES", True),
+        no_declare=config.get("DECLARE_EVENT_EXCHANGES") is False,
     )
 
 

@@ -1,12 +1,14 @@
 """Exceptions, and their wire form: ``{"exc_type", "exc_path", "exc_args", "value"}``.
 
-The four keys are Nameko's, so errors cross between sandbox and Nameko services. A fifth key,
-``traceback``, carries the remote traceback text; Nameko ignores keys it does not know.
+The four keys and their values are Nameko's, so errors cross between sandbox and Nameko
+services. An RPC reply carries the remote traceback in its ``sandbox.traceback`` header, which
+Nameko ignores (see :func:`format_remote_traceback`).
 """
 
 from __future__ import annotations
 
 import traceback as traceback_module
+from collections.abc import Iterable
 from typing import Any
 
 registry: dict[str, type[BaseException]] = {}
@@ -17,31 +19,34 @@ _NAMEKO_MODULE = "nameko.exceptions"
 
 
 def get_module_path(exc_type: type) -> str:
-    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+    return f"{exc_type.__module__}.{exc_type.__name__}"
 
 
 def deserialize_to_instance(exc_type: type[BaseException]) -> type[BaseException]:
     """Class decorator: remote errors of this type come back as instances of it."""
     registry[get_module_path(exc_type)] = exc_type
     if exc_type.__module__ == __name__:
-        registry[f"{_NAMEKO_MODULE}.{exc_type.__qualname__}"] = exc_type
+        registry[f"{_NAMEKO_MODULE}.{exc_type.__name__}"] = exc_type
     return exc_type
 
 
 def _wire_path(exc_type: type) -> str:
     if exc_type.__module__ == __name__ and get_module_path(exc_type) in registry:
-        return f"{_NAMEKO_MODULE}.{exc_type.__qualname__}"
+        return f"{_NAMEKO_MODULE}.{exc_type.__name__}"
     return get_module_path(exc_type)
 
 
 def safe_for_serialization(value: Any) -> Any:
-    """Turn ``value`` into something every serializer accepts; unknown objects become text."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    """``value`` as strings that every serializer accepts, as Nameko makes it: strings stay,
+    mappings and iterables keep their shape with their items made safe, anything else
+    (numbers and None too) becomes its ``str``, or ``'[__unicode__ failed]'`` when that raises.
+    """
+    if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        return {str(k): safe_for_serialization(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [safe_for_serialization(v) for v in value]
+        return {safe_for_serialization(k): safe_for_serialization(v) for k, v in value.items()}
+    if isinstance(value, Iterable):
+        return [safe_for_serialization(item) for item in value]
     try:
         return str(value)
     except Exception:
@@ -49,23 +54,40 @@ def safe_for_serialization(value: Any) -> Any:
 
 
 def serialize(exc: BaseException) -> dict[str, Any]:
+    """The wire form of ``exc``: Nameko's four keys, and nothing else."""
     return {
         "exc_type": type(exc).__name__,
         "exc_path": _wire_path(type(exc)),
         "exc_args": [safe_for_serialization(arg) for arg in exc.args],
-        "value": safe_for_serialization(str(exc)),
-        "traceback": "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__)),
+        "value": safe_for_serialization(exc),
     }
 
 
-def deserialize(data: dict[str, Any]) -> BaseException:
+REMOTE_TRACEBACK_HEADER = "sandbox.traceback"
+
+# Characters: a header must fit in one AMQP frame (128 KiB unless the broker says otherwise).
+_TRACEBACK_LIMIT = 16_000
+
+
+def format_remote_traceback(exc: BaseException) -> str:
+    """The traceback text an RPC reply carries for RemoteError; its middle is cut when long."""
+    text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+    if len(text) <= _TRACEBACK_LIMIT:
+        return text
+    half = _TRACEBACK_LIMIT // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters cut ...]\n{text[-half:]}"
+
+
+def deserialize(data: dict[str, Any], traceback: str | None = None) -> BaseException:
+    """The exception ``data`` describes: an instance of a registered type, else RemoteError
+    (with ``traceback``, the remote one, when the reply carried it)."""
     exc_type = registry.get(data.get("exc_path", ""))
     if exc_type is not None:
         try:
             return exc_type(*data.get("exc_args", ()))
         except Exception:  # a registered type whose signature changed: degrade, never fail
             pass
-    return RemoteError(data.get("exc_type"), data.get("value", ""), data.get("traceback"))
+    return RemoteError(data.get("exc_type"), data.get("value", ""), traceback)
 
 
 class RemoteError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -150,12 +151,27 @@ class Entrypoint(Extension):
 
     method_name: str | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # ``sensitive_variables``, the argument's name before Nameko 2.7, is still taken (as by
+        # Nameko 2.14). Renamed here, where the arguments are kept for bind()'s copies, so that
+        # the copies do not warn again.
+        if kwargs.get("sensitive_variables"):
+            warnings.warn(
+                "The `sensitive_variables` argument has been renamed to `sensitive_arguments`.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            kwargs["sensitive_arguments"] = kwargs.pop("sensitive_variables")
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(
         self,
         expected_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
         sensitive_arguments: str | tuple[str, ...] = (),
+        sensitive_variables: str | tuple[str, ...] = (),
         **kwargs: Any,
     ):
+        sensitive_arguments = sensitive_variables or sensitive_arguments
         self.expected_exceptions = expected_exceptions
         if isinstance(sensitive_arguments, str):
             sensitive_arguments = (sensitive_arguments,)

@@ -8,12 +8,14 @@ the loop when a slot looks free is no saving: slots are handed out in turn, so t
 queue behind the deliveries already waiting, and a worker waiting for an RPC reply that only
 the loop can deliver would never free its slot.)
 
-Context data (call id stack, language, user id...) travels in ``nameko.``-prefixed headers.
+Context data (call id stack, language, user id...) travels in ``nameko.``-prefixed headers;
+a message's other headers reach the worker's context data as they are.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,17 +38,24 @@ log = logging.getLogger(__name__)
 
 
 def encode_to_headers(context_data: Mapping[str, Any], prefix: str = HEADER_PREFIX) -> dict:
-    """Context data as message headers; None values are left out."""
+    """Context data as message headers; None values are left out, with a UserWarning (Nameko's)."""
+    if None in context_data.values():
+        warnings.warn(
+            "Attempted to publish unserialisable header value. Headers with a value of `None` "
+            "will be dropped from the payload.",
+            UserWarning,
+            stacklevel=2,
+        )
     return {f"{prefix}.{key}": value for key, value in context_data.items() if value is not None}
 
 
 def decode_from_headers(headers: Mapping[str, Any] | None, prefix: str = HEADER_PREFIX) -> dict:
-    """The context data carried by message headers: the prefixed ones, prefix removed."""
+    """The context data carried by message headers: all of them, ``prefix.`` removed where
+    present (Nameko's: a caller's own headers reach the worker too)."""
     start = f"{prefix}."
     return {
-        key[len(start) :]: value
+        key.removeprefix(start) if isinstance(key, str) else key: value
         for key, value in (headers or {}).items()
-        if isinstance(key, str) and key.startswith(start)
     }
 
 
@@ -168,7 +177,8 @@ class QueueConsumer(SharedExtension, ProviderCollector):
 class Publisher(DependencyProvider, HeaderEncoder):
     """Injects ``publish(msg, **kwargs)``: publishes with the worker's context in headers.
 
-    ``exchange`` and the entities in ``declare`` are declared before the first publish;
+    ``exchange`` and the entities in ``declare`` are declared in ``setup``, before the
+    container starts (a kombu entity made with ``no_declare=True`` is not);
     ``options`` are defaults for every publish (``routing_key``, ``delivery_mode``...).
     """
 
@@ -186,6 +196,7 @@ class Publisher(DependencyProvider, HeaderEncoder):
 
     def setup(self) -> None:
         self.publisher = publisher_for(self.container.config, declare=self.declare, **self.options)
+        self.publisher.declare_entities()
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Callable[..., None]:
         extra_headers = self.get_message_headers(worker_ctx)

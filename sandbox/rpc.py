@@ -38,6 +38,7 @@ from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import CONNECTION_ERRORS
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
+    REMOTE_TRACEBACK_HEADER,
     ContainerBeingKilled,
     IncorrectSignature,
     MalformedRequest,
@@ -47,6 +48,7 @@ from sandbox.exceptions import (
     UnknownService,
     UnserializableValueError,
     deserialize,
+    format_remote_traceback,
     serialize,
 )
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
@@ -203,8 +205,10 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         Returns ``(result, exc_info)`` as the caller was told them.
         """
         error = exc_info[1] if exc_info is not None else None
+        # The remote traceback rides in a header: the body stays exactly Nameko's.
+        traceback = format_remote_traceback(error) if error is not None else None
         try:
-            self._reply_and_settle(message, _reply(result, error), settle)
+            self._reply_and_settle(message, _reply(result, error), settle, traceback)
         except kombu.exceptions.EncodeError:
             error = UnserializableValueError(result)
             result, exc_info = None, _exc_info(error)
@@ -212,7 +216,11 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         return result, exc_info
 
     def _reply_and_settle(
-        self, message: kombu.Message, reply: dict, settle: Callable[[kombu.Message], None]
+        self,
+        message: kombu.Message,
+        reply: dict,
+        settle: Callable[[kombu.Message], None],
+        traceback: str | None = None,
     ) -> None:
         """Publish the reply, then settle the request (requeue it when the reply failed).
 
@@ -221,6 +229,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         properties = message.properties
         serializer = serialization.reply_serializer(message.content_type, self.serialization)
         body, reply_properties, headers = self.template.encode(reply, serializer)
+        if traceback is not None:
+            headers[REMOTE_TRACEBACK_HEADER] = traceback
         if properties.get("correlation_id") is not None:
             reply_properties["correlation_id"] = properties["correlation_id"]
 
@@ -487,6 +497,10 @@ class PendingReplies:
             body = serialization.decode(message)
         except Exception as exc:
             pending.settle(error=exc)
+            return
+        if isinstance(body, dict) and body.get("error"):
+            traceback = (message.headers or {}).get(REMOTE_TRACEBACK_HEADER)
+            pending.settle(error=deserialize(body["error"], traceback))
         else:
             pending.settle(body)
 
@@ -555,8 +569,6 @@ class RpcReply:
         body, error = self.pending.outcome
         if error is not None:
             raise error
-        if body.get("error"):
-            raise deserialize(body["error"])
         return body.get("result")
 
     def _forget(self) -> None:

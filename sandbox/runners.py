@@ -35,15 +35,19 @@ class ServiceRunner:
         container_cls = get_container_cls(self.config)
         self.service_map[service_name] = container_cls(service_cls, self.config)
 
+    # Through the containers' public methods only (run inline in the hub thread), so that
+    # config SERVICE_CONTAINER_CLS may name any class with Nameko's container interface.
+
     def start(self) -> None:
         log.debug("starting services: %s", ", ".join(self.service_names))
-        get_runtime().call(_each, self.containers, "_start")
+        get_runtime().call(_each, self.containers, "start")
 
     def stop(self, timeout: float | None = None) -> None:
-        get_runtime().call(_each, self.containers, "_stop", timeout)
+        """Stop every container; ``timeout``: see :meth:`ServiceContainer.stop`."""
+        get_runtime().call(_each, self.containers, "stop", *([] if timeout is None else [timeout]))
 
     def kill(self) -> None:
-        get_runtime().call(_each, self.containers, "_kill")
+        get_runtime().call(_each, self.containers, "kill")
 
     def wait(self) -> None:
         """Wait for every container; when one dies of an error, stop the rest and re-raise."""

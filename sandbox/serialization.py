@@ -3,7 +3,8 @@
 Config keys (Nameko's): ``serializer`` (default ``json``), ``ACCEPT`` (default: only the
 serializer) and ``SERIALIZERS``, extra kombu serializers as
 ``{name: {encoder, decoder, content_type, content_encoding}}`` with dotted import paths.
-Pickle is never accepted unless the config names it.
+Pickle is never accepted unless the config names it. A serializer or accepted name that kombu
+does not know is refused by :func:`setup` (so at container creation) with ConfigurationError.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import kombu.serialization
 import kombu.utils.json
 
 from sandbox.config import config as global_config
+from sandbox.exceptions import ConfigurationError
 from sandbox.utils import import_from_path
 
 
@@ -27,7 +29,11 @@ class SerializationConfig(NamedTuple):
 
 
 def setup(config: Mapping[str, Any] | None = None) -> SerializationConfig:
-    """Register the config's extra serializers with kombu and return what to use."""
+    """Register the config's extra serializers with kombu and return what to use.
+
+    Raises ConfigurationError when the serializer, or a name in ``ACCEPT``, is not registered:
+    messages would otherwise fail one by one, long after the mistake.
+    """
     config = global_config if config is None else config
     for name, spec in (config.get("SERIALIZERS") or {}).items():
         kombu.serialization.register(
@@ -38,7 +44,16 @@ def setup(config: Mapping[str, Any] | None = None) -> SerializationConfig:
             content_encoding=spec.get("content_encoding", "utf-8"),
         )
     serializer = config.get("serializer") or "json"
-    return SerializationConfig(serializer, list(config.get("ACCEPT") or [serializer]))
+    accept = list(config.get("ACCEPT") or [serializer])
+    names = kombu.serialization.registry.name_to_type
+    # ACCEPT may name content types too, as kombu's own ``accept`` does.
+    content_types = kombu.serialization.registry.type_to_name
+    unknown = [name for name in accept if name not in names and name not in content_types]
+    if serializer not in names:
+        unknown.insert(0, serializer)
+    if unknown:
+        raise ConfigurationError(f'Please register a serializer for "{unknown[0]}" format')
+    return SerializationConfig(serializer, accept)
 
 
 def reply_serializer(content_type: str | None, serialization: SerializationConfig) -> str:

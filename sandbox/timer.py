@@ -1,9 +1,15 @@
-"""``@timer(interval, eager=False)``: run a method every ``interval`` seconds."""
+"""``@timer(interval, eager=False)``: run a method every ``interval`` seconds.
+
+A worker that outlasts the interval delays the next tick until it finishes: ticks never
+overlap. ``interval=0`` runs the method back to back, as Nameko does, each tick after the
+previous worker finished and after a turn of the hub (so that everything else runs too).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from typing import Any
 
@@ -18,8 +24,8 @@ log = logging.getLogger(__name__)
 
 class Timer(Entrypoint):
     def __init__(self, interval: float, eager: bool = False, **kwargs: Any):
-        if interval <= 0:
-            raise ValueError(f"timer interval must be positive, not {interval!r}")
+        if not isinstance(interval, numbers.Real) or interval < 0:
+            raise ValueError(f"timer interval must be a number of seconds >= 0, not {interval!r}")
         self.interval = interval
         self.eager = eager
         self._stopping = eventlet.event.Event()
@@ -56,8 +62,12 @@ class Timer(Entrypoint):
                 self._fire()
             except ContainerBeingKilled:
                 return
-            elapsed = time.monotonic() - start
-            tick = max(tick + 1, math.floor(elapsed / self.interval) + 1)
+            tick = self._next_tick(tick, time.monotonic() - start)
+
+    def _next_tick(self, tick: int, elapsed: float) -> int:
+        if not self.interval:
+            return tick + 1
+        return max(tick + 1, math.floor(elapsed / self.interval) + 1)
 
     def _fire(self) -> None:
         done = eventlet.event.Event()

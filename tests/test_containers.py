@@ -281,7 +281,7 @@ def test_worker_context_call_id_stack_bounded(container_factory):
     assert ctx.call_id.startswith("service.echo.")
     assert ctx.call_id_stack == ["parent.7", "parent.8", "parent.9", ctx.call_id]
     assert ctx.context_data == {"call_id_stack": ctx.call_id_stack, "lang": "en"}
-    assert ctx.origin_call_id == "parent.7"
+    assert ctx.origin_call_id == "parent.0"  # the chain as sent, as Nameko keeps it
     assert ctx.immediate_parent_call_id == "parent.9"
     root = WorkerContext(container, None, entrypoint)
     assert root.call_id_stack == [root.call_id] and root.immediate_parent_call_id is None

@@ -88,6 +88,7 @@ def test_stop_ends_the_timer_promptly(container_factory):
     assert time.monotonic() - began < 10  # not the hour the timer waits for
 
 
-def test_interval_must_be_positive():
-    with pytest.raises(ValueError):
-        Timer(0)
+@pytest.mark.parametrize("interval", [-1, "5", None])
+def test_interval_must_be_a_number_of_seconds(interval):
+    with pytest.raises(ValueError, match="timer interval must be a number of seconds"):
+        Timer(interval)

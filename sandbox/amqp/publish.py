@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import eventlet
+import kombu.common
 import kombu.compression
 from kombu.entity import maybe_delivery_mode
 
@@ -28,6 +30,8 @@ from sandbox.amqp.transport import (
 from sandbox.constants import PERSISTENT
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_RETRY_POLICY = {
     "max_retries": 3,
@@ -113,28 +117,28 @@ class Publisher:
         options = {**self.publish_kwargs, **kwargs, "headers": headers, "declare": declare}
         content_type, content_encoding, body = serialization.dumps(payload, serializer)
         options.update(content_type=content_type, content_encoding=content_encoding)
-        return OutgoingMessage(
-            payload, body, options, kind, retry_delays(retry_policy) if retry else iter(())
-        )
+        return OutgoingMessage(payload, body, options, kind, _delays(retry, retry_policy))
 
     def send(self, message: OutgoingMessage) -> None:
         """Publish a prepared message, on a fresh connection again when one fails."""
-        while True:
-            try:
-                returned = self._send(message)
-                break
-            except CONNECTION_ERRORS as exc:
-                delay = next(message.retry_delays, None)
-                if delay is None:
-                    raise
-                log.debug("publish failed (%r), retrying in %ss", exc, delay)
-                eventlet.sleep(delay)
+        returned = _retrying(partial(self._send, message), message.retry_delays)
         if returned:
             exc, exchange, routing_key = returned[0]
             raise UndeliverableMessage(
                 f"{exc} (exchange {exchange!r}, routing key {routing_key!r})"
             )
         recorder.notify("message_published", message.record())
+
+    def declare_entities(self) -> None:
+        """Declare the entities of ``declare`` on the broker now, as Nameko's ``Publisher``
+        does in its ``setup``; each publish declares them again on a connection that has not
+        (one opened after the broker restarted)."""
+        _retrying(self._declare_entities, _delays(self.retry, self.retry_policy))
+
+    def _declare_entities(self) -> None:
+        with self.pool.acquire() as pooled:
+            for entity in self.declare:
+                kombu.common.maybe_declare(entity, pooled.channel)
 
     def _send(self, message: OutgoingMessage) -> list[tuple[Exception, str, str]]:
         with self.pool.acquire() as pooled:
@@ -143,6 +147,23 @@ class Publisher:
             pooled.producer.publish(message.body, retry=False, **message.options)
             # With confirms, returns arrive before the confirm, so they are all in by now.
             return list(pooled.returned)
+
+
+def _delays(retry: bool, policy: Mapping[str, Any]) -> Iterator[float]:
+    return retry_delays(policy) if retry else iter(())
+
+
+def _retrying(fn: Callable[[], T], delays: Iterator[float]) -> T:
+    """``fn()``, called again after each delay while it fails with a connection error."""
+    while True:
+        try:
+            return fn()
+        except CONNECTION_ERRORS as exc:
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            log.debug("publish failed (%r), retrying in %ss", exc, delay)
+            eventlet.sleep(delay)
 
 
 @dataclass

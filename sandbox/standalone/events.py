@@ -20,7 +20,8 @@ def event_dispatcher(
 
     ``config`` defaults to the global ``sandbox.config``; ``kwargs`` are publisher options
     (``uri``, ``ssl``, ``serializer``, ``delivery_mode``...). Like Nameko's, it sends no
-    context headers.
+    context headers, and declares no exchange: the source's ``{service}.events`` exchange
+    must exist (its dispatcher or a handler declares it), else the broker's NotFound raises.
     """
     config = global_config if config is None else config
     publisher = publisher_for(config, **kwargs)
@@ -32,7 +33,6 @@ def event_dispatcher(
             event_data,
             exchange=exchange,
             routing_key=event_type,
-            declare=[exchange],
             kind="event",
         )
 
