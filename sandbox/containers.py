@@ -77,6 +77,11 @@ def _parent_calls(stack: Any, tracked: int) -> list[str]:
     return parents if all(isinstance(call_id, str) for call_id in parents) else []
 
 
+def new_call_id() -> str:
+    """The unique part of a worker's call id (the ``predictable_call_ids`` fixture patches it)."""
+    return unique_id()
+
+
 class WorkerContext:
     """What one worker knows about its call: ids, arguments and the context data it carries."""
 
@@ -97,7 +102,7 @@ class WorkerContext:
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.data = dict(data) if data is not None else {}
-        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{unique_id()}"
+        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
         parents = _parent_calls(self.data.get("call_id_stack"), container.parent_calls_tracked)
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
