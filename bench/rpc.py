@@ -279,11 +279,11 @@ runner.stop()
 @contextmanager
 def vhost() -> Iterator[str]:
     """A throwaway vhost on the bench's RabbitMQ."""
-    from sandbox.testing.pytest import RabbitManager
+    from sandbox.testing.rabbit import RabbitManager
 
     parts = urlsplit(AMQP_URI)
     api = f"http://{parts.username}:{parts.password}@{parts.hostname}:15672"
-    manager = RabbitManager(AMQP_URI, api)
+    manager = RabbitManager(api, AMQP_URI)
     name = f"sandbox-bench-{uuid.uuid4().hex[:8]}"
     manager.create_vhost(name)
     try:

@@ -81,6 +81,11 @@ def _parent_calls(stack: Any) -> list[str]:
     return list(stack)
 
 
+def new_call_id() -> str:
+    """The unique part of a worker's call id (the ``predictable_call_ids`` fixture patches it)."""
+    return unique_id()
+
+
 class WorkerContext:
     """What one worker knows about its call: ids, arguments and the context data it carries."""
 
@@ -101,7 +106,7 @@ class WorkerContext:
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.data = dict(data) if data is not None else {}
-        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{unique_id()}"
+        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
         self._parent_call_id_stack = _parent_calls(self.data.get("call_id_stack"))
         tracked = container.parent_calls_tracked
         parents = self._parent_call_id_stack[-tracked:] if tracked > 0 else []

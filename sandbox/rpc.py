@@ -782,7 +782,9 @@ class Client:
         return f"<{type(self).__name__} {target or 'cluster'}>"
 
 
-Proxy = Client
+# Nameko's names for the same object: ``proxy.service`` is a ServiceProxy, ``proxy.method``
+# (callable, with ``call_async``) a MethodProxy.
+Proxy = ServiceProxy = MethodProxy = Client
 
 
 class ReplyListener(SharedExtension):

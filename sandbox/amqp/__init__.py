@@ -6,3 +6,7 @@ retried messages; ``consume`` reads queues over one connection, reconnects, and 
 RPC requests and replies on it; ``memory`` is the kombu transport of the embedded broker
 (:mod:`sandbox.broker`).
 """
+
+from sandbox.amqp.publish import UndeliverableMessage
+
+__all__ = ["UndeliverableMessage"]

@@ -41,17 +41,11 @@ from sandbox.amqp.transport import (
     connect,
     retry_delays,
 )
+from sandbox.constants import DEFAULT_TRANSPORT_OPTIONS
 from sandbox.runtime import get_runtime
 from sandbox.utils import sanitize_url
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RETRY_POLICY = {
-    "max_retries": 3,
-    "interval_start": 0,
-    "interval_step": 1,
-    "interval_max": 5,
-}
 
 MessageCallback = Callable[[kombu.Message], None]
 ReturnCallback = Callable[[UndeliverableMessage, str, Any], None]
@@ -100,7 +94,7 @@ class Consumer:
         self.heartbeat = heartbeat
         self.prefetch_count = prefetch_count
         self.accept = kombu.serialization.prepare_accept_content(accept or ["json"])
-        self.retry_policy = {**DEFAULT_RETRY_POLICY, **(retry_policy or {})}
+        self.retry_policy = {**DEFAULT_TRANSPORT_OPTIONS, **(retry_policy or {})}
         self._connection_options = {"ssl": ssl, "login_method": login_method}
         self._subscriptions: list[Subscription] = []
         self._by_tag: dict[str, Subscription] = {}

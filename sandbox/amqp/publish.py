@@ -27,18 +27,11 @@ from sandbox.amqp.transport import (
     get_pool,
     retry_delays,
 )
-from sandbox.constants import PERSISTENT
+from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_RETRY_POLICY = {
-    "max_retries": 3,
-    "interval_start": 0,
-    "interval_step": 1,
-    "interval_max": 2,
-}
 
 
 class UndeliverableMessage(Exception):

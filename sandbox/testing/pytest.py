@@ -1,26 +1,61 @@
-"""The pytest plugin (entry point ``pytest11``): Nameko's fixtures under sandbox's name."""
+"""The pytest plugin (entry point ``pytest11``): Nameko's fixtures and options under sandbox.
+
+``rabbit_config`` runs a test once, on RabbitMQ when it answers, else on the embedded broker;
+pytest's header says which. ``--sandbox-brokers=memory,rabbitmq`` (ini ``sandbox_brokers``)
+runs each such test on both instead, or pins one.
+"""
 
 from __future__ import annotations
 
-import base64
-import json
+import itertools
 import os
 import socket
+import ssl
 import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from unittest import mock
 
 import pytest
+import yaml
 
-from sandbox.containers import get_container_cls
+from sandbox.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    SERIALIZER_CONFIG_KEY,
+    WEB_SERVER_CONFIG_KEY,
+)
+from sandbox.containers import ServiceContainer, get_container_cls
 from sandbox.runners import ServiceRunner
+from sandbox.testing.rabbit import RabbitManager
+from sandbox.utils import sanitize_url
 
 
 @pytest.fixture
 def empty_config() -> dict[str, Any]:
     return {}
+
+
+@pytest.fixture
+def mock_container(empty_config: dict[str, Any]) -> mock.Mock:
+    """An autospec mock of :class:`ServiceContainer` with ``empty_config`` and the default
+    serializer, for testing an extension outside any container."""
+    container = mock.create_autospec(ServiceContainer)
+    container.config = empty_config
+    container.config[SERIALIZER_CONFIG_KEY] = DEFAULT_SERIALIZER
+    container.serializer = DEFAULT_SERIALIZER
+    container.accept = [DEFAULT_SERIALIZER]
+    return container
+
+
+@pytest.fixture
+def predictable_call_ids() -> Iterator[mock.Mock]:
+    """Call ids end in "0", "1", "2"... in the order workers start (``service.method.0``)."""
+    with mock.patch("sandbox.containers.new_call_id", autospec=True) as new_call_id:
+        new_call_id.side_effect = (str(number) for number in itertools.count())
+        yield new_call_id
 
 
 @pytest.fixture
@@ -63,7 +98,6 @@ def web_config(empty_config: dict[str, Any]):
     """``WEB_SERVER_ADDRESS`` on a free port, in the config and patched into the global one."""
     from sandbox.config import config
     from sandbox.testing.utils import find_free_port
-    from sandbox.web.server import WEB_SERVER_CONFIG_KEY
 
     empty_config[WEB_SERVER_CONFIG_KEY] = f"127.0.0.1:{find_free_port()}"
     with config.patch(empty_config):
@@ -72,7 +106,7 @@ def web_config(empty_config: dict[str, Any]):
 
 @pytest.fixture
 def web_config_port(web_config: dict[str, Any]) -> int:
-    from sandbox.web.server import WEB_SERVER_CONFIG_KEY, parse_address
+    from sandbox.web.server import parse_address
 
     return parse_address(web_config[WEB_SERVER_CONFIG_KEY]).port
 
@@ -94,136 +128,265 @@ def web_session(web_config_port: int):
         yield session
 
 
-# --- AMQP: ``rabbit_config`` runs a test on the embedded broker and on RabbitMQ -----------------
+# --- AMQP: options, the broker choice, rabbit_config and friends ------------------------------
 
 DEFAULT_TEST_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+BROKERS = ("memory", "rabbitmq")
+# Nameko's defaults, relative to the directory pytest runs in.
+DEFAULT_AMQP_SSL_OPTIONS = [
+    ("ca_certs", "certs/cacert.pem"),
+    ("certfile", "certs/clientcert.pem"),
+    ("keyfile", "certs/clientkey.pem"),
+    ("cert_reqs", ssl.CERT_REQUIRED),
+]
+
+
+_chosen_brokers = pytest.StashKey[tuple[str, ...] | None]()
+_rabbitmq_probe = pytest.StashKey[RabbitManager | str]()
+
+
+def parse_config_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` to ``(KEY, VALUE read as YAML)``; a bare ``KEY`` to ``(KEY, True)``."""
+    key, equals, value = text.strip().partition("=")
+    return (key, yaml.safe_load(value)) if equals else (key, True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sandbox")
     group.addoption(
         "--amqp-uri",
-        default=None,
-        help="RabbitMQ for the rabbitmq variant of rabbit_config (else $SANDBOX_TEST_AMQP_URI, "
-        f"else {DEFAULT_TEST_AMQP_URI} when it answers)",
+        "--rabbit-amqp-uri",
+        dest="RABBIT_AMQP_URI",
+        default=os.environ.get("SANDBOX_TEST_AMQP_URI") or DEFAULT_TEST_AMQP_URI,
+        help="the RabbitMQ that rabbit_config uses, in a vhost of its own per test "
+        "(default: $SANDBOX_TEST_AMQP_URI, else %(default)s)",
     )
     group.addoption(
         "--rabbit-api-uri",
+        "--rabbit-ctl-uri",
+        dest="RABBIT_API_URI",
         default=None,
-        help="its management API, which makes a vhost per test "
-        "(default: http://user:password@<amqp host>:15672)",
+        help="its management API, which makes the vhosts "
+        "(default: http://user:password@<AMQP host>:15672)",
+    )
+    group.addoption(
+        "--amqp-ssl-port",
+        dest="AMQP_SSL_PORT",
+        type=int,
+        default=5671,
+        help="RabbitMQ's TLS port, for rabbit_ssl_config (default: %(default)s)",
+    )
+    group.addoption(
+        "--amqp-ssl-option",
+        dest="AMQP_SSL_OPTIONS",
+        type=parse_config_option,
+        action="append",
+        metavar="KEY=VALUE",
+        default=list(DEFAULT_AMQP_SSL_OPTIONS),
+        help="an ssl option of rabbit_ssl_config (AMQP_SSL), repeatable; values are read as "
+        "YAML: --amqp-ssl-option cert_reqs=0",
+    )
+    group.addoption(
+        "--sandbox-brokers",
+        dest="sandbox_brokers",
+        default=None,
+        metavar="memory,rabbitmq",
+        help="the brokers each rabbit_config test runs on (default: rabbitmq when it answers, "
+        "else memory)",
+    )
+    group.addoption(
+        "--blocking-detection",
+        dest="blocking_detection",
+        action="store_true",
+        help="accepted for Nameko's command lines: sandbox's watchdog always logs a green "
+        "thread that holds the services' hub",
+    )
+    parser.addini(
+        "sandbox_brokers",
+        "the brokers each rabbit_config test runs on, as --sandbox-brokers",
+        default="",
     )
 
 
-class RabbitManager:
-    """Just enough of RabbitMQ's management HTTP API for a throwaway vhost per test."""
-
-    def __init__(self, amqp_uri: str, api_uri: str):
-        amqp = urllib.parse.urlsplit(amqp_uri)
-        self.amqp_uri = amqp_uri
-        self.user = urllib.parse.unquote(amqp.username or "guest")
-        api = urllib.parse.urlsplit(api_uri)
-        self.api_url = f"{api.scheme}://{api.hostname}:{api.port or 15672}/api"
-        credentials = f"{api.username or 'guest'}:{api.password or 'guest'}"
-        self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
-
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 5) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        http_request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method)
-        http_request.add_header("Authorization", self._authorization)
-        http_request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(http_request, timeout=timeout) as response:
-            text = response.read()
-        return json.loads(text) if text else None
-
-    def uri_for(self, vhost: str) -> str:
-        """The AMQP URI of ``vhost``."""
-        parts = urllib.parse.urlsplit(self.amqp_uri)
-        return urllib.parse.urlunsplit(parts._replace(path="/" + _quote(vhost)))
-
-    def create_vhost(self, vhost: str) -> None:
-        self.request("PUT", f"/vhosts/{_quote(vhost)}")
-        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        self.request("PUT", f"/permissions/{_quote(vhost)}/{_quote(self.user)}", permissions)
-
-    def delete_vhost(self, vhost: str) -> None:
-        """Delete ``vhost`` with everything in it; the broker closes its connections."""
-        self.request("DELETE", f"/vhosts/{_quote(vhost)}")
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.RABBIT_API_URI is None:
+        amqp = urllib.parse.urlsplit(config.option.RABBIT_AMQP_URI)
+        credentials = amqp.netloc.rpartition("@")[0] or "guest:guest"
+        config.option.RABBIT_API_URI = f"http://{credentials}@{amqp.hostname or 'localhost'}:15672"
+    config.stash[_chosen_brokers] = _configured_brokers(config)
 
 
-def _quote(text: str) -> str:
-    return urllib.parse.quote(text, safe="")
+def _configured_brokers(config: pytest.Config) -> tuple[str, ...] | None:
+    """The brokers ``--sandbox-brokers``/``sandbox_brokers`` name; None when they name none."""
+    text = config.option.sandbox_brokers or config.getini("sandbox_brokers")
+    names = tuple(name.strip() for name in str(text).split(",") if name.strip())
+    unknown = [name for name in names if name not in BROKERS]
+    if unknown:
+        raise pytest.UsageError(
+            f"sandbox_brokers: unknown broker {unknown[0]!r} (choose among {', '.join(BROKERS)})"
+        )
+    return names or None
 
 
-def _unreachable(manager: RabbitManager) -> str | None:
-    """Why RabbitMQ cannot serve the tests, or None when it can."""
-    amqp = urllib.parse.urlsplit(manager.amqp_uri)
-    address = (amqp.hostname or "127.0.0.1", amqp.port or 5672)
+def _rabbitmq(config: pytest.Config) -> RabbitManager | str:
+    """The RabbitMQ the tests use, or why it cannot serve them (asked once per session)."""
+    if _rabbitmq_probe not in config.stash:
+        config.stash[_rabbitmq_probe] = _probe_rabbitmq(
+            config.option.RABBIT_AMQP_URI, config.option.RABBIT_API_URI
+        )
+    return config.stash[_rabbitmq_probe]
+
+
+def _probe_rabbitmq(amqp_uri: str, api_uri: str) -> RabbitManager | str:
+    amqp = urllib.parse.urlsplit(amqp_uri)
+    address = (amqp.hostname or "localhost", amqp.port or 5672)
     try:
         socket.create_connection(address, timeout=2).close()
-    except OSError as exc:
-        return f"no RabbitMQ answers at {address[0]}:{address[1]} ({exc})"
-    try:
-        manager.request("GET", "/overview", timeout=3)
-    except (OSError, ValueError) as exc:
-        return (
-            f"RabbitMQ's management API at {manager.api_url} does not answer ({exc}); "
-            "scripts/ensure-rabbitmq.sh enables it"
-        )
-    return None
+        return RabbitManager(api_uri, amqp_uri, timeout=5)
+    except OSError as exc:  # ConnectionError from the API included
+        return f"no RabbitMQ at {address[0]}:{address[1]}: {exc}"
+
+
+def _brokers(config: pytest.Config) -> tuple[str, ...]:
+    """The brokers a rabbit_config test runs on."""
+    chosen = config.stash[_chosen_brokers]
+    if chosen is not None:
+        return chosen
+    return ("memory",) if isinstance(_rabbitmq(config), str) else ("rabbitmq",)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    brokers = ", ".join(_brokers(config))
+    if config.stash[_chosen_brokers] is not None:
+        return f"sandbox brokers: {brokers} (sandbox_brokers)"
+    rabbitmq = _rabbitmq(config)
+    if isinstance(rabbitmq, str):
+        return f"sandbox brokers: {brokers} ({rabbitmq})"
+    return f"sandbox brokers: {brokers} at {sanitize_url(rabbitmq.amqp_uri)}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    brokers = _brokers(metafunc.config) if "rabbit_config" in metafunc.fixturenames else ()
+    if len(brokers) > 1:
+        metafunc.parametrize("rabbit_config", brokers, indirect=True)
 
 
 @pytest.fixture(scope="session")
 def rabbit_manager(pytestconfig: pytest.Config) -> RabbitManager:
-    """The RabbitMQ the tests use (skips when none answers)."""
-    amqp_uri = (
-        pytestconfig.getoption("--amqp-uri")
-        or os.environ.get("SANDBOX_TEST_AMQP_URI")
-        or DEFAULT_TEST_AMQP_URI
-    )
-    amqp = urllib.parse.urlsplit(amqp_uri)
-    api_uri = pytestconfig.getoption("--rabbit-api-uri") or (
-        f"http://{amqp.username or 'guest'}:{amqp.password or 'guest'}@"
-        f"{amqp.hostname or '127.0.0.1'}:15672"
-    )
-    manager = RabbitManager(amqp_uri, api_uri)
-    reason = _unreachable(manager)
-    if reason is not None:
-        pytest.skip(reason)
-    return manager
+    """A client of RabbitMQ's management API (skips the test when RabbitMQ does not answer)."""
+    rabbitmq = _rabbitmq(pytestconfig)
+    if isinstance(rabbitmq, str):
+        pytest.skip(rabbitmq)
+    return rabbitmq
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
-def rabbit_config(request: pytest.FixtureRequest):
-    """``{"AMQP_URI": ...}`` of a fresh, empty vhost, also patched into the global config.
+@pytest.fixture
+def rabbit_config(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """``{"AMQP_URI": ..., "vhost": ..., "username": ...}`` of a fresh, empty vhost; its
+    ``AMQP_URI`` is patched into the global config too.
 
-    The test runs twice: on the embedded broker (``memory://``) and on RabbitMQ (see
-    ``--amqp-uri``), skipped with the reason when no RabbitMQ answers. Ask for it before
-    ``container_factory``/``runner_factory``, so that containers stop before the vhost goes.
+    The broker is RabbitMQ when it answers, else the embedded one (``memory://``); see
+    ``--sandbox-brokers``. Ask for it before ``container_factory``/``runner_factory``, so
+    that containers stop before the vhost goes.
     """
-    from sandbox import broker
     from sandbox.amqp.transport import close_pools
     from sandbox.config import config
     from sandbox.runtime import get_runtime
 
+    broker = getattr(request, "param", None) or _brokers(request.config)[0]
     vhost = f"sandbox-test-{uuid.uuid4().hex[:12]}"
-    if request.param == "memory":
-        amqp_uri = f"memory:///{vhost}"
-
-        def drop_vhost() -> None:
-            get_runtime().call(broker.reset, vhost)  # its expiry timers live in the hub
-    else:
-        manager: RabbitManager = request.getfixturevalue("rabbit_manager")
-        manager.create_vhost(vhost)
-        amqp_uri = manager.uri_for(vhost)
-
-        def drop_vhost() -> None:
-            manager.delete_vhost(vhost)
-
-    test_config = {"AMQP_URI": amqp_uri}
+    make_vhost = _memory_vhost if broker == "memory" else _rabbitmq_vhost
+    test_config, drop_vhost = make_vhost(request, vhost)
     try:
-        with config.patch(test_config):
+        with config.patch({AMQP_URI_CONFIG_KEY: test_config[AMQP_URI_CONFIG_KEY]}):
             yield test_config
     finally:
-        get_runtime().call(close_pools, amqp_uri)
+        get_runtime().call(close_pools, test_config[AMQP_URI_CONFIG_KEY])
         drop_vhost()
+
+
+VhostConfig = tuple[dict[str, Any], Callable[[], None]]  # rabbit_config, and how to undo it
+
+
+def _memory_vhost(request: pytest.FixtureRequest, vhost: str) -> VhostConfig:
+    from sandbox import broker
+    from sandbox.runtime import get_runtime
+
+    def drop() -> None:
+        get_runtime().call(broker.reset, vhost)  # its expiry timers live in the hub
+
+    return {AMQP_URI_CONFIG_KEY: f"memory:///{vhost}", "vhost": vhost, "username": None}, drop
+
+
+def _rabbitmq_vhost(request: pytest.FixtureRequest, vhost: str) -> VhostConfig:
+    manager: RabbitManager = request.getfixturevalue("rabbit_manager")
+    amqp_uri = manager.uri_for(vhost)
+    username = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).username or "guest")
+    manager.create_vhost(vhost)
+    manager.set_vhost_permissions(vhost, username, ".*", ".*", ".*")
+    test_config = {AMQP_URI_CONFIG_KEY: amqp_uri, "vhost": vhost, "username": username}
+    return test_config, lambda: manager.delete_vhost(vhost)
+
+
+@pytest.fixture
+def amqp_uri(rabbit_config: dict[str, Any]) -> str:
+    """The ``AMQP_URI`` of ``rabbit_config``."""
+    return rabbit_config[AMQP_URI_CONFIG_KEY]
+
+
+@pytest.fixture
+def rabbit_ssl_config(request: pytest.FixtureRequest, rabbit_config: dict[str, Any]):
+    """``rabbit_config`` over TLS: the ``--amqp-ssl-port`` and ``AMQP_SSL`` from
+    ``--amqp-ssl-option`` (skips on the embedded broker, which has no TLS)."""
+    uri = rabbit_config[AMQP_URI_CONFIG_KEY]
+    if uri.startswith("memory"):
+        pytest.skip("TLS needs RabbitMQ: the embedded broker has no TLS listener")
+    ssl_options = dict(request.config.getoption("AMQP_SSL_OPTIONS")) or True
+    return {
+        **rabbit_config,
+        AMQP_URI_CONFIG_KEY: _with_port(uri, request.config.getoption("AMQP_SSL_PORT")),
+        AMQP_SSL_CONFIG_KEY: ssl_options,
+    }
+
+
+def _with_port(uri: str, port: int) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if parts.port is not None:
+        host = host.rpartition(":")[0]
+    return parts._replace(netloc=f"{userinfo}{at}{host}:{port}").geturl()
+
+
+@pytest.fixture
+def get_message_from_queue(amqp_uri: str):
+    """``get(queue_name, ack=True, block=True, timeout=1, accept=None)``: the next message of a
+    queue as a kombu Message (``.payload``, ``.properties``...), acknowledged or requeued;
+    ``queue.Empty`` when none comes within ``timeout`` seconds."""
+    import kombu.serialization
+
+    from sandbox.amqp.transport import connect
+    from sandbox.runtime import get_runtime
+
+    def take(queue_name: str, ack: bool, block: bool, timeout: float, accept: Any) -> Any:
+        with connect(amqp_uri) as connection:
+            queue = connection.SimpleQueue(queue_name)
+            if accept is not None:  # SimpleQueue takes no accept of its own
+                queue.consumer.accept = kombu.serialization.prepare_accept_content(accept)
+            message = queue.get(block=block, timeout=timeout)
+            if ack:
+                message.ack()
+            else:
+                message.requeue()
+            queue.close()
+        return message
+
+    def get(
+        queue_name: str,
+        ack: bool = True,
+        block: bool = True,
+        timeout: float = 1,
+        accept: list[str] | None = None,
+    ) -> Any:
+        return get_runtime().call(take, queue_name, ack, block, timeout, accept)
+
+    return get

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 
 from sandbox import recorder
 from sandbox.config import config
+from sandbox.constants import WEB_SERVER_CONFIG_KEY
 from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
 from sandbox.runtime import get_runtime
@@ -37,7 +38,6 @@ from sandbox.web.protocol import HttpOnlyProtocol
 
 log = logging.getLogger(__name__)
 
-WEB_SERVER_CONFIG_KEY = "WEB_SERVER_ADDRESS"
 DEFAULT_WEB_SERVER_ADDRESS = "127.0.0.1:8000"
 MAX_CONTENT_LENGTH_CONFIG_KEY = "MAX_CONTENT_LENGTH"
 DEFAULT_MAX_CONTENT_LENGTH = 10 * 1024 * 1024

@@ -1,0 +1,199 @@
+"""A client of RabbitMQ's management HTTP API, for tests (Nameko's ``testing.rabbit.Client``).
+
+The ``rabbit_manager`` fixture is one. Its methods take and return what the API does (lists
+and dicts decoded from JSON); vhost and other names may hold any character.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Client", "HTTPError", "RabbitManager"]
+
+
+@dataclass
+class ApiResponse:
+    """What the management API answered to a refused request."""
+
+    status_code: int
+    reason: str
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class HTTPError(Exception):
+    """The management API refused a request; ``response.status_code`` says how (404...)."""
+
+    def __init__(self, message: str, response: ApiResponse):
+        super().__init__(message)
+        self.response = response
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+class RabbitManager:
+    """The management API at ``uri`` (``http://user:password@host:15672``).
+
+    Creating one checks that the API answers. ``amqp_uri`` is the broker that
+    :meth:`uri_for` points into a vhost (by default port 5672 of the API's host, with the
+    API's credentials).
+    """
+
+    def __init__(self, uri: str, amqp_uri: str | None = None, timeout: float = 10):
+        parts = urllib.parse.urlsplit(uri)
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        self.api_url = f"{parts.scheme or 'http'}://{parts.hostname}:{parts.port or 15672}/api"
+        self.amqp_uri = amqp_uri or (
+            f"amqp://{_quote(user)}:{_quote(password)}@{parts.hostname}:5672/"
+        )
+        self.timeout = timeout
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._authorization = f"Basic {credentials}"
+        self.request("GET", "/overview")
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send ``body`` as JSON to ``path`` (under ``/api``, names quoted); the decoded answer.
+
+        Raises :class:`HTTPError` when the API refuses, ConnectionError when it is not there.
+        """
+        url = f"{self.api_url}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        http_request = urllib.request.Request(url, data=data, method=method)
+        http_request.add_header("Authorization", self._authorization)
+        http_request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
+                text = response.read()
+        except urllib.error.HTTPError as exc:
+            answer = ApiResponse(exc.code, str(exc.reason), exc.read().decode(errors="replace"))
+            raise HTTPError(f"{exc.code} {exc.reason} for {method} {url}", answer) from None
+        except OSError as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConnectionError(
+                f"the RabbitMQ management HTTP API at {url} does not answer ({reason}); "
+                "is the management plugin enabled?"
+            ) from None
+        return json.loads(text) if text else None
+
+    def _path(self, *names: str) -> str:
+        return "".join(f"/{_quote(name)}" for name in names)
+
+    def _call(self, method: str, *names: str, body: Any = None) -> Any:
+        return self.request(method, self._path(*names), body)
+
+    def uri_for(self, vhost: str) -> str:
+        """The AMQP URI of ``vhost`` on this broker."""
+        parts = urllib.parse.urlsplit(self.amqp_uri)
+        return urllib.parse.urlunsplit(parts._replace(path="/" + _quote(vhost)))
+
+    # --- connections ----------------------------------------------------------------------
+
+    def get_connections(self) -> list[dict]:
+        return self._call("GET", "connections")
+
+    def delete_connection(self, name: str) -> None:
+        return self._call("DELETE", "connections", name)
+
+    # --- vhosts, users, permissions ---------------------------------------------------------
+
+    def get_all_vhosts(self) -> list[dict]:
+        return self._call("GET", "vhosts")
+
+    def create_vhost(self, vhost: str) -> None:
+        """Create ``vhost``; the API's user gets every permission on it."""
+        return self._call("PUT", "vhosts", vhost)
+
+    def delete_vhost(self, vhost: str) -> None:
+        """Delete ``vhost`` with everything in it; the broker closes its connections."""
+        return self._call("DELETE", "vhosts", vhost)
+
+    def create_user(self, username: str, password: str, tags: str = "") -> None:
+        return self._call("PUT", "users", username, body={"password": password, "tags": tags})
+
+    def delete_user(self, username: str) -> None:
+        return self._call("DELETE", "users", username)
+
+    def set_vhost_permissions(
+        self, vhost: str, username: str, configure: str, read: str, write: str
+    ) -> None:
+        """Set ``username``'s permissions on ``vhost`` (regular expressions of names)."""
+        permissions = {"configure": configure, "read": read, "write": write}
+        return self._call("PUT", "permissions", vhost, username, body=permissions)
+
+    # --- exchanges, queues, bindings --------------------------------------------------------
+
+    def get_exchanges(self, vhost: str) -> list[dict]:
+        return self._call("GET", "exchanges", vhost)
+
+    def create_exchange(self, vhost: str, name: str, **properties: Any) -> None:
+        """Declare exchange ``name``: ``type="topic"``, ``durable=True``... (default: direct)."""
+        return self._call("PUT", "exchanges", vhost, name, body={"type": "direct", **properties})
+
+    def delete_exchange(self, vhost: str, name: str) -> None:
+        return self._call("DELETE", "exchanges", vhost, name)
+
+    def get_queues(self, vhost: str) -> list[dict]:
+        return self._call("GET", "queues", vhost)
+
+    def get_queue(self, vhost: str, name: str) -> dict:
+        return self._call("GET", "queues", vhost, name)
+
+    def create_queue(self, vhost: str, name: str, **properties: Any) -> None:
+        """Declare queue ``name``: ``durable=False``, ``arguments={...}``..."""
+        return self._call("PUT", "queues", vhost, name, body=properties)
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        return self._call("DELETE", "queues", vhost, name)
+
+    def get_queue_bindings(self, vhost: str, name: str) -> list[dict]:
+        return self._call("GET", "queues", vhost, name, "bindings")
+
+    def create_queue_binding(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
+        return self._call(
+            "POST", "bindings", vhost, "e", exchange, "q", queue, body={"routing_key": routing_key}
+        )
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def publish(
+        self,
+        vhost: str,
+        name: str,
+        routing_key: str,
+        payload: str,
+        properties: dict | None = None,
+    ) -> dict:
+        """Publish the text ``payload`` to exchange ``name``; ``{"routed": bool}``."""
+        body = {
+            "routing_key": routing_key,
+            "payload": payload,
+            "properties": properties or {},
+            "payload_encoding": "string",
+        }
+        return self._call("POST", "exchanges", vhost, name, "publish", body=body)
+
+    def get_messages(
+        self, vhost: str, name: str, count: int = 1, requeue: bool = False
+    ) -> list[dict]:
+        """Take up to ``count`` messages from queue ``name``; put back when ``requeue``."""
+        body = {
+            "count": count,
+            "encoding": "auto",
+            "requeue": requeue,  # RabbitMQ before 3.7
+            "ackmode": "ack_requeue_true" if requeue else "ack_requeue_false",
+        }
+        return self._call("POST", "queues", vhost, name, "get", body=body)
+
+
+Client = RabbitManager  # Nameko's name
