@@ -35,7 +35,22 @@ log = logging.getLogger(__name__)
 MAX_CACHED_SHAPES = 16
 
 
-class HttpRequestHandler(Entrypoint):
+class ServerEntrypoint(Entrypoint):
+    """An entrypoint served by its ``server`` (a ProviderCollector), from setup until it stops."""
+
+    server: Any
+
+    def setup(self) -> None:
+        self.server.register_provider(self)
+
+    def stop(self) -> None:
+        self.server.unregister_provider(self)
+
+    def kill(self) -> None:
+        self.server.unregister_provider(self)
+
+
+class HttpRequestHandler(ServerEntrypoint):
     server = WebServer()
 
     def __init__(
@@ -72,15 +87,6 @@ class HttpRequestHandler(Entrypoint):
             if len(self._valid_shapes) < MAX_CACHED_SHAPES:
                 self._valid_shapes.add(shape)
 
-    def setup(self) -> None:
-        self.server.register_provider(self)
-
-    def stop(self) -> None:
-        self.server.unregister_provider(self)
-
-    def kill(self) -> None:
-        self.server.unregister_provider(self)
-
     # --- one request ----------------------------------------------------------------------
 
     def handle_request(self, request: Request) -> Response:
@@ -97,17 +103,8 @@ class HttpRequestHandler(Entrypoint):
     def _run_worker(self, request: Request) -> Any:
         context_data = self.server.context_data_from_headers(request)
         args, kwargs = self.get_entrypoint_parameters(request)
-        self.check_signature(args, kwargs)
-        outcome: list[tuple[Any, tuple | None]] = []
-
-        def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):
-            outcome.append((result, exc_info))
-            return result, exc_info
-
-        # The connection's green thread runs the worker itself: it would only wait otherwise.
-        worker_ctx = self.container.run_worker(self, args, kwargs, context_data, keep)
+        worker_ctx, result, exc_info = run_inline(self, args, kwargs, context_data)
         request.environ[CALL_ID_ENVIRON_KEY] = worker_ctx.call_id
-        result, exc_info = outcome[0]
         if exc_info is not None:
             raise exc_info[1]
         return result
@@ -169,6 +166,26 @@ class HttpRequestHandler(Entrypoint):
             text += "\n" + trace
         json_form = error_response(status, error["exc_type"], message, headers, trace)
         return ErrorResponse(text, json_form, status=status, headers=headers)
+
+
+def run_inline(
+    entrypoint: Entrypoint, args: tuple, kwargs: dict[str, Any], context_data: dict[str, Any]
+) -> tuple[WorkerContext, Any, tuple | None]:
+    """Run a worker for ``entrypoint`` in the calling green thread: ``(ctx, result, exc_info)``.
+
+    For entrypoints whose green thread would only wait for a spawned worker (an HTTP request,
+    a websocket frame). A call whose arguments do not fit the method raises IncorrectSignature.
+    """
+    entrypoint.check_signature(args, kwargs)
+    outcome: list[tuple[Any, tuple | None]] = []
+
+    def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):
+        outcome.append((result, exc_info))
+        return result, exc_info
+
+    worker_ctx = entrypoint.container.run_worker(entrypoint, args, kwargs, context_data, keep)
+    result, exc_info = outcome[0]
+    return worker_ctx, result, exc_info
 
 
 http = HttpRequestHandler.decorator
