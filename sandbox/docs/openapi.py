@@ -3,7 +3,7 @@
 Read from the classes alone: the werkzeug rule gives the path and its typed parameters, the
 entrypoint its methods and expected exceptions (400), the docstring the summary. Type hints
 add schemas: the return hint describes the response (``-> Item``, ``-> str``, ``-> None``
-for 204, ``-> tuple[Literal[201], Item]`` for another status), and the request body is
+for an empty body, ``-> tuple[Literal[201], Item]`` for another status), and the request body is
 declared on the ``request`` argument, ``request: Annotated[Request, NewItem]``.
 """
 
@@ -38,7 +38,7 @@ _RULE_VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>.*?)\))?:)?(?P
 
 _ERROR_SCHEMA = {
     "type": "object",
-    "description": "The JSON body of every error response.",
+    "description": "An error's JSON form, for clients whose Accept prefers application/json.",
     "properties": {
         "error": {"type": "string", "description": "the exception's class name"},
         "message": {"type": "string"},
@@ -46,6 +46,7 @@ _ERROR_SCHEMA = {
     },
     "required": ["error", "message"],
 }
+_TEXT_ERROR_SCHEMA = {"type": "string", "description": "Nameko's form: 'Error: TYPE: VALUE'"}
 
 
 def openapi_document(
@@ -197,7 +198,10 @@ def responses(method: Callable, entrypoint: HttpRequestHandler, schemas: Schemas
     """The success response from the return hint; 400 for expected exceptions; 500."""
     status, success = success_response(type_hints(method).get("return", MISSING), schemas)
     result = {status: success}
-    error = {"application/json": {"schema": schemas.component("Error", _ERROR_SCHEMA)}}
+    error = {
+        "text/plain": {"schema": _TEXT_ERROR_SCHEMA},
+        "application/json": {"schema": schemas.component("Error", _ERROR_SCHEMA)},
+    }
     expected = expected_exceptions(entrypoint)
     if expected:
         names = ", ".join(exc.__name__ for exc in expected)
@@ -219,7 +223,7 @@ def success_response(hint: Any, schemas: Schemas) -> tuple[str, dict[str, Any]]:
             status = str(typing.get_args(parts[0])[0])
         hint = parts[-1] if len(parts) in (2, 3) else MISSING
     if hint is None or hint is type(None):
-        return "204", {"description": "No content"}
+        return status, {"description": "Empty body"}
     if hint is MISSING or (isinstance(hint, type) and issubclass(hint, Response)):
         return status, {"description": "Success"}
     return status, {"description": "Success", "content": _content(hint, schemas)}

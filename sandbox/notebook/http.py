@@ -76,6 +76,9 @@ class HttpClient:
     ):
         """``timeout()``: the seconds a call waits for its answer when it names none."""
         self._session = requests.Session()
+        # Errors then come in their JSON form, which a cell shows as data; other clients get
+        # Nameko's text form.
+        self._session.headers["Accept"] = "application/json, */*;q=0.9"
         self._on_call = on_call
         self._timeout = timeout
 

@@ -390,3 +390,29 @@ def get_message_from_queue(amqp_uri: str):
         return get_runtime().call(take, queue_name, ack, block, timeout, accept)
 
     return get
+
+
+# --- websockets ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def websocket(web_config_port: int):
+    """``websocket()``: a connected :class:`~sandbox.testing.websocket.VirtualSocket` to ``/ws``.
+
+    Each runs in its own thread; all are closed after the test.
+    """
+    from sandbox.testing.websocket import make_virtual_socket, run_in_thread
+
+    opened = []
+
+    def socket_creator():
+        ws_app, connect = make_virtual_socket("127.0.0.1", web_config_port)
+        opened.append((ws_app, run_in_thread(ws_app)))
+        sock = connect()
+        sock.app = ws_app
+        return sock
+
+    yield socket_creator
+    for ws_app, thread in opened:
+        ws_app.close()
+        thread.join(10)

@@ -2,7 +2,9 @@
 
 The handler gets the werkzeug :class:`~sandbox.web.server.Request` and the values of the
 route's converters as keyword arguments, and may return a ``Response``, a ``str``/``bytes``
-body, ``(status, body)``, ``(status, headers, body)``, or a ``dict``/``list`` sent as JSON.
+body, ``(status, body)``, ``(status, headers, body)``, a ``dict``/``list`` sent as JSON, or
+``None`` for an empty body. A failure is answered as in Nameko, with the text
+``Error: ValueError: oops`` (JSON instead for a client whose ``Accept`` prefers it).
 Subclass :class:`HttpRequestHandler` and use its ``decorator`` to change any of that.
 """
 
@@ -18,14 +20,14 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from sandbox.containers import WorkerContext
-from sandbox.exceptions import BadRequest, ContainerBeingKilled
+from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
 from sandbox.web.server import (
     CALL_ID_ENVIRON_KEY,
+    ErrorResponse,
     Request,
     WebServer,
     error_response,
-    http_exception_response,
 )
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,22 @@ log = logging.getLogger(__name__)
 MAX_CACHED_SHAPES = 16
 
 
-class HttpRequestHandler(Entrypoint):
+class ServerEntrypoint(Entrypoint):
+    """An entrypoint served by its ``server`` (a ProviderCollector), from setup until it stops."""
+
+    server: Any
+
+    def setup(self) -> None:
+        self.server.register_provider(self)
+
+    def stop(self) -> None:
+        self.server.unregister_provider(self)
+
+    def kill(self) -> None:
+        self.server.unregister_provider(self)
+
+
+class HttpRequestHandler(ServerEntrypoint):
     server = WebServer()
 
     def __init__(
@@ -70,15 +87,6 @@ class HttpRequestHandler(Entrypoint):
             if len(self._valid_shapes) < MAX_CACHED_SHAPES:
                 self._valid_shapes.add(shape)
 
-    def setup(self) -> None:
-        self.server.register_provider(self)
-
-    def stop(self) -> None:
-        self.server.unregister_provider(self)
-
-    def kill(self) -> None:
-        self.server.unregister_provider(self)
-
     # --- one request ----------------------------------------------------------------------
 
     def handle_request(self, request: Request) -> Response:
@@ -95,17 +103,8 @@ class HttpRequestHandler(Entrypoint):
     def _run_worker(self, request: Request) -> Any:
         context_data = self.server.context_data_from_headers(request)
         args, kwargs = self.get_entrypoint_parameters(request)
-        self.check_signature(args, kwargs)
-        outcome: list[tuple[Any, tuple | None]] = []
-
-        def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):
-            outcome.append((result, exc_info))
-            return result, exc_info
-
-        # The connection's green thread runs the worker itself: it would only wait otherwise.
-        worker_ctx = self.container.run_worker(self, args, kwargs, context_data, keep)
+        worker_ctx, result, exc_info = run_inline(self, args, kwargs, context_data)
         request.environ[CALL_ID_ENVIRON_KEY] = worker_ctx.call_id
-        result, exc_info = outcome[0]
         if exc_info is not None:
             raise exc_info[1]
         return result
@@ -131,7 +130,7 @@ class HttpRequestHandler(Entrypoint):
                     f"not {len(result)} items"
                 )
         if payload is None:
-            return Response(status=204 if status == 200 else status, headers=headers)
+            return Response(status=status, headers=headers)
         if isinstance(payload, (dict, list)):
             return Response(json.dumps(payload), status, headers, mimetype="application/json")
         if not isinstance(payload, (str, bytes)):
@@ -141,17 +140,52 @@ class HttpRequestHandler(Entrypoint):
         return Response(payload, status, headers)
 
     def response_from_exception(self, exc: Exception) -> Response:
-        """A JSON error: 400 for expected exceptions and bad requests, 500 for the rest."""
+        """Nameko's ``Error: TYPE: VALUE`` text body, or JSON for a client that asks for it.
+
+        400 for expected exceptions and bad requests, 500 for the rest. werkzeug's exceptions
+        keep their own status and headers, and ``abort(response)`` answers with its response.
+        """
+        headers: list[tuple[str, str]] = []
+        error = serialize(exc)
+        message = error["value"]
         if isinstance(exc, HTTPException):
-            return http_exception_response(exc)
-        if isinstance(exc, ContainerBeingKilled):
+            if exc.response is not None:
+                return exc.response
+            status = exc.code or 500
+            headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+            message = exc.description or ""
+        elif isinstance(exc, ContainerBeingKilled):
             status = 503
         elif isinstance(exc, (BadRequest, self.expected_exceptions)):
             status = 400
         else:
             status = 500
+        text = f"Error: {error['exc_type']}: {error['value']}\n"
         trace = "".join(traceback.format_exception(exc)) if self.server.debug else None
-        return error_response(status, type(exc).__name__, str(exc), traceback_text=trace)
+        if trace is not None:
+            text += "\n" + trace
+        json_form = error_response(status, error["exc_type"], message, headers, trace)
+        return ErrorResponse(text, json_form, status=status, headers=headers)
+
+
+def run_inline(
+    entrypoint: Entrypoint, args: tuple, kwargs: dict[str, Any], context_data: dict[str, Any]
+) -> tuple[WorkerContext, Any, tuple | None]:
+    """Run a worker for ``entrypoint`` in the calling green thread: ``(ctx, result, exc_info)``.
+
+    For entrypoints whose green thread would only wait for a spawned worker (an HTTP request,
+    a websocket frame). A call whose arguments do not fit the method raises IncorrectSignature.
+    """
+    entrypoint.check_signature(args, kwargs)
+    outcome: list[tuple[Any, tuple | None]] = []
+
+    def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):
+        outcome.append((result, exc_info))
+        return result, exc_info
+
+    worker_ctx = entrypoint.container.run_worker(entrypoint, args, kwargs, context_data, keep)
+    result, exc_info = outcome[0]
+    return worker_ctx, result, exc_info
 
 
 http = HttpRequestHandler.decorator

@@ -117,20 +117,45 @@ def error_response(
     headers: Iterable[tuple[str, str]] | None = None,
     traceback_text: str | None = None,
 ) -> Response:
-    """The JSON body every error is answered with: ``{"error": TYPE, "message": ...}``."""
+    """An error for clients that ask for JSON: ``{"error": TYPE, "message": ...}``."""
     body: dict[str, Any] = {"error": error, "message": message}
     if traceback_text is not None:
         body["traceback"] = traceback_text
     return Response(json.dumps(body), status, headers, mimetype="application/json")
 
 
+class ErrorResponse(Response):
+    """An error in Nameko's form (text, or werkzeug's page), carrying its JSON form as well.
+
+    The server answers with ``json_form`` instead when the request's ``Accept`` header prefers
+    ``application/json`` to ``text/plain``; a response built any other way is sent as it is.
+    """
+
+    def __init__(self, body: str | bytes, json_form: Response, **kwargs: Any):
+        super().__init__(body, **kwargs)
+        self.json_form = json_form
+
+
+def prefers_json(request: WerkzeugRequest) -> bool:
+    accept = request.accept_mimetypes
+    return accept.quality("application/json") > accept.quality("text/plain")
+
+
+def negotiated(response: Response, request: WerkzeugRequest) -> Response:
+    """``response``, or its JSON form when it is an :class:`ErrorResponse` and JSON is wanted."""
+    if isinstance(response, ErrorResponse) and prefers_json(request):
+        return response.json_form
+    return response
+
+
 def http_exception_response(exc: HTTPException, environ: Mapping | None = None) -> Response:
-    if exc.response is not None:  # abort(response) chose the whole response itself
-        return exc.response
-    if exc.code is not None and exc.code < 400:  # a routing redirect: its Location matters
-        return exc.get_response(environ)
-    headers = [(k, v) for k, v in exc.get_headers(environ) if k.lower() != "content-type"]
-    return error_response(exc.code or 500, type(exc).__name__, exc.description or "", headers)
+    """werkzeug's own answer to ``exc`` (Nameko's), or its JSON form for clients that ask."""
+    page = exc.get_response(environ)
+    if exc.response is not None or page.status_code < 400:  # the whole answer, or a redirect
+        return page
+    kept = [(k, v) for k, v in page.headers if k.lower() not in ("content-type", "content-length")]
+    json_form = error_response(page.status_code, type(exc).__name__, exc.description or "", kept)
+    return ErrorResponse(page.get_data(), json_form, status=page.status, headers=page.headers)
 
 
 class WsgiApp:
@@ -146,10 +171,14 @@ class WsgiApp:
         request.max_content_length = self.server.max_content_length
         request.path_values = path_values
         response = self.respond(handler, request)
+        if not isinstance(response, Response):
+            # A WSGI app that takes the connection over (a websocket): no HTTP answer to log.
+            return response(environ, start_response)
+        response = negotiated(response, request)
         record_request(request, response, started, handler)
         return response(environ, start_response)
 
-    def respond(self, handler: Any, request: Request) -> Response:
+    def respond(self, handler: Any, request: Request) -> Response | Callable:
         environ, limit = request.environ, request.max_content_length
         length = environ.get("CONTENT_LENGTH")  # eventlet has checked it is an int
         chunked = length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
@@ -183,7 +212,7 @@ def record_request(
     """The access log: a ``http_request`` record for the recorder, a line at DEBUG."""
     duration = time.perf_counter() - started
     service = handler.container.service_name if handler is not None else None
-    entrypoint = handler.method_name if handler is not None else None
+    entrypoint = getattr(handler, "method_name", None)
     path, url = request.path, None  # None: the request's own URL
     secrets = sensitive_path_values(request, handler)
     if secrets:
@@ -232,34 +261,43 @@ def masked(text: str, secrets: list[str]) -> str:
 
 
 class Listener:
-    """A listening socket and its eventlet.wsgi server, shared by every container bound to it."""
+    """A listening socket and its eventlet.wsgi server, shared by every container bound to it.
 
-    def __init__(self, requested: BindAddress, opener: WebServer):
+    The eventlet.wsgi server that the first container's ``get_wsgi_server`` returned serves
+    the socket (its protocol, timeouts and debug setting apply to every connection), with
+    this listener as its app: it routes each request, then hands it to the app of the
+    container whose route matched, as that container's ``get_wsgi_server`` left it.
+    """
+
+    def __init__(self, requested: BindAddress):
         self.requested = requested
         self.sock = listen(requested)
         self.address = BindAddress(*self.sock.getsockname()[:2])
         self.url_map = Map()
+        self.wsgi_server: eventlet.wsgi.Server | None = None
         self._servers: list[WebServer] = []
         self._connections = eventlet.GreenPool(MAX_CONNECTIONS)
         self._states: dict[int, list] = {}
-        try:
-            self.wsgi_server = opener.get_wsgi_server(self.sock, self)
-        except Exception:
-            self.sock.close()
-            raise
-        self._accepting = get_runtime().spawn(self._accept)
+        self._accepting: Any = None
         log.debug("listening on %s", base_url(self.address))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         try:
-            handler, path_values = self.url_map.bind_to_environ(environ).match()
+            (server, handler), path_values = self.url_map.bind_to_environ(environ).match()
         except HTTPException as exc:
-            response = http_exception_response(exc, environ)
-            record_request(Request(environ), response, started)
+            request = Request(environ)
+            response = negotiated(http_exception_response(exc, environ), request)
+            record_request(request, response, started)
             return response(environ, start_response)
         environ[ROUTE_ENVIRON_KEY] = (handler, path_values)
-        return handler.server.wsgi_app(environ, start_response)
+        return server.wsgi_app(environ, start_response)
+
+    def serve(self, wsgi_server: eventlet.wsgi.Server) -> None:
+        """Start accepting connections, served by ``wsgi_server`` with this listener as app."""
+        wsgi_server.app = self
+        self.wsgi_server = wsgi_server
+        self._accepting = get_runtime().spawn(self._accept)
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -290,7 +328,7 @@ class Listener:
                 key = _rule_key(rule)
                 if key not in seen:
                     seen.add(key)
-                    rules.append(rule.empty())
+                    rules.append(_routed_copy(rule, server))
         self.url_map = Map(rules)
 
     # --- connections ----------------------------------------------------------------------
@@ -325,7 +363,8 @@ class Listener:
         Idle keep-alive connections close at once; requests being answered get ``grace``
         seconds to finish.
         """
-        self._accepting.kill()
+        if self._accepting is not None:
+            self._accepting.kill()
         self.sock.close()
         for state in list(self._states.values()):
             previous, state[2] = state[2], eventlet.wsgi.STATE_CLOSE
@@ -345,6 +384,14 @@ def listen(address: BindAddress) -> Any:
         return eventlet.listen(address, family, reuse_port=False)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {base_url(address)}: {exc.strerror}") from None
+
+
+def _routed_copy(rule: Rule, server: WebServer) -> Rule:
+    """An unbound copy of ``rule`` whose endpoint names the container's server too."""
+    copy = rule.empty()
+    copy.websocket = rule.websocket  # empty() forgets it, and werkzeug routes on it
+    copy.endpoint = (server, rule.endpoint)
+    return copy
 
 
 def _rule_key(rule: Rule) -> tuple[str, frozenset[str]]:
@@ -380,9 +427,13 @@ def _find_listener(address: BindAddress) -> Listener | None:
 def _acquire_listener(server: WebServer, address: BindAddress) -> Listener:
     listener = _find_listener(address)
     if listener is None:
-        listener = _listeners[address] = Listener(address, server)
+        listener = _listeners[address] = Listener(address)
     try:
+        wsgi_server = server.get_wsgi_server(listener.sock, server.get_wsgi_app())
+        server.wsgi_app = wsgi_server.app  # with whatever middleware get_wsgi_server added
         listener.attach(server)
+        if listener.wsgi_server is None:
+            listener.serve(wsgi_server)
     except Exception:
         _release_listener(listener, server, grace=0)
         raise
@@ -416,10 +467,11 @@ def get_base_url(address: str | int | None = None) -> str | None:
 class WebServer(ProviderCollector, SharedExtension):
     """One container's view of the shared HTTP server: its routes, app and hooks.
 
-    Nameko's hooks are kept: override ``get_wsgi_app`` to add middleware (it wraps this
-    container's routes only), ``context_data_from_headers`` to read context from requests,
-    ``get_wsgi_server`` to tune eventlet's server (called by whichever container opens the
-    listener), ``make_url_map`` to change the routes.
+    Nameko's hooks are kept: override ``get_wsgi_app`` to add middleware, or wrap the
+    ``wsgi_app`` that ``get_wsgi_server`` receives (either way it wraps this container's routes
+    only); ``context_data_from_headers`` to read context from requests; ``get_wsgi_server`` to
+    tune eventlet's server (the settings of the first container on an address serve all its
+    connections); ``make_url_map`` to change the routes.
     """
 
     def __init__(self) -> None:
@@ -460,7 +512,6 @@ class WebServer(ProviderCollector, SharedExtension):
 
     def start(self) -> None:
         self.url_map = self.make_url_map()
-        self.wsgi_app = self.get_wsgi_app()
         self._listener = _acquire_listener(self, self.configured_addr)
 
     def unregister_provider(self, provider: Any) -> None:

@@ -193,7 +193,7 @@ def test_04_http(run):
         "no text": "400 BAD REQUEST",
         "broken JSON": "400 BAD REQUEST",
         "not JSON at all": "415 UNSUPPORTED MEDIA TYPE",
-        "deleted": "204 NO CONTENT",
+        "deleted": "200 OK",
     }
     failure, still_serving = nb['sb.http.get("/notes/count")'].splitlines()
     assert failure.startswith('500 INTERNAL SERVER ERROR: {"error": "ZeroDivisionError"')

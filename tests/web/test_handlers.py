@@ -1,4 +1,3 @@
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -76,6 +75,16 @@ def example(container_factory, web_config):
     return container
 
 
+ACCEPT_JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+def json_session(web_session):
+    """A session whose requests prefer JSON: errors come back in their JSON form."""
+    web_session.headers.update(ACCEPT_JSON)
+    return web_session
+
+
 def error_of(response):
     assert response.headers["Content-Type"] == "application/json"
     return response.json()
@@ -115,12 +124,12 @@ def test_return_forms(web_session, form, status, content_type, body):
 def test_headers_and_empty_results(web_session):
     assert web_session.get("/forms/headers").headers["X-Thing"] == "yes"
     none = web_session.get("/forms/none")
-    assert (none.status_code, none.content) == (204, b"")
+    assert (none.status_code, none.content) == (200, b"")
 
 
 @pytest.mark.usefixtures("example")
-def test_a_result_that_is_no_response_is_a_500(web_session):
-    response = web_session.get("/forms/bad")
+def test_a_result_that_is_no_response_is_a_500(json_session):
+    response = json_session.get("/forms/bad")
     assert response.status_code == 500
     assert error_of(response) == {
         "error": "TypeError",
@@ -129,7 +138,8 @@ def test_a_result_that_is_no_response_is_a_500(web_session):
 
 
 @pytest.mark.usefixtures("example")
-def test_error_statuses_and_json_shape(web_session):
+def test_error_statuses_and_json_form(web_session):
+    web_session.headers.update(ACCEPT_JSON)
     expected = web_session.get("/fail/expected")
     assert expected.status_code == 400
     assert error_of(expected) == {"error": "Conflict", "message": "already there"}
@@ -147,7 +157,11 @@ def test_error_statuses_and_json_shape(web_session):
 
     not_found = web_session.get("/nowhere")
     assert not_found.status_code == 404
-    assert error_of(not_found)["error"] == "NotFound"
+    assert error_of(not_found) == {
+        "error": "NotFound",
+        "message": "The requested URL was not found on the server. If you entered the URL "
+        "manually please check your spelling and try again.",
+    }
 
     not_allowed = web_session.delete("/echo")
     assert not_allowed.status_code == 405
@@ -158,23 +172,57 @@ def test_error_statuses_and_json_shape(web_session):
     assert web_session.get("/resource/1").status_code == 200
 
 
-def test_debug_shows_the_traceback(container_factory, web_config, web_session):
-    web_config["WEB_DEBUG"] = True
-    container_factory(ExampleService, web_config).start()
-    body = web_session.get("/fail/internal").json()
-    assert body["error"] == "RuntimeError"
-    assert 'raise RuntimeError("internal detail")' in body["traceback"]
+def text_error_of(response):
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    return response.status_code, response.text
 
 
 @pytest.mark.usefixtures("example")
-def test_incorrect_signature_is_a_400(web_session):
-    response = web_session.get("/missing-arg/1")
+@pytest.mark.parametrize("accept", [None, "*/*", "text/plain", "application/json, text/plain"])
+def test_errors_are_nameko_text_unless_json_is_preferred(web_session, accept):
+    headers = {"Accept": accept} if accept else {}
+    web_session.headers.pop("Accept", None)
+
+    def get(path):
+        return web_session.get(path, headers=headers)
+
+    assert text_error_of(get("/fail/internal")) == (500, "Error: RuntimeError: internal detail\n")
+    assert text_error_of(get("/fail/expected")) == (400, "Error: Conflict: already there\n")
+    assert text_error_of(get("/fail/forbidden")) == (
+        403,
+        "Error: Forbidden: 403 Forbidden: not yours\n",
+    )
+    assert text_error_of(get("/missing-arg/1"))[1].startswith("Error: IncorrectSignature: ")
+    # Routing errors are werkzeug's own pages, as Nameko's are.
+    not_found = get("/nowhere")
+    assert (not_found.status_code, not_found.headers["Content-Type"]) == (
+        404,
+        "text/html; charset=utf-8",
+    )
+    assert "<title>404 Not Found</title>" in not_found.text
+
+
+def test_debug_shows_the_traceback(container_factory, web_config, web_session):
+    web_config["WEB_DEBUG"] = True
+    container_factory(ExampleService, web_config).start()
+    body = web_session.get("/fail/internal", headers=ACCEPT_JSON).json()
+    assert body["error"] == "RuntimeError"
+    assert 'raise RuntimeError("internal detail")' in body["traceback"]
+    text = web_session.get("/fail/internal").text
+    assert text.startswith("Error: RuntimeError: internal detail\n\nTraceback")
+    assert 'raise RuntimeError("internal detail")' in text
+
+
+@pytest.mark.usefixtures("example")
+def test_incorrect_signature_is_a_400(json_session):
+    response = json_session.get("/missing-arg/1")
     assert response.status_code == 400
     assert error_of(response)["error"] == "IncorrectSignature"
 
 
 @pytest.mark.usefixtures("example")
-def test_invalid_json_body_is_a_400(web_session):
+def test_invalid_json_body_is_a_400(json_session):
+    web_session = json_session
     good = web_session.post("/json", json={"k": 1})
     assert good.json() == {"got": {"k": 1}}
     bad = web_session.post("/json", data="{nope", headers={"Content-Type": "application/json"})
@@ -183,7 +231,8 @@ def test_invalid_json_body_is_a_400(web_session):
     assert "JSON" in error_of(bad)["message"]
 
 
-def test_body_size_limit(container_factory, web_config, web_session):
+def test_body_size_limit(container_factory, web_config, json_session):
+    web_session = json_session
     web_config["MAX_CONTENT_LENGTH"] = 1000
     container_factory(ExampleService, web_config).start()
     assert web_session.put("/upload", data=b"x" * 1000).text == "1000 bytes"
@@ -325,7 +374,7 @@ def test_requests_in_flight_get_a_503_when_the_service_is_killed(
         container.kill()
         response = pending.result(10)
     assert response.status_code == 503
-    assert json.loads(response.text)["error"] == "ContainerBeingKilled"
+    assert response.text == "Error: ContainerBeingKilled: \n"
 
 
 def test_a_clients_bad_json_is_a_warning_not_an_error(

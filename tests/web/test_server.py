@@ -8,9 +8,11 @@ import requests
 from sandbox.exceptions import ConfigurationError
 from sandbox.testing.utils import get_extension
 from sandbox.web.handlers import HttpRequestHandler, http
+from sandbox.web.protocol import HttpOnlyProtocol
 from sandbox.web.server import (
     BindAddress,
     WebServer,
+    WsgiApp,
     get_base_url,
     get_listener_address,
     parse_address,
@@ -289,6 +291,49 @@ def test_middleware_wraps_its_own_service_only(container_factory, web_config, we
     container_factory(Alpha, web_config).start()
     assert web_session.get("/tagged").headers["X-Tag"] == "tagged"
     assert "X-Tag" not in web_session.get("/alpha").headers
+
+
+class WrappingServer(WebServer):
+    """Middleware added the way Nameko's docs show: by wrapping the app get_wsgi_server gets."""
+
+    received: list = []
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=HttpOnlyProtocol, debug=False):
+        type(self).received.append(wsgi_app)
+
+        def wrapped(environ, start_response):
+            def with_header(status, headers, exc_info=None):
+                return start_response(status, [*headers, ("X-Wrapped", "yes")], exc_info)
+
+            return wsgi_app(environ, with_header)
+
+        return super().get_wsgi_server(sock, wrapped, protocol, debug)
+
+
+class WrappingHandler(HttpRequestHandler):
+    server = WrappingServer()
+
+
+class Wrapped:
+    name = "wrapped"
+
+    @WrappingHandler.decorator("GET", "/wrapped")
+    def wrapped(self, request):
+        return "wrapped"
+
+
+@pytest.mark.parametrize("first", ["wrapped", "alpha"])
+def test_get_wsgi_server_gets_the_containers_app_to_wrap(
+    container_factory, web_config, web_session, first
+):
+    WrappingServer.received.clear()
+    services = [Wrapped, Alpha] if first == "wrapped" else [Alpha, Wrapped]
+    for service in services:
+        container_factory(service, web_config).start()
+    [app] = WrappingServer.received
+    assert isinstance(app, WsgiApp)
+    assert web_session.get("/wrapped").headers["X-Wrapped"] == "yes"
+    assert "X-Wrapped" not in web_session.get("/alpha").headers
 
 
 class Directory:
