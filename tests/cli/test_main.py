@@ -97,7 +97,7 @@ def test_show_config_leaves_the_global_config_alone(capsys):
     ("text", "message"),
     [
         ("a: 1\n  b: 2\n", "config.yaml, line 2: invalid YAML: mapping values are not allowed"),
-        ("a: ${SB_UNSET_XYZ}\n", "environment variable SB_UNSET_XYZ is not set"),
+        ("a: ${SB_UNSET_XYZ:x\n", "config.yaml, line 1: key a: unclosed '${' in"),
         ("- 1\n", "the top level must be a mapping"),
     ],
 )
