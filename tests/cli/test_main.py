@@ -1,4 +1,5 @@
 import importlib.metadata
+import re
 
 import pytest
 import yaml
@@ -33,8 +34,8 @@ def test_a_command_is_required(capsys):
 def test_help_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "run" in out
-    assert "show-config" in out
+    for command in ("run", "shell", "backdoor", "show-config", "export", "docs"):
+        assert re.search(rf"^    {command}\b", out, re.MULTILINE), command
 
 
 # --- show-config --------------------------------------------------------------------------------
