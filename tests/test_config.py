@@ -39,6 +39,12 @@ def test_nested_defaults(environ):
     assert load_config(text) == {"host": "first"}
 
 
+def test_recursive_defaults_are_read_as_yaml(environ):
+    text = "x: ${SB_HOST:${SB_OTHER:${SB_MISSING:deep}}-end}\nport: ${SB_HOST:${SB_PORT}}"
+    environ.setenv("SB_PORT", "7")
+    assert load_config(text) == {"x": "deep-end", "port": 7}
+
+
 def test_unused_default_is_not_looked_up(environ):
     environ.setenv("SB_HOST", "set")
     assert load_config("host: ${SB_HOST:${SB_MISSING}}") == {"host": "set"}
@@ -129,13 +135,6 @@ def test_an_unset_variable_without_default_is_empty():
 def test_a_name_is_anything_up_to_a_brace_colon_or_space(environ):
     environ.setenv("SB-DASH", "dashed")
     assert load_config("x: ${SB-DASH}") == {"x": "dashed"}
-
-
-def test_recursive_defaults(environ):
-    text = "x: ${SB_HOST:${SB_OTHER:${SB_MISSING:deep}}-end}"
-    assert load_config(text) == {"x": "deep-end"}
-    environ.setenv("SB_PORT", "7")
-    assert load_config("x: ${SB_HOST:${SB_PORT}}") == {"x": 7}
 
 
 @pytest.mark.parametrize(
