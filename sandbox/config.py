@@ -63,18 +63,19 @@ config = Config(DEFAULTS)
 
 
 def load_config(source: str | os.PathLike | IO[str]) -> dict[str, Any]:
-    """Load a YAML config from a path, a YAML text or an open file.
+    """Load a YAML config from a path, a YAML text or an open file, as ``nameko --config`` does.
 
     A str is read as YAML text when it is not an existing file and holds a newline, ":" or
     "{" (every non-empty mapping does); otherwise it is a path.
 
     ``${VAR}`` and ``${VAR:default}`` in unquoted values (or under ``!env_var``) are replaced
-    from ``os.environ`` and the result is read as a YAML scalar, so ``${PORT:8000}`` is an int;
-    ``!raw_env_var`` keeps it a string. Raises ConfigurationError naming the file and line.
+    from ``os.environ`` (see :func:`substitute`) and the result is read as YAML, so
+    ``${PORT:8000}`` is an int and ``${HOSTS}`` set to ``[a, b]`` a list; ``!raw_env_var``
+    keeps it a string. Raises ConfigurationError naming the file, the line and the key.
     """
     text, name = _read(source)
     try:
-        loaded = yaml.load(text, Loader=_EnvVarLoader)
+        loaded = _load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigurationError(_describe(exc, name)) from None
     except yaml.YAMLError as exc:
@@ -107,6 +108,34 @@ def _looks_like_path(text: str) -> bool:
     return bool(text.strip()) and not any(char in text for char in "\n:{")
 
 
+def _load_yaml(text: str) -> Any:
+    # yaml.load, with the key of each node known to the constructors, for their errors.
+    loader = _EnvVarLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        loader.key_paths = _key_paths(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _key_paths(node: yaml.Node, path: str = "", paths: dict | None = None) -> dict[yaml.Node, str]:
+    """Each node of the tree under ``node``, mapped to its key: ``LOGGING.handlers[0]``."""
+    paths = {} if paths is None else paths
+    if node in paths:  # an alias met again
+        return paths
+    paths[node] = path
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _key_paths(value, f"{path}.{key.value}" if path else str(key.value), paths)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _key_paths(item, f"{path}[{index}]", paths)
+    return paths
+
+
 def _describe(exc: yaml.MarkedYAMLError, name: str) -> str:
     mark = exc.problem_mark or exc.context_mark
     where = f"{name}, line {mark.line + 1}" if mark else name
@@ -121,15 +150,29 @@ class _SubstitutionError(yaml.constructor.ConstructorError):
 
 _ENV_VAR_TAG = "!env_var"
 _RAW_ENV_VAR_TAG = "!raw_env_var"
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Nameko's: anything up to a brace, a colon or a space.
+_VAR_NAME = re.compile(r"[^{}:\s]+")
+_QUOTES = "\"'"
 
 
 class _EnvVarLoader(yaml.SafeLoader):
     """SafeLoader that substitutes environment variables."""
 
+    key_paths: dict[yaml.Node, str] = {}
+
 
 def _construct_env_var(loader: _EnvVarLoader, node: yaml.Node) -> Any:
-    return _parse_scalar(_substitute_node(loader, node))
+    text = _substitute_node(loader, node)
+    if text == node.value:  # no reference: kept as written, like Nameko
+        return text
+    try:
+        # A bare SafeLoader: the value of a variable is not expanded again.
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or exc
+        raise _fail(
+            loader, node, f"{text!r} is not valid YAML ({problem}); !raw_env_var keeps a string"
+        ) from None
 
 
 def _construct_raw_env_var(loader: _EnvVarLoader, node: yaml.Node) -> str:
@@ -137,11 +180,16 @@ def _construct_raw_env_var(loader: _EnvVarLoader, node: yaml.Node) -> str:
 
 
 def _substitute_node(loader: _EnvVarLoader, node: yaml.Node) -> str:
-    text = loader.construct_scalar(node)
     try:
-        return substitute(text)
+        return substitute(loader.construct_scalar(node))
     except ConfigurationError as exc:
-        raise _SubstitutionError(None, None, str(exc), node.start_mark) from None
+        raise _fail(loader, node, str(exc)) from None
+
+
+def _fail(loader: _EnvVarLoader, node: yaml.Node, problem: str) -> _SubstitutionError:
+    key = loader.key_paths.get(node)
+    problem = f"key {key}: {problem}" if key else problem
+    return _SubstitutionError(None, None, problem, node.start_mark)
 
 
 _EnvVarLoader.add_constructor(_ENV_VAR_TAG, _construct_env_var)
@@ -150,62 +198,75 @@ _EnvVarLoader.add_constructor(_RAW_ENV_VAR_TAG, _construct_raw_env_var)
 _EnvVarLoader.add_implicit_resolver(_ENV_VAR_TAG, re.compile(r".*\$\{", re.DOTALL), None)
 
 
-def _parse_scalar(text: str) -> Any:
-    # Resolve the way YAML resolves a plain scalar ("8000" -> int, "true" -> bool, "" -> None),
-    # with a bare SafeLoader so that a "${" inside a variable's value is not expanded again.
-    loader = yaml.SafeLoader("")
-    try:
-        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
-        return loader.construct_object(yaml.ScalarNode(tag, text))
-    finally:
-        loader.dispose()
-
-
 def substitute(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Replace ``${VAR}`` and ``${VAR:default}`` in ``text``; defaults may nest.
+    """Replace ``${VAR}`` and ``${VAR:default}`` in ``text``, as Nameko does.
 
-    A default is only evaluated when its variable is unset. Raises ConfigurationError for an
-    unset variable without a default and for a malformed reference.
+    An unset variable without a default is replaced by nothing. A default may hold references
+    and balanced braces, and when it starts with a quote, any brace up to the closing quote:
+    ``${GREETING:"{name} says }"}``. Raises ConfigurationError for a malformed reference.
     """
     environ = os.environ if environ is None else environ
-    result, _ = _expand(text, 0, environ, inside_default=False, needed=True)
+    result, _ = _expand(text, 0, environ, in_default=False)
     return result
 
 
-def _expand(
-    text: str, pos: int, environ: Mapping[str, str], inside_default: bool, needed: bool
-) -> tuple[str, int]:
+def _expand(text: str, pos: int, environ: Mapping[str, str], in_default: bool) -> tuple[str, int]:
     """Expand from ``pos`` to the end, or to the "}" closing the default being read."""
     parts = []
+    depth = 0  # of braces opened inside the default
     while pos < len(text):
         if text.startswith("${", pos):
-            value, pos = _expand_reference(text, pos + 2, environ, needed)
+            value, pos = _expand_reference(text, pos + 2, environ)
             parts.append(value)
-        elif inside_default and text[pos] == "}":
-            return "".join(parts), pos
-        else:
-            parts.append(text[pos])
-            pos += 1
-    if inside_default:
+            continue
+        if in_default and text[pos] == "}":
+            if depth == 0:
+                return "".join(parts), pos
+            depth -= 1
+        elif in_default and text[pos] == "{":
+            depth += 1
+        parts.append(text[pos])
+        pos += 1
+    if in_default:
         raise ConfigurationError(f"unclosed '${{' in {text!r}")
     return "".join(parts), pos
 
 
-def _expand_reference(
-    text: str, pos: int, environ: Mapping[str, str], needed: bool
-) -> tuple[str, int]:
-    """Expand the reference whose name starts at ``pos``; return its value and the end."""
+def _expand_reference(text: str, pos: int, environ: Mapping[str, str]) -> tuple[str, int]:
+    """Expand the reference whose name starts at ``pos``; return its value and its end."""
     match = _VAR_NAME.match(text, pos)
     if match is None:
         raise ConfigurationError(f"expected a variable name after '${{' in {text!r}")
     name, pos = match.group(), match.end()
-    value = environ.get(name)
+    default = ""
     if text.startswith(":", pos):
-        # An unused default is still parsed, to find its end, but never looked up.
-        default, pos = _expand(text, pos + 1, environ, True, needed and value is None)
-        value = default if value is None else value
+        default, pos = _expand_default(text, pos + 1, environ)
     elif not text.startswith("}", pos):
         raise ConfigurationError(f"expected ':' or '}}' after '${{{name}' in {text!r}")
-    if value is None and needed:
-        raise ConfigurationError(f"environment variable {name} is not set and has no default")
-    return value or "", pos + 1
+    value = environ.get(name)
+    return (default if value is None else value), pos + 1
+
+
+def _expand_default(text: str, pos: int, environ: Mapping[str, str]) -> tuple[str, int]:
+    """Expand the default starting at ``pos``; return it and the position of its "}"."""
+    quoted = ""
+    if text[pos : pos + 1] in _QUOTES:
+        end = _quote_end(text, pos)
+        quoted, _ = _expand(text[pos:end], 0, environ, in_default=False)
+        pos = end
+    rest, pos = _expand(text, pos, environ, in_default=True)
+    return quoted + rest, pos
+
+
+def _quote_end(text: str, pos: int) -> int:
+    """The position after the YAML quoted string that starts at ``pos``."""
+    quote, pos = text[pos], pos + 1
+    escape = "\\" if quote == '"' else "''"  # escapes a quote: \" and ''
+    while pos < len(text):
+        if text.startswith(escape, pos):
+            pos += 2
+        elif text[pos] == quote:
+            return pos + 1
+        else:
+            pos += 1
+    raise ConfigurationError(f"unclosed quote in the default of {text!r}")

@@ -8,7 +8,7 @@ from sandbox.exceptions import ConfigurationError
 
 @pytest.fixture(autouse=True)
 def environ(monkeypatch):
-    for name in ("SB_HOST", "SB_PORT", "SB_FLAG", "SB_MISSING", "SB_OTHER", "SB_USER"):
+    for name in ("SB_HOST", "SB_PORT", "SB_FLAG", "SB_MISSING", "SB_OTHER", "SB_USER", "SB-DASH"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -39,6 +39,12 @@ def test_nested_defaults(environ):
     assert load_config(text) == {"host": "first"}
 
 
+def test_recursive_defaults_are_read_as_yaml(environ):
+    text = "x: ${SB_HOST:${SB_OTHER:${SB_MISSING:deep}}-end}\nport: ${SB_HOST:${SB_PORT}}"
+    environ.setenv("SB_PORT", "7")
+    assert load_config(text) == {"x": "deep-end", "port": 7}
+
+
 def test_unused_default_is_not_looked_up(environ):
     environ.setenv("SB_HOST", "set")
     assert load_config("host: ${SB_HOST:${SB_MISSING}}") == {"host": "set"}
@@ -58,9 +64,34 @@ def test_values_are_read_as_yaml_scalars(environ):
     assert loaded == {"port": 8000, "flag": False, "ratio": 0.5, "nothing": None}
 
 
-def test_a_value_is_a_scalar_even_when_it_looks_like_yaml(environ):
-    environ.setenv("SB_OTHER", "a: [1, 2]  # not a comment")
-    assert load_config("x: ${SB_OTHER}") == {"x": "a: [1, 2]  # not a comment"}
+@pytest.mark.parametrize(
+    ("value", "loaded"),
+    [
+        ("[1,2,3]", [1, 2, 3]),
+        ('"1"', "1"),
+        ("1", 1),
+        ("a: [1, 2]  # a comment", {"a": [1, 2]}),
+        ("hello world", "hello world"),
+    ],
+)
+def test_a_value_is_read_as_yaml_as_nameko_does(environ, value, loaded):
+    environ.setenv("SB_OTHER", value)
+    assert load_config("x: ${SB_OTHER}") == {"x": loaded}
+
+
+def test_a_value_inside_text_stays_text(environ):
+    environ.setenv("SB_OTHER", "[1,2,3]")
+    assert load_config("x: values ${SB_OTHER}") == {"x": "values [1,2,3]"}
+
+
+def test_a_value_that_is_not_yaml_names_the_key(environ):
+    environ.setenv("SB_OTHER", "{oops")
+    with pytest.raises(ConfigurationError) as info:
+        load_config("a: 1\nnested:\n  list:\n    - ${SB_OTHER}\n")
+    message = str(info.value)
+    assert message.startswith("<string>, line 4: key nested.list[0]: '{oops' is not valid YAML")
+    assert message.endswith("!raw_env_var keeps a string")
+    assert "\n" not in message
 
 
 def test_variable_values_are_not_expanded_again(environ):
@@ -70,11 +101,17 @@ def test_variable_values_are_not_expanded_again(environ):
 
 def test_raw_env_var_keeps_a_string(environ):
     environ.setenv("SB_PORT", "5672")
-    assert load_config("port: !raw_env_var ${SB_PORT}") == {"port": "5672"}
+    environ.setenv("SB_OTHER", "[1,2,3]")
+    loaded = load_config("port: !raw_env_var ${SB_PORT}\nlist: !raw_env_var ${SB_OTHER}")
+    assert loaded == {"port": "5672", "list": "[1,2,3]"}
 
 
 def test_explicit_env_var_tag_on_a_quoted_value():
     assert load_config("port: !env_var '${SB_PORT:99}'") == {"port": 99}
+
+
+def test_explicit_env_var_tag_without_a_reference_keeps_the_text():
+    assert load_config("port: !env_var '99'") == {"port": "99"}
 
 
 def test_quoted_strings_are_untouched():
@@ -88,11 +125,38 @@ def test_nested_structures_are_substituted():
     assert load_config(text) == {"LOGGING": {"handlers": ["console"], "level": 10}}
 
 
-def test_missing_variable_names_it_with_the_line():
+def test_an_unset_variable_without_default_is_empty():
+    loaded = load_config(
+        "alone: ${SB_MISSING}\ninside: a${SB_MISSING}b\nraw: !raw_env_var ${SB_MISSING}"
+    )
+    assert loaded == {"alone": None, "inside": "ab", "raw": ""}
+
+
+def test_a_name_is_anything_up_to_a_brace_colon_or_space(environ):
+    environ.setenv("SB-DASH", "dashed")
+    assert load_config("x: ${SB-DASH}") == {"x": "dashed"}
+
+
+@pytest.mark.parametrize(
+    ("text", "loaded"),
+    [
+        ('${SB_MISSING:"{name} {age}"}', "{name} {age}"),
+        ("${SB_MISSING:[{a}, {b}]}", [{"a": None}, {"b": None}]),
+        ('${SB_MISSING:"a } b"}', "a } b"),
+        ("${SB_MISSING:'it''s }'}", "it's }"),
+        ('${SB_MISSING:"say \\"}\\""}', 'say "}"'),
+        ('${SB_MISSING:"${SB_OTHER:x}"}', "x"),
+    ],
+)
+def test_braces_and_quotes_in_a_default(text, loaded):
+    assert load_config(f"x: {text}") == {"x": loaded}
+
+
+def test_a_malformed_reference_names_the_key():
     with pytest.raises(ConfigurationError) as info:
-        load_config("a: 1\nb: ${SB_MISSING}\n")
+        load_config("a: 1\nLOGGING:\n  level: ${SB_HOST:abc\n")
     assert str(info.value) == (
-        "<string>, line 2: environment variable SB_MISSING is not set and has no default"
+        "<string>, line 3: key LOGGING.level: unclosed '${' in '${SB_HOST:abc'"
     )
 
 
@@ -100,9 +164,12 @@ def test_missing_variable_names_it_with_the_line():
     ("text", "message"),
     [
         ("${SB_HOST", "expected ':' or '}'"),
-        ("${SB_HOST:abc", "unclosed"),
+        ("${SB_HOST:abc", "unclosed '\\${'"),
+        ("${SB_HOST:{abc}", "unclosed '\\${'"),
         ("${}", "expected a variable name"),
-        ("${SB_HOST-x}", "expected ':' or '}'"),
+        ("${SB HOST}", "expected ':' or '}'"),
+        ('${SB_HOST:"abc}', "unclosed quote"),
+        ("${SB_HOST:${SB_PORT}", "unclosed '\\${'"),
     ],
 )
 def test_malformed_references(text, message):
@@ -111,7 +178,7 @@ def test_malformed_references(text, message):
 
 
 def test_substitute_with_an_explicit_environment():
-    assert substitute("$ ${A} {x} ${B:${C:c}}", {"A": "a"}) == "$ a {x} c"
+    assert substitute("$ ${A} {x} ${B:${C:c}} ${D}.", {"A": "a"}) == "$ a {x} c ."
 
 
 # --- sources and errors -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``sandbox`` console script: ``sandbox run | shell | show-config | export | docs``."""
+"""The ``sandbox`` console script; each command is a module of ``sandbox.cli``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 import sandbox
-from sandbox.cli import docs, export, run, shell, show_config
+from sandbox.cli import backdoor, docs, export, run, shell, show_config
 from sandbox.exceptions import CommandError, ConfigurationError
 
 # Each command module adds its subparser and sets ``handler`` (args -> exit code).
-COMMANDS = (run, shell, show_config, export, docs)
+COMMANDS = (run, shell, backdoor, show_config, export, docs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from sandbox.cli import add_config_arguments, config_from_args
+from sandbox.cli.backdoor import backdoor_address, serve_backdoor
 from sandbox.config import config
 from sandbox.docs.service import DOCS_CONFIG_KEY, docs_service
 from sandbox.exceptions import CommandError
@@ -45,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
     add_config_arguments(parser)
+    parser.add_argument(
+        "--backdoor-port",
+        metavar="[HOST:]PORT",
+        type=backdoor_address,
+        help="serve a Python console with `runner` on PORT of HOST (default localhost), "
+        "for `sandbox backdoor`",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -59,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     runner = ServiceRunner(config)
     for service_cls in service_classes:
         runner.add_service(service_cls)
+    if args.backdoor_port is not None:
+        host, port = serve_backdoor(runner, args.backdoor_port)
+        log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
     return serve(runner, service_classes)
 
 

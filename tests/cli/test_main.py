@@ -1,4 +1,5 @@
 import importlib.metadata
+import re
 
 import pytest
 import yaml
@@ -33,8 +34,8 @@ def test_a_command_is_required(capsys):
 def test_help_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "run" in out
-    assert "show-config" in out
+    for command in ("run", "shell", "backdoor", "show-config", "export", "docs"):
+        assert re.search(rf"^    {command}\b", out, re.MULTILINE), command
 
 
 # --- show-config --------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def test_show_config_leaves_the_global_config_alone(capsys):
     ("text", "message"),
     [
         ("a: 1\n  b: 2\n", "config.yaml, line 2: invalid YAML: mapping values are not allowed"),
-        ("a: ${SB_UNSET_XYZ}\n", "environment variable SB_UNSET_XYZ is not set"),
+        ("a: ${SB_UNSET_XYZ:x\n", "config.yaml, line 1: key a: unclosed '${' in"),
         ("- 1\n", "the top level must be a mapping"),
     ],
 )

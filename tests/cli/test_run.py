@@ -309,8 +309,8 @@ def test_broker_option_is_logged_masked(cli):
         (["run", "services", "--config", "nowhere.yaml"], "cannot read config file nowhere.yaml"),
         (["run", "services", "--config", "broken.yaml"], "broken.yaml, line 2: invalid YAML"),
         (
-            ["run", "services", "--config", "needs_env.yaml"],
-            "needs_env.yaml, line 1: environment variable SB_UNSET_XYZ is not set",
+            ["run", "services", "--config", "malformed.yaml"],
+            "malformed.yaml, line 1: key AMQP_URI: expected ':' or '}' after '${SB_UNSET_XYZ'",
         ),
         (["run", "services", "--define", "novalue"], "--define expects KEY=VALUE"),
         (["run", "services", "-d", "LOGGING=3"], "invalid LOGGING config"),
@@ -318,7 +318,7 @@ def test_broker_option_is_logged_masked(cli):
 )
 def test_error_paths_print_one_line_and_exit_2(cli, tmp_path, args, message):
     (tmp_path / "broken.yaml").write_text("a: 1\n  b: 2\n")
-    (tmp_path / "needs_env.yaml").write_text("AMQP_URI: ${SB_UNSET_XYZ}\n")
+    (tmp_path / "malformed.yaml").write_text("AMQP_URI: ${SB_UNSET_XYZ\n")
     modules = {
         "services": DUMMY_SERVICE + "\n\nclass NoName:\n    name = None\n",
         "empty": "VALUE = 1\n",

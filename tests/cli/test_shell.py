@@ -103,6 +103,69 @@ def test_without_ipython_the_plain_console_is_used(tmp_path):
     assert "got Client" in done.stdout
 
 
+# Nameko's `n`, next to `sb`, reaching a service that the same shell defines.
+NAMEKO_HELPER = """\
+import time
+from sandbox.events import event_handler
+from sandbox.rpc import rpc
+class Greeter:
+    name = "greeter"
+    events = []
+    @rpc
+    def hello(self, who):
+        return f"hello {{who}}"
+    @event_handler("src", "greeted")
+    def on_greeted(self, payload):
+        Greeter.events.append(payload)
+
+{start}print(type(n).__name__, n.__name__, n.config["AMQP_URI"] == sb_uri)
+print("rpc:", n.rpc.greeter.hello("ada"))
+n.dispatch_event("src", "greeted", {{"who": "bob"}})
+deadline = time.monotonic() + 30
+while not Greeter.events and time.monotonic() < deadline:
+    time.sleep(0.05)
+
+print("event:", Greeter.events)
+n.disconnect()
+"""
+
+
+@pytest.mark.parametrize("console", ["ipython", "plain"])
+def test_nameko_n_calls_services_and_dispatches_events(rabbit_config, tmp_path, console):
+    uri = rabbit_config["AMQP_URI"]
+    done = shell(
+        "--broker",
+        uri,
+        *(["--plain"] if console == "plain" else []),
+        # IPython starts a service class as it is defined; the plain console is told to.
+        stdin=f"sb_uri = {uri!r}\n"
+        + NAMEKO_HELPER.format(start="sb.start(Greeter)\n" if console == "plain" else ""),
+        tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "NamekoShellHelper nameko True" in done.stdout
+    assert "rpc: hello ada" in done.stdout
+    assert "event: [{'who': 'bob'}]" in done.stdout
+
+
+@pytest.mark.parametrize("console", ["ipython", "plain"])
+@pytest.mark.parametrize(
+    ("stdin", "code", "ran_on"),
+    [
+        ('raise Exception()\nprint("ran", "on")\n', 1, False),
+        ('x = 1 / 0\nprint("ran", "on")\n', 1, False),
+        ('import sys; sys.exit(3)\nprint("ran", "on")\n', 3, False),
+        ('1 +* 2\nprint("ran", "on")\n', 0, True),
+    ],
+)
+def test_piped_input_stops_at_the_first_error_as_nameko_shell(
+    tmp_path, console, stdin, code, ran_on
+):
+    done = shell(*(["--plain"] if console == "plain" else []), stdin=stdin, tmp_path=tmp_path)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert ("ran on" in done.stdout) is ran_on
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
