@@ -120,7 +120,7 @@ def entrypoint_hook(
     yield hook
 
 
-class WaitResult:
+class WorkerOutcome:
     """What the awaited worker returned: ``.result``, ``.exc_info``; ``.get()`` re-raises."""
 
     def __init__(self) -> None:
@@ -145,7 +145,7 @@ def entrypoint_waiter(
     method_name: str,
     timeout: float | None = 30,
     callback: Callable[[Any, Any, Any], bool] | None = None,
-) -> Iterator[WaitResult]:
+) -> Iterator[WorkerOutcome]:
     """Wait, on leaving the block, for a worker of ``method_name`` to finish and be torn down;
     after ``timeout`` seconds raise :class:`entrypoint_waiter.Timeout <EntrypointWaiterTimeout>`.
 
@@ -153,7 +153,7 @@ def entrypoint_waiter(
     """
     if _find_entrypoint(container, method_name) is None:
         raise RuntimeError(f"{container.service_name} has no entrypoint `{method_name}`")
-    wait_result = WaitResult()
+    wait_result = WorkerOutcome()
 
     def accept(worker_ctx: Any, result: Any, exc_info: tuple | None) -> bool:
         return (
