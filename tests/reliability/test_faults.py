@@ -27,7 +27,7 @@ def http_get(address, path: str) -> tuple[int, object]:
     """GET on a connection of its own, green: in the hub it waits like any other client."""
     connection = HTTPConnection(*address, timeout=10)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers={"Accept": "application/json"})
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:
