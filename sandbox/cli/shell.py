@@ -12,6 +12,7 @@ import code
 import sys
 import traceback
 
+from sandbox import alias
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.config import config
 from sandbox.exceptions import CommandError
@@ -39,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def shell(args: argparse.Namespace) -> int:
     config.setup(config_from_args(args))
+    alias.activate()
     if not args.plain:
         try:
             return ipython_shell(args.command)
