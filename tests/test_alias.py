@@ -136,6 +136,27 @@ def test_turned_off(env, setup):
     assert found.splitlines() == ["False", "No module named 'nameko'"]
 
 
+# A process the .pth file did not set up: sandbox's commands set the alias up themselves.
+WITHOUT_PTH = "import sys; sys.meta_path[:1] = []"
+
+
+@pytest.mark.parametrize("prelude", ["", WITHOUT_PTH], ids=["pth", "without-pth"])
+@pytest.mark.parametrize("plain", [[], ["--plain"]], ids=["ipython", "plain"])
+def test_sandbox_shell(prelude, plain, tmp_path):
+    command = "import nameko.rpc, sandbox.rpc; print(nameko.rpc is sandbox.rpc)"
+    shown = python(
+        f"""
+        {prelude}
+        from sandbox.cli.main import main
+        main(["shell", *{plain!r}, "--command", {command!r}])
+        """,
+        cwd=tmp_path,
+    )
+    assert shown.splitlines()[-1] == "True"
+    if not plain:
+        assert "`nameko` is sandbox (Nameko is not installed)" in shown.splitlines()[0]
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("editable", [False, True], ids=["wheel", "editable"])
 def test_installs_put_the_pth_file_in_site_packages(tmp_path, editable):

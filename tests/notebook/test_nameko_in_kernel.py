@@ -1,49 +1,36 @@
 """Nameko code in kernel cells as it is: ``from nameko...`` imports and nameko-sqlalchemy with
 SQLite, on either broker."""
 
-import textwrap
+import re
+from pathlib import Path
 
-NOTES = """
+DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "nameko.md"
+
+ECHO = """
 from nameko.events import EventDispatcher, event_handler
 from nameko.rpc import rpc
-from nameko_sqlalchemy import Database
-from sqlalchemy import Column, Integer, String, create_engine
-from sqlalchemy.orm import declarative_base
 
-from sandbox import config
-
-Base = declarative_base()
-
-class Note(Base):
-    __tablename__ = "notes"
-    id = Column(Integer, primary_key=True)
-    text = Column(String, nullable=False)
-
-config["DB_URIS"] = {"notes:Base": "sqlite:///notes.db"}  # in the kernel's working directory
-Base.metadata.create_all(create_engine(config["DB_URIS"]["notes:Base"]))
-
-class Notes:
-    name = "notes"
-    db = Database(Base)
+class Shouter:
+    name = "shouter"
     dispatch = EventDispatcher()
 
     @rpc
-    def add(self, text):
-        with self.db.get_session() as session:
-            session.add(Note(text=text))
-        self.dispatch("added", text)
+    def shout(self, text):
+        self.dispatch("shouted", text)
 
-    @rpc
-    def texts(self):
-        return [note.text for note in self.db.session.query(Note).order_by(Note.id)]
+class Listener:
+    name = "listener"
 
-class Mirror:
-    name = "mirror"
-
-    @event_handler("notes", "added")
-    def on_added(self, text):
-        return text[::-1]
+    @event_handler("shouter", "shouted")
+    def hear(self, text):
+        return text.upper()
 """
+
+
+def docs_cells(section):
+    """The python blocks of a section of docs/nameko.md, the cells it shows."""
+    text = DOCS_PAGE.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
 
 
 def test_load_ext_says_that_nameko_is_sandbox(kernel):
@@ -53,12 +40,19 @@ def test_load_ext_says_that_nameko_is_sandbox(kernel):
     assert same.stdout == "True\n"
 
 
-def test_a_nameko_sqlalchemy_service_in_a_cell(broker_kernel):
-    started = broker_kernel.run(textwrap.dedent(NOTES))
-    assert "notes running" in started.stdout and "mirror running" in started.stdout
-    called = broker_kernel.run(
-        'with sb.wait_for("mirror", "on_added", timeout=20) as handled:\n'
-        '    sb.rpc.notes.add("written in a cell")\n'
-        "print(sb.rpc.notes.texts(), handled.result)"
+def test_the_docs_cells_with_nameko_sqlalchemy(broker_kernel):
+    load, define, call = docs_cells("nameko-sqlalchemy in a cell")
+    assert load == "%load_ext sandbox\n"  # done by broker_kernel, on its broker
+    started = broker_kernel.run(define)
+    assert "notes running" in started.stdout
+    assert broker_kernel.run(call).text == "['written unchanged']"
+
+
+def test_events_between_services_written_with_nameko_imports(broker_kernel):
+    broker_kernel.run(ECHO)
+    heard = broker_kernel.run(
+        'with sb.wait_for("listener", "hear", timeout=20) as heard:\n'
+        '    sb.rpc.shouter.shout("hello")\n'
+        "print(heard.result)"
     )
-    assert called.stdout == "['written in a cell'] llec a ni nettirw\n"
+    assert heard.stdout == "HELLO\n"
