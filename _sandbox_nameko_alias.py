@@ -19,10 +19,10 @@ warn that this module, imported before pytest started, cannot be.
 
 from __future__ import annotations
 
+# Only what Python has loaded before site runs, or nearly: this module runs at the start of every
+# interpreter of the environment. importlib.abc alone would add pathlib and tempfile to each.
 import importlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -35,7 +35,7 @@ CONFIG_KEY = "NAMEKO_ALIAS"
 _OFF_VALUES = ("0", "false", "no", "off")
 
 
-class NamekoAliasFinder(importlib.abc.MetaPathFinder):
+class NamekoAliasFinder:
     """Finds ``nameko`` and ``nameko.<sub>`` as ``sandbox`` and ``sandbox.<sub>``.
 
     It sits first in ``sys.meta_path``: the submodules of an aliased ``nameko`` are sandbox's,
@@ -60,7 +60,7 @@ class NamekoAliasFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(target_name(fullname)))
 
     def _should_alias(self, target: ModuleType | None) -> bool:
-        if not enabled() or importlib.util.find_spec(TARGET) is None:
+        if not enabled() or _find_spec(TARGET) is None:
             return False
         return not self._found_elsewhere(ALIAS, target)
 
@@ -72,7 +72,7 @@ class NamekoAliasFinder(importlib.abc.MetaPathFinder):
         return False
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:
     """Loads ``nameko.<sub>`` as the module object ``sandbox.<sub>`` itself."""
 
     def __init__(self, target_name: str):
@@ -95,12 +95,18 @@ def target_name(fullname: str) -> str:
 
 def _require(fullname: str) -> None:
     sandbox_name = target_name(fullname)
-    if importlib.util.find_spec(sandbox_name) is None:
+    if _find_spec(sandbox_name) is None:
         raise ModuleNotFoundError(
             f"No module named {fullname!r}: nameko is sandbox here (Nameko is not installed) "
             f"and sandbox has no module {sandbox_name!r}",
             name=fullname,
         )
+
+
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    import importlib.util  # not at the top: see the imports
+
+    return importlib.util.find_spec(name)
 
 
 def enabled() -> bool:
@@ -109,8 +115,8 @@ def enabled() -> bool:
     if os.environ.get(ENV_VAR, "").strip().lower() in _OFF_VALUES:
         return False
     # Read from sys.modules, not imported: this module must not import sandbox (see above).
-    sandbox_config = sys.modules.get(f"{TARGET}.config")
-    return sandbox_config is None or bool(sandbox_config.config.get(CONFIG_KEY, True))
+    settings = getattr(sys.modules.get(f"{TARGET}.config"), "config", {})
+    return bool(settings.get(CONFIG_KEY, True))
 
 
 def is_aliased() -> bool:
