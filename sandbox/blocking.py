@@ -86,7 +86,8 @@ def install() -> None:
         socket.gethostbyname = _offloaded(socket.gethostbyname)
         ssl.SSLContext.wrap_socket = _green_ssl_wrap(ssl.SSLContext.wrap_socket)
         subprocess.Popen = _dispatching_class(subprocess.Popen, _GreenPopen)
-        sqlite3.connect = _offloading_connect(sqlite3.connect)
+        # sqlite3 re-exports sqlite3.dbapi2's connect, which SQLAlchemy calls: patch both.
+        sqlite3.connect = sqlite3.dbapi2.connect = _offloading_connect(sqlite3.connect)
 
 
 def offload(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from sandbox import alias
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
 from sandbox.config import config
@@ -59,7 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config.setup(config_from_args(args))
     configure_logging(config)
+    alias.activate()
     service_classes = load_services(args.services)
+    if alias.is_aliased():
+        log.info(alias.ALIAS_NOTICE)
     if config.get(DOCS_CONFIG_KEY):
         docs = docs_service(service_classes, config)
         if docs is not None:

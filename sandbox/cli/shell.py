@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from types import CodeType, ModuleType
 from typing import Any
 
+from sandbox import alias
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.config import config
 from sandbox.exceptions import CommandError
@@ -51,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def shell(args: argparse.Namespace) -> int:
     config.setup(config_from_args(args))
+    alias.activate()
     helper = NamekoShellHelper(config)
     try:
         if not args.plain:

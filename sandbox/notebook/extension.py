@@ -7,7 +7,7 @@ import socket
 import sys
 from typing import Any
 
-from sandbox import __version__, recorder
+from sandbox import __version__, alias, recorder
 from sandbox.config import config
 from sandbox.notebook import errors
 from sandbox.notebook.client import Client
@@ -56,9 +56,10 @@ def load(ip, keep_web_address: bool = False) -> None:
         definitions=definitions,
         notices=notices,
     )
+    nameko = ", `nameko` is sandbox (Nameko is not installed)" if alias.activate() else ""
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
-        f"HTTP on {_describe_web_address()}. "
+        f"HTTP on {_describe_web_address()}{nameko}. "
         "Define a service class in a cell to start it; `sb` is the client, `%sandbox?` helps."
     )
 
