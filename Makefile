@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # the test extra lists instead.
 COMMUNITY_EXTENSIONS := nameko-sqlalchemy==1.5.0 nameko-redis==1.1.0
 
-.PHONY: run test demo bench lint rabbitmq redis chromium
+.PHONY: run test demo bench lint rabbitmq redis chromium netcat
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml setup.py
 run: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: $(STAMP) rabbitmq redis chromium
+test: $(STAMP) rabbitmq redis chromium netcat
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -33,6 +33,11 @@ redis:
 
 chromium:
 	bash scripts/ensure-chromium.sh
+
+# `sandbox backdoor` talks through netcat, as Nameko's does (tests/cli/test_backdoor.py).
+netcat:
+	bash scripts/ensure-package.sh nc netcat-openbsd \
+		|| echo "netcat is not available: the sandbox backdoor client tests will be skipped" >&2
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo

@@ -13,15 +13,7 @@ enable_management() {
     for _ in $(seq 1 30); do api_open && return 0; sleep 1; done
 }
 port_open && { enable_management; exit 0; }
-if ! command -v rabbitmq-server >/dev/null 2>&1; then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "installing rabbitmq-server with apt"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null 2>&1 && \
-                 DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null 2>&1; }
-    fi
-fi
-if command -v rabbitmq-server >/dev/null 2>&1; then
+if bash "$(dirname "$0")/ensure-package.sh" rabbitmq-server rabbitmq-server; then
     echo "starting rabbitmq-server"
     rabbitmq-server -detached >/dev/null 2>&1 || true
     for _ in $(seq 1 60); do port_open && { enable_management; exit 0; }; sleep 1; done

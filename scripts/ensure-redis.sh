@@ -5,16 +5,7 @@
 set -u
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }
 port_open && exit 0
-apt_install() {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1
-}
-if ! command -v redis-server >/dev/null 2>&1; then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "installing redis-server with apt"
-        apt_install || { apt-get update -q >/dev/null 2>&1 && apt_install; }
-    fi
-fi
-if command -v redis-server >/dev/null 2>&1; then
+if bash "$(dirname "$0")/ensure-package.sh" redis-server redis-server; then
     echo "starting redis-server"
     # A throwaway server for tests: loopback only, nothing saved to disk.
     redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no \
