@@ -67,7 +67,7 @@ def test_an_api_that_does_not_answer_means_the_embedded_broker(pytester, rabbit_
         pytester, MODULE_LEVEL_MOCK, "--amqp-uri", rabbit_manager.amqp_uri, "--rabbit-ctl-uri", api
     )
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["sandbox brokers: memory (no RabbitMQ at *management HTTP API*"])
+    result.stdout.fnmatch_lines(["sandbox brokers: memory (*management HTTP API*"])
 
 
 def test_sandbox_brokers_runs_a_test_on_each_broker(pytester, rabbit_manager):
@@ -231,3 +231,45 @@ def test_predictable_call_ids_count_from_zero(predictable_call_ids, container_fa
     with entrypoint_hook(container, "which") as which:
         assert [which(), which()] == ["echo.which.0", "echo.which.1"]
     assert predictable_call_ids.call_count == 2
+
+
+# What the real Nameko's pytest plugin registers (same option names and destinations).
+FAKE_NAMEKO_PLUGIN = """
+def pytest_addoption(parser):
+    parser.addoption("--amqp-uri", "--rabbit-amqp-uri", dest="RABBIT_AMQP_URI",
+                     default="pyamqp://guest:guest@localhost")
+    parser.addoption("--rabbit-api-uri", "--rabbit-ctl-uri", dest="RABBIT_API_URI",
+                     default="http://guest:guest@localhost:15672")
+    parser.addoption("--amqp-ssl-port", dest="AMQP_SSL_PORT", default=5671)
+    parser.addoption("--amqp-ssl-option", dest="AMQP_SSL_OPTIONS", action="append", default=[])
+    parser.addoption("--blocking-detection", action="store_true", dest="blocking_detection")
+"""
+
+
+def test_beside_the_real_nameko_its_plugin_owns_the_shared_options(pytester, monkeypatch):
+    # An installed distribution named nameko whose pytest11 plugin registers Nameko's options:
+    # with both plugins loaded, a second registration would end pytest before it starts.
+    site = pytester.mkdir("site")
+    (site / "fake_nameko_plugin.py").write_text(FAKE_NAMEKO_PLUGIN)
+    dist_info = site / "nameko-2.14.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: nameko\nVersion: 2.14.1\n")
+    (dist_info / "entry_points.txt").write_text("[pytest11]\nnameko = fake_nameko_plugin\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the session's subprocess finds it there
+    test = """
+def test_options(pytestconfig):
+    assert pytestconfig.option.RABBIT_AMQP_URI == "amqp://nobody:nothing@127.0.0.1/"
+"""
+    result = run(pytester, test, "--amqp-uri", "amqp://nobody:nothing@127.0.0.1/")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_management_api_that_refuses_the_credentials_means_the_embedded_broker(
+    pytester, rabbit_manager
+):
+    api = "http://nobody:nothing@127.0.0.1:15672"
+    result = run(
+        pytester, MODULE_LEVEL_MOCK, "--amqp-uri", rabbit_manager.amqp_uri, "--rabbit-ctl-uri", api
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["sandbox brokers: memory (*401 Unauthorized*)"])

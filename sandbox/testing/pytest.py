@@ -7,6 +7,7 @@ runs each such test on both instead, or pins one.
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import os
 import socket
@@ -29,7 +30,7 @@ from sandbox.constants import (
 )
 from sandbox.containers import ServiceContainer, get_container_cls
 from sandbox.runners import ServiceRunner
-from sandbox.testing.rabbit import RabbitManager
+from sandbox.testing.rabbit import HTTPError, RabbitManager
 from sandbox.utils import sanitize_url
 
 
@@ -151,8 +152,36 @@ def parse_config_option(text: str) -> tuple[str, Any]:
     return (key, yaml.safe_load(value)) if equals else (key, True)
 
 
+def _nameko_installed() -> bool:
+    """Whether the real Nameko is installed: its pytest plugin then registers the options both
+    plugins share (same names and destinations), and argparse refuses a second registration."""
+    try:
+        importlib.metadata.distribution("nameko")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sandbox")
+    if not _nameko_installed():
+        _add_nameko_options(group)
+    group.addoption(
+        "--sandbox-brokers",
+        dest="sandbox_brokers",
+        default=None,
+        metavar="memory,rabbitmq",
+        help="the brokers each rabbit_config test runs on (default: rabbitmq when it answers, "
+        "else memory)",
+    )
+    parser.addini(
+        "sandbox_brokers",
+        "the brokers each rabbit_config test runs on, as --sandbox-brokers",
+        default="",
+    )
+
+
+def _add_nameko_options(group: pytest.OptionGroup) -> None:
     group.addoption(
         "--amqp-uri",
         "--rabbit-amqp-uri",
@@ -187,24 +216,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "YAML: --amqp-ssl-option cert_reqs=0",
     )
     group.addoption(
-        "--sandbox-brokers",
-        dest="sandbox_brokers",
-        default=None,
-        metavar="memory,rabbitmq",
-        help="the brokers each rabbit_config test runs on (default: rabbitmq when it answers, "
-        "else memory)",
-    )
-    group.addoption(
         "--blocking-detection",
         dest="blocking_detection",
         action="store_true",
         help="accepted for Nameko's command lines: sandbox's watchdog always logs a green "
         "thread that holds the services' hub",
-    )
-    parser.addini(
-        "sandbox_brokers",
-        "the brokers each rabbit_config test runs on, as --sandbox-brokers",
-        default="",
     )
 
 
@@ -242,9 +258,12 @@ def _probe_rabbitmq(amqp_uri: str, api_uri: str) -> RabbitManager | str:
     address = (amqp.hostname or "localhost", amqp.port or 5672)
     try:
         socket.create_connection(address, timeout=2).close()
-        return RabbitManager(api_uri, amqp_uri, timeout=5)
-    except OSError as exc:  # ConnectionError from the API included
+    except OSError as exc:
         return f"no RabbitMQ at {address[0]}:{address[1]}: {exc}"
+    try:
+        return RabbitManager(api_uri, amqp_uri, timeout=5)
+    except (OSError, HTTPError) as exc:  # not there, or refused (credentials: 401)
+        return f"RabbitMQ's management API cannot make the test vhosts: {exc}"
 
 
 def _brokers(config: pytest.Config) -> tuple[str, ...]:
