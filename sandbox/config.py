@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -19,6 +20,8 @@ import yaml
 
 from sandbox.exceptions import ConfigurationError
 from sandbox.utils import mask_secrets
+
+log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "AMQP_URI": "memory://",
@@ -238,13 +241,17 @@ def _expand_reference(text: str, pos: int, environ: Mapping[str, str]) -> tuple[
     if match is None:
         raise ConfigurationError(f"expected a variable name after '${{' in {text!r}")
     name, pos = match.group(), match.end()
-    default = ""
+    default = None
     if text.startswith(":", pos):
         default, pos = _expand_default(text, pos + 1, environ)
     elif not text.startswith("}", pos):
         raise ConfigurationError(f"expected ':' or '}}' after '${{{name}' in {text!r}")
     value = environ.get(name)
-    return (default if value is None else value), pos + 1
+    if value is None and default is None:
+        # Empty, as in Nameko; said aloud, since it is most often a secret that was not passed
+        # (an exported config's ${AMQP_PASSWORD}).
+        log.warning("the environment variable %s is not set: ${%s} reads as empty", name, name)
+    return (value if value is not None else default or ""), pos + 1
 
 
 def _expand_default(text: str, pos: int, environ: Mapping[str, str]) -> tuple[str, int]:

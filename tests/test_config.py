@@ -132,6 +132,14 @@ def test_an_unset_variable_without_default_is_empty():
     assert loaded == {"alone": None, "inside": "ab", "raw": ""}
 
 
+def test_an_unset_variable_without_default_is_logged_once_per_reference(caplog):
+    load_config("password: ${SB_MISSING_SECRET}\nport: ${SB_MISSING_PORT:5672}")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "the environment variable SB_MISSING_SECRET is not set: ${SB_MISSING_SECRET} reads as empty"
+    ]
+
+
 def test_a_name_is_anything_up_to_a_brace_colon_or_space(environ):
     environ.setenv("SB-DASH", "dashed")
     assert load_config("x: ${SB-DASH}") == {"x": "dashed"}
