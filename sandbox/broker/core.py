@@ -237,6 +237,8 @@ class Broker:
         connection: Connection,
     ) -> None:
         method = spec.Queue.Unbind
+        if queue not in self.queues or (exchange and exchange not in self.exchanges):
+            return  # RabbitMQ answers unbind-ok: there is nothing to unbind
         target = self.queue(queue, connection, method)
         source = self._bindable(exchange, method)
         source.unbind(target.name, routing_key, arguments)
