@@ -247,6 +247,19 @@ def test_broker_precedence(tmp_path, monkeypatch):
     assert "memory:///defined" in defined[1]
 
 
+@pytest.mark.parametrize("password", [f"{START}: {{{END}", f"{START}: {END}", f"{START} {END}"])
+def test_a_password_from_the_environment_is_not_shown_when_the_config_is_wrong(
+    tmp_path, monkeypatch, password
+):
+    # YAML reads the substituted value: an error, a mapping or a URI holding a space.
+    (tmp_path / "config.yaml").write_text("AMQP_URI: amqp://sandbox:${SB_PASSWORD}@host/\n")
+    monkeypatch.setenv("SB_PASSWORD", password)
+    code, output = run_main("show-config", "-c", str(tmp_path / "config.yaml"))
+    assert code == 2
+    assert output.count("\n") == 1
+    assert_hidden(password, output)
+
+
 # --- no message shows a password, whatever it holds -----------------------------------------
 
 
