@@ -9,7 +9,8 @@ starts the next URI of a failover list), so a password holding ``@``, ``:``, ``%
 A password can only be told apart from the text around it when it holds no space and no
 ``;`` (kombu splits a broker URI at every ``;``): :func:`uri_problem` says when a URI breaks
 this, so that the command line refuses it before kombu reads a piece of the password as a
-host or a port and shows it in an error.
+host or a port and shows it in an error. A raw ``;SCHEME://`` in a password cannot be told
+from a failover list by anyone, kombu included: it is read as the start of the next URI.
 """
 
 from __future__ import annotations
