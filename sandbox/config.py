@@ -173,8 +173,12 @@ def _construct_env_var(loader: _EnvVarLoader, node: yaml.Node) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or exc
+        # The config's text, not the value: the environment is where secrets are kept.
         raise _fail(
-            loader, node, f"{text!r} is not valid YAML ({problem}); !raw_env_var keeps a string"
+            loader,
+            node,
+            f"{node.value!r} is not valid YAML once substituted ({problem}); "
+            "!raw_env_var keeps a string",
         ) from None
 
 

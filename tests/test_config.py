@@ -89,7 +89,10 @@ def test_a_value_that_is_not_yaml_names_the_key(environ):
     with pytest.raises(ConfigurationError) as info:
         load_config("a: 1\nnested:\n  list:\n    - ${SB_OTHER}\n")
     message = str(info.value)
-    assert message.startswith("<string>, line 4: key nested.list[0]: '{oops' is not valid YAML")
+    assert message.startswith(
+        "<string>, line 4: key nested.list[0]: '${SB_OTHER}' is not valid YAML once substituted"
+    )
+    assert "oops" not in message  # the environment's value, maybe a secret, is not shown
     assert message.endswith("!raw_env_var keeps a string")
     assert "\n" not in message
 

@@ -6,17 +6,27 @@ import argparse
 import importlib.metadata
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import sandbox
 from sandbox.cli import backdoor, docs, export, run, shell, show_config
+from sandbox.cli.argv import hide_passwords, restore_passwords
 from sandbox.exceptions import CommandError, ConfigurationError
+from sandbox.utils.masking import mask_log_records, sanitize_url
 
 # Each command module adds its subparser and sets ``handler`` (args -> exit code).
 COMMANDS = (run, shell, backdoor, show_config, export, docs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    Nothing it prints or logs shows the password of a URI.
+    """
+    if argv is None:
+        hide_passwords(sys.argv[1:])
+        argv = restore_passwords(sys.argv[1:])
+    mask_log_records()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -25,12 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (CommandError, ConfigurationError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {sanitize_url(str(exc))}", file=sys.stderr)
         return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = MaskingArgumentParser(
         prog="sandbox", description="Run and inspect Nameko-style services."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -38,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
+
+
+class MaskingArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors (which quote the argument) mask URI passwords;
+    its subcommands' parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(sanitize_url(message))
 
 
 def version() -> str:

@@ -1,7 +1,12 @@
 """``sandbox run``: run service classes as a deployable process.
 
-SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them. Exit codes: 0 after
-a graceful stop, 130 after a kill, 1 when a service crashed, 2 for a usage or config error.
+SIGTERM or Ctrl-C stops the services gracefully; a second signal kills them; a signal once the
+stop is done ends the process at once with the stop's exit code. Exit codes: 0 after a graceful
+stop, 130 after a kill, 1 when a service crashed, 2 for a usage or config error.
+
+At start it raises its soft limit of open files to the hard limit, as systemd advises for a
+program that does not use ``select()`` (each HTTP connection and broker connection holds a
+file descriptor, and the usual soft limit is 1,024), and logs the limit in force.
 With config ``DOCS: true`` the web server also serves the services' documents at
 ``/openapi.json``, ``/asyncapi.json`` and ``/docs`` (unless a route of theirs is there).
 """
@@ -31,6 +36,11 @@ from sandbox.exceptions import CommandError
 from sandbox.extensions import count_entrypoints, is_service_class
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backdoor_port is not None:
         host, port = serve_backdoor(runner, args.backdoor_port)
         log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
+    raise_open_files_limit()
     return serve(runner, service_classes)
 
 
@@ -87,6 +98,26 @@ def configure_logging(settings: Mapping[str, Any]) -> None:
         logging.config.dictConfig({"disable_existing_loggers": False, **settings["LOGGING"]})
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         raise CommandError(f"invalid LOGGING config: {exc}") from None
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, and log the limit in force."""
+    if resource is None:  # Windows has no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        log.info("open files: at most %s", _limit_text(soft))
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # macOS refuses an unlimited soft limit
+        log.warning("open files: at most %s (not raised to %s: %s)", soft, _limit_text(hard), exc)
+    else:
+        log.info("open files: at most %s (raised from %s)", _limit_text(hard), soft)
+
+
+def _limit_text(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
 
 
 # --- discovery -----------------------------------------------------------------------------
@@ -147,20 +178,22 @@ def _named_service(module: ModuleType, class_name: str, spec: str) -> type:
 
 
 def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
-    """Start ``runner`` and block until it stops; return the process exit code."""
+    """Start ``runner`` and block until it stops; return the process exit code.
+
+    From then on a stop signal (a process manager's second SIGTERM, a late Ctrl-C) ends the
+    process at once with that code: the stop is done, so neither 143 nor a hang at exit.
+    """
     # Signal handlers only queue the signal: the main thread acts on it. SimpleQueue.put is
     # reentrant, so it is safe to call from a handler that interrupted a get().
     events: queue.SimpleQueue = queue.SimpleQueue()
-    handlers = {sig: signal.signal(sig, _queue_signal(events)) for sig in _STOP_SIGNALS}
-    try:
-        _start(runner, service_classes)
-        threading.Thread(
-            target=_wait, args=(runner, events), name="sandbox-wait", daemon=True
-        ).start()
-        return _handle_events(runner, events)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _queue_signal(events))
+    _start(runner, service_classes)
+    threading.Thread(target=_wait, args=(runner, events), name="sandbox-wait", daemon=True).start()
+    code = _handle_events(runner, events)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _exit_with(code))
+    return code
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -169,6 +202,15 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _queue_signal(events: queue.SimpleQueue) -> Callable[[int, Any], None]:
     def handler(signum: int, frame: Any) -> None:
         events.put(signal.Signals(signum))
+
+    return handler
+
+
+def _exit_with(code: int) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        log.info("%s: already stopped, exiting", signal.Signals(signum).name)
+        logging.shutdown()  # flushes the log handlers, which os._exit would not
+        os._exit(code)
 
     return handler
 

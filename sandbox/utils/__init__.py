@@ -7,23 +7,20 @@ import importlib
 import inspect
 import os
 import re
-from collections.abc import Mapping
 from typing import Any
 
-REDACTED = "********"
+# Masking has a module of its own; these names stay importable from here.
+from sandbox.utils.masking import REDACTED, is_secret_key, mask_secrets, sanitize_url
 
-# The password runs to the last "@" of the authority, so a password that itself contains an
-# unescaped "@" is masked whole. Several URIs in one string (kombu failover lists) all match.
-_URI_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s;]*):(?P<password>[^/?#\s;]*)@"
-)
-
-# Words that mark a config key as secret. Keys are split into words, so HEARTBEAT or
-# MONKEY_PATCH do not match while DB_PASSWORD, apiKey and SECRET_KEY do.
-_SECRET_WORDS = frozenset(
-    {"password", "passwd", "pwd", "secret", "token", "key", "apikey", "credentials"}
-)
-_KEY_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+__all__ = [
+    "REDACTED",
+    "get_redacted_args",
+    "import_from_path",
+    "is_secret_key",
+    "mask_secrets",
+    "sanitize_url",
+    "unique_id",
+]
 
 
 def unique_id() -> str:
@@ -34,35 +31,6 @@ def unique_id() -> str:
     data[8] = data[8] & 0x3F | 0x80  # RFC 4122 variant
     h = data.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def sanitize_url(url: str, replacement: str = REDACTED) -> str:
-    """Return ``url`` with the password of every URI in it replaced by ``replacement``."""
-    return _URI_PASSWORD.sub(lambda match: f"{match['head']}:{replacement}@", url)
-
-
-def is_secret_key(key: object) -> bool:
-    """Tell whether a config key names a secret (a password, token, key...)."""
-    if not isinstance(key, str):
-        return False
-    return any(word.lower() in _SECRET_WORDS for word in _KEY_WORD.findall(key))
-
-
-def mask_secrets(mapping: Mapping) -> dict:
-    """Return a deep copy of a config mapping that is safe to print or log."""
-    return {key: _mask_value(key, value) for key, value in mapping.items()}
-
-
-def _mask_value(key: object, value: Any) -> Any:
-    if value is not None and is_secret_key(key):
-        return REDACTED
-    if isinstance(value, Mapping):
-        return mask_secrets(value)
-    if isinstance(value, list | tuple):
-        return type(value)(_mask_value(None, item) for item in value)
-    if isinstance(value, str):
-        return sanitize_url(value)
-    return value
 
 
 def import_from_path(path: str) -> Any:
