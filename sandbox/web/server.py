@@ -377,11 +377,16 @@ class Listener:
         log.debug("closed %s", base_url(self.address))
 
 
+# Clients the kernel holds for accept(): eventlet's 50 drops new clients' SYNs in a burst of
+# connections, and they then wait a second or more before trying again.
+LISTEN_BACKLOG = 1024
+
+
 def listen(address: BindAddress) -> Any:
     family = socket.AF_INET6 if ":" in address.address else socket.AF_INET
     try:
         # No SO_REUSEPORT: another process asking for this port must fail, not share it.
-        return eventlet.listen(address, family, reuse_port=False)
+        return eventlet.listen(address, family, backlog=LISTEN_BACKLOG, reuse_port=False)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {base_url(address)}: {exc.strerror}") from None
 
