@@ -6,6 +6,11 @@ process-wide registry holds one :class:`Listener` per bind address; each contain
 :class:`WebServer` mounts its routes on it at start and takes them off at stop, and the socket
 closes when the last container leaves. Everything here runs in the runtime's hub thread, except
 the read-only :func:`get_listener_address` and :func:`get_base_url`.
+
+A listener holds its connections within the limits of :mod:`sandbox.web.connections`, read
+from its first container's config: ``WEB_MAX_CONNECTIONS``, ``WEB_KEEPALIVE_TIMEOUT``,
+``WEB_HEAD_TIMEOUT``, ``WEB_BODY_TIMEOUT`` and ``WEB_BODY_MIN_RATE``; ``WEB_SOCKET_TIMEOUT``
+still ends a connection silent that long at any point (a client not reading its answer).
 """
 
 from __future__ import annotations
