@@ -15,6 +15,8 @@ from typing import Any
 
 import eventlet.wsgi
 
+from sandbox.web.connections import CONNECTION_ENVIRON_KEY, Connection
+
 log = logging.getLogger(__name__)
 
 MAX_HEADERS = 100
@@ -80,3 +82,17 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
             headers[name] = value.strip(" \t\r\n")
         self.send_error(431, "Too many headers")
         return None
+
+    # --- the connection's deadlines (sandbox.web.connections) ----------------------------
+
+    def handle_one_request(self) -> None:
+        if isinstance(self.conn_state, Connection):
+            self.conn_state.await_request(self.rfile)
+        super().handle_one_request()
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        if isinstance(self.conn_state, Connection):  # the head is in
+            self.conn_state.serving()
+            environ[CONNECTION_ENVIRON_KEY] = self.conn_state
+        return environ

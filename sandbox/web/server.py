@@ -6,6 +6,11 @@ process-wide registry holds one :class:`Listener` per bind address; each contain
 :class:`WebServer` mounts its routes on it at start and takes them off at stop, and the socket
 closes when the last container leaves. Everything here runs in the runtime's hub thread, except
 the read-only :func:`get_listener_address` and :func:`get_base_url`.
+
+A listener holds its connections within the limits of :mod:`sandbox.web.connections`, read
+from its first container's config: ``WEB_MAX_CONNECTIONS``, ``WEB_KEEPALIVE_TIMEOUT``,
+``WEB_HEAD_TIMEOUT``, ``WEB_BODY_TIMEOUT`` and ``WEB_BODY_MIN_RATE``; ``WEB_SOCKET_TIMEOUT``
+still ends a connection silent that long at any point (a client not reading its answer).
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-import eventlet
-import eventlet.greenio
 import eventlet.wsgi
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
@@ -32,8 +35,8 @@ from sandbox.config import config
 from sandbox.constants import WEB_SERVER_CONFIG_KEY
 from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
-from sandbox.runtime import get_runtime
 from sandbox.utils import REDACTED
+from sandbox.web.connections import CONNECTION_ENVIRON_KEY, ConnectionLimits, ConnectionTable
 from sandbox.web.protocol import HttpOnlyProtocol
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,8 @@ MAX_CONTENT_LENGTH_CONFIG_KEY = "MAX_CONTENT_LENGTH"
 DEFAULT_MAX_CONTENT_LENGTH = 10 * 1024 * 1024
 WEB_DEBUG_CONFIG_KEY = "WEB_DEBUG"
 SOCKET_TIMEOUT_CONFIG_KEY = "WEB_SOCKET_TIMEOUT"
-# A client silent for this long loses its connection: without it, clients that stall
-# mid-request (or never close idle keep-alive connections) pile up to MAX_CONNECTIONS.
+# A client silent for this long loses its connection, whatever it is doing: the last resort
+# behind the deadlines of sandbox.web.connections (a client that stops reading an answer).
 DEFAULT_SOCKET_TIMEOUT = 60.0
 
 # The root app hands the matched route to the container's app through the environ, so that
@@ -52,7 +55,6 @@ DEFAULT_SOCKET_TIMEOUT = 60.0
 ROUTE_ENVIRON_KEY = "sandbox.route"
 CALL_ID_ENVIRON_KEY = "sandbox.call_id"
 
-MAX_CONNECTIONS = 1024
 # How long a closing listener lets requests already being answered finish.
 CLOSE_GRACE_SECONDS = 1.0
 
@@ -189,8 +191,33 @@ class WsgiApp:
         if length and not chunked:
             # Read before the worker starts: a client sending its body slowly then holds
             # its own connection only, never one of the service's max_workers.
-            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(length)))
+            environ["wsgi.input"] = io.BytesIO(read_body(environ, int(length)))
         return handler.handle_request(request)
+
+
+# Bodies are read in blocks of this size, the body deadline moving on after each.
+BODY_BLOCK = 64 * 1024
+
+
+def read_body(environ: dict, most: int | None) -> bytes:
+    """The request body, ``most`` bytes of it at most, read within the body deadline.
+
+    A block at a time: a client must keep up ``WEB_BODY_MIN_RATE`` over the body as a whole
+    (see :mod:`sandbox.web.connections`), at the cost of one clock reading per block.
+    """
+    source, connection = environ["wsgi.input"], environ.get(CONNECTION_ENVIRON_KEY)
+    blocks, received = [], 0
+    while most is None or received < most:
+        if connection is not None:
+            connection.receiving(received)
+        block = source.read(BODY_BLOCK if most is None else min(BODY_BLOCK, most - received))
+        if not block:
+            break
+        blocks.append(block)
+        received += len(block)
+    if connection is not None:
+        connection.serving()
+    return b"".join(blocks)
 
 
 def buffer_chunked_body(environ: dict, limit: int | None) -> int:
@@ -199,7 +226,7 @@ def buffer_chunked_body(environ: dict, limit: int | None) -> int:
     werkzeug either ignores a body without a Content-Length or, given a limit, silently
     truncates it there: a handler could not tell an overflowing body from one that fits.
     """
-    body = environ["wsgi.input"].read(-1 if limit is None else limit + 1)
+    body = read_body(environ, None if limit is None else limit + 1)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input_terminated"] = True  # werkzeug: a chunked body is safe to read now
@@ -266,19 +293,21 @@ class Listener:
     The eventlet.wsgi server that the first container's ``get_wsgi_server`` returned serves
     the socket (its protocol, timeouts and debug setting apply to every connection), with
     this listener as its app: it routes each request, then hands it to the app of the
-    container whose route matched, as that container's ``get_wsgi_server`` left it.
+    container whose route matched, as that container's ``get_wsgi_server`` left it. Its
+    :class:`~sandbox.web.connections.ConnectionTable` accepts and holds the connections,
+    within ``limits``.
     """
 
-    def __init__(self, requested: BindAddress):
+    def __init__(self, requested: BindAddress, limits: ConnectionLimits | None = None):
         self.requested = requested
         self.sock = listen(requested)
         self.address = BindAddress(*self.sock.getsockname()[:2])
         self.url_map = Map()
         self.wsgi_server: eventlet.wsgi.Server | None = None
         self._servers: list[WebServer] = []
-        self._connections = eventlet.GreenPool(MAX_CONNECTIONS)
-        self._states: dict[int, list] = {}
-        self._accepting: Any = None
+        self.connections = ConnectionTable(
+            self.sock, limits or ConnectionLimits(), base_url(self.address)
+        )
         log.debug("listening on %s", base_url(self.address))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -297,7 +326,7 @@ class Listener:
         """Start accepting connections, served by ``wsgi_server`` with this listener as app."""
         wsgi_server.app = self
         self.wsgi_server = wsgi_server
-        self._accepting = get_runtime().spawn(self._accept)
+        self.connections.start(wsgi_server)
 
     # --- routes ---------------------------------------------------------------------------
 
@@ -331,57 +360,26 @@ class Listener:
                     rules.append(_routed_copy(rule, server))
         self.url_map = Map(rules)
 
-    # --- connections ----------------------------------------------------------------------
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, client = self.sock.accept()
-            except OSError as exc:
-                log.warning("accept failed on %s: %s", base_url(self.address), exc)
-                eventlet.sleep(0.01)  # e.g. out of file descriptors: let connections close
-                continue
-            conn.settimeout(self.wsgi_server.socket_timeout)
-            self._connections.spawn(self._serve, [client, conn, eventlet.wsgi.STATE_IDLE])
-
-    def _serve(self, state: list) -> None:
-        key = id(state)
-        self._states[key] = state
-        try:
-            self.wsgi_server.process_request(state)
-        except Exception:
-            log.exception("error serving %s", state[0])
-        finally:
-            del self._states[key]
-            state[2] = eventlet.wsgi.STATE_CLOSE
-            eventlet.greenio.shutdown_safe(state[1])
-            state[1].close()
-
     def close(self, grace: float) -> None:
         """Stop accepting, free the port, and end the open connections.
 
         Idle keep-alive connections close at once; requests being answered get ``grace``
         seconds to finish.
         """
-        if self._accepting is not None:
-            self._accepting.kill()
-        self.sock.close()
-        for state in list(self._states.values()):
-            previous, state[2] = state[2], eventlet.wsgi.STATE_CLOSE
-            if previous == eventlet.wsgi.STATE_IDLE:
-                eventlet.greenio.shutdown_safe(state[1])
-        with eventlet.Timeout(grace, False):
-            self._connections.waitall()
-        for thread in list(self._connections.coroutines_running):
-            thread.kill()
+        self.connections.close(grace)
         log.debug("closed %s", base_url(self.address))
+
+
+# Clients the kernel holds for accept(): eventlet's 50 drops new clients' SYNs in a burst of
+# connections, and they then wait a second or more before trying again.
+LISTEN_BACKLOG = 1024
 
 
 def listen(address: BindAddress) -> Any:
     family = socket.AF_INET6 if ":" in address.address else socket.AF_INET
     try:
         # No SO_REUSEPORT: another process asking for this port must fail, not share it.
-        return eventlet.listen(address, family, reuse_port=False)
+        return eventlet.listen(address, family, backlog=LISTEN_BACKLOG, reuse_port=False)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {base_url(address)}: {exc.strerror}") from None
 
@@ -427,7 +425,8 @@ def _find_listener(address: BindAddress) -> Listener | None:
 def _acquire_listener(server: WebServer, address: BindAddress) -> Listener:
     listener = _find_listener(address)
     if listener is None:
-        listener = _listeners[address] = Listener(address)
+        limits = ConnectionLimits.from_config(server.container.config)
+        listener = _listeners[address] = Listener(address, limits)
     try:
         wsgi_server = server.get_wsgi_server(listener.sock, server.get_wsgi_app())
         server.wsgi_app = wsgi_server.app  # with whatever middleware get_wsgi_server added
