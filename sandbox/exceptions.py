@@ -164,5 +164,10 @@ class ReplyQueueExpiredWithPendingReplies(Exception):
     pass
 
 
+class MessageRefused(Exception):
+    """A message refused before decoding: its body is over ``MAX_MESSAGE_SIZE``, or compressed
+    in a way ``ACCEPT_COMPRESSION`` does not allow (see :mod:`sandbox.amqp.limits`)."""
+
+
 class ConnectionNotFound(BadRequest):
     pass

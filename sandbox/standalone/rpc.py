@@ -19,6 +19,7 @@ import eventlet.semaphore
 
 from sandbox import serialization
 from sandbox.amqp.consume import Consumer
+from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.config import config as global_config
@@ -90,6 +91,7 @@ class ClusterRpcProxy:
                 accept=serialization.setup(config).accept,
                 retry_policy=config.get("TRANSPORT_OPTIONS"),
                 thread_reader=replies.reader,
+                limits=MessageLimits.from_config(config),
                 **connection_options(config),
             )
             consumer.add_queue(
