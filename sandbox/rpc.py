@@ -15,6 +15,7 @@ when a catch-all binding on the exchange would swallow the request: the client f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import uuid
@@ -282,19 +283,21 @@ def _reply(result: Any, error: BaseException | None) -> dict:
 
 
 class Requests:
-    """The requests a consumer runs and answered lately, so that no request runs twice.
+    """The requests a consumer runs and ran lately, so that no request runs twice.
 
     Copies of a request come back after a connection failed: the broker redelivers what the
     consumer's connection left unacked (requests still running, and answered ones whose ack
     went down with it), and a client whose publish was not confirmed publishes again. A copy
-    of a running request joins it, to be settled when the run ends; a copy of an answered
-    one gets the same reply again. Requests are known by reply_to and correlation id, in this
-    process only: a copy that reaches another instance of the service runs again.
+    of a running request joins it, to be settled when the run ends; a copy of one that ran
+    gets the same reply again. A copy is the same request to the byte (see
+    :func:`request_digest`), in this process only: a copy that reaches another instance of
+    the service runs again. A request that merely shares its caller's reply_to and
+    correlation id (a client that reuses ids) is another request, and runs.
     """
 
     def __init__(self, remembered: int = 1000):
-        self._running: dict[tuple[str, str], list[kombu.Message]] = {}
-        self._answered: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self._running: dict[bytes, list[kombu.Message]] = {}
+        self._answered: OrderedDict[bytes, dict] = OrderedDict()
         self._remembered = remembered
 
     def start(self, message: kombu.Message) -> None:
@@ -317,26 +320,59 @@ class Requests:
         return self._answered.get(_copy_key(message))
 
     def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
-        """Remember the reply; return the deliveries to settle: every copy of the request."""
-        key = _copy_key(message)
-        if key is None:
+        """Remember the reply of a request that ran; return the deliveries to settle: every
+        copy of the request. (One refused before running, a MalformedRequest say, is refused
+        again should it come back: nothing to remember.)"""
+        copies = self._running.pop(_copy_key(message), None)
+        if copies is None:
             return [message]
-        self._answered[key] = reply
+        self._answered[_copy_key(message)] = reply
         if len(self._answered) > self._remembered:
             self._answered.popitem(last=False)
-        return self._running.pop(key, [message])
+        return copies
 
 
-def _copy_key(message: kombu.Message) -> tuple[str, str] | None:
-    """What the copies of a request share: its caller's reply_to and its correlation id.
+# Headers a broker adds to a message it delivers again (a quorum queue counts deliveries).
+_REDELIVERY_HEADERS = frozenset({"x-delivery-count"})
 
-    A correlation id need only be unique per caller: another caller's request with the same
-    id is another request, to be run, and never answered with the first one's result.
+
+def request_digest(message: kombu.Message) -> bytes:
+    """A digest of everything a request is: its body, headers, properties and destination.
+
+    A true copy (redelivered by the broker, or published again by its client) has all of
+    them the same; a request that merely reuses another's reply_to and correlation id has
+    not, and is never taken for it.
     """
-    correlation_id = message.properties.get("correlation_id")
-    if correlation_id is None:
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    headers = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if key not in _REDELIVERY_HEADERS
+    }
+    properties = {k: v for k, v in message.properties.items() if k != "application_headers"}
+    info = message.delivery_info
+    digest = hashlib.blake2b(body, digest_size=16)
+    digest.update(
+        repr((info.get("exchange"), info.get("routing_key"), properties, headers)).encode()
+    )
+    return digest.digest()
+
+
+def _copy_key(message: kombu.Message) -> bytes | None:
+    """The key copies of a request share (its digest, worked out once per delivery); None
+    for a request without a correlation id, whose reply nobody could tell from another."""
+    if message.properties.get("correlation_id") is None:
         return None
-    return message.properties.get("reply_to"), correlation_id
+    key = message.__dict__.get(_DIGEST_ATTRIBUTE)
+    if key is None:
+        key = message.__dict__[_DIGEST_ATTRIBUTE] = request_digest(message)
+    return key
+
+
+# Where a delivery keeps its digest: asked for several times between its arrival and its reply.
+_DIGEST_ATTRIBUTE = "sandbox_request_digest"
 
 
 class Rpc(Entrypoint, HeaderDecoder):
