@@ -143,6 +143,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             durable=True,
         )
         self.queue_consumer.consume(self, queue, self.on_message)
+        self.queue_consumer.consumer.on_return(_reply_returned)
 
     def register_provider(self, provider: Rpc) -> None:
         self._entrypoints[provider.method_name] = provider
@@ -242,12 +243,14 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         # self.requests.
         with consumer.batch():
             try:
+                # Mandatory: a reply no queue takes comes back, to be logged (_reply_returned).
                 consumer.publish(
                     body,
                     exchange=self.exchange.name,
                     routing_key=routing_key,
                     properties=reply_properties,
                     headers=headers,
+                    mandatory=True,
                 )
             except Exception as exc:
                 # Unacked, the request comes back: to us once the broker is back (and
@@ -270,6 +273,18 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             return False
         self._reply_and_settle(message, reply, ack)
         return True
+
+
+def _reply_returned(error: UndeliverableMessage, routing_key: str, message: Any) -> None:
+    """A reply came back unroutable: its caller's reply queue is gone (it stopped, or its
+    queue expired). Requests, which carry a reply_to, are their callers' business."""
+    if message.properties.get("reply_to") is not None:
+        return
+    log.warning(
+        "dropped a reply nobody can receive: no queue takes reply_to %r (correlation id %r)",
+        routing_key,
+        message.properties.get("correlation_id"),
+    )
 
 
 def _record(kind: str, payload: Any, *where: Any) -> None:
@@ -767,8 +782,8 @@ class RpcCaller:
     def _returned(self, error: UndeliverableMessage, routing_key: str, message: Any) -> None:
         # Its queue went away since we checked (the service stopped for good).
         correlation_id = message.properties.get("correlation_id")
-        if not self.replies.waiting(correlation_id):
-            return  # another caller's, on the same connection
+        if message.properties.get("reply_to") is None or not self.replies.waiting(correlation_id):
+            return  # a reply (see _reply_returned), or another caller's request
         service_name = routing_key.partition(".")[0]
         self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
         self.replies.fail(correlation_id, UnknownService(service_name))

@@ -252,15 +252,20 @@ class Consumer:
 
     def _run(self) -> None:
         delays = retry_delays(self.retry_policy)
+        lost = False
         while True:
             try:
                 self._connect()
+                if lost:
+                    log.info("Reconnected to broker at %s", sanitize_url(self.amqp_uri))
+                    lost = False
                 delays = retry_delays({**self.retry_policy, "max_retries": None})
                 if not self._ready.ready():
                     self._ready.send(None)
                 self._drain()
             except RECONNECT_ERRORS as exc:
                 self._drop_connection()
+                lost = self._ready.ready()
                 delay = next(delays, None)
                 if delay is None:
                     raise
