@@ -36,7 +36,7 @@ from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import CONNECTION_ERRORS
+from sandbox.amqp.transport import CONNECTION_ERRORS, broker_errors
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
     REMOTE_TRACEBACK_HEADER,
@@ -707,10 +707,19 @@ class RpcCaller:
         return Request(service_name, routing_key, payload, body, properties, headers, reply)
 
     def _publish(self, request: Request) -> None:
+        """Publish from the hub; BrokerUnavailable, naming the broker that failed, when it
+        cannot be reached in time."""
         # Mandatory publishing alone misses an unknown service when a catch-all binding on the
         # exchange takes the request; a queue that does not exist cannot be missed.
-        if not self.pool.queue_exists(request.queue):
+        with broker_errors(self.pool.uri):
+            exists = self.pool.queue_exists(request.queue)
+        if not exists:
             raise UnknownService(request.service_name)
+        with broker_errors(self.consumer.amqp_uri):
+            self._publish_on_consumer(request)
+        self._record(request)
+
+    def _publish_on_consumer(self, request: Request) -> None:
         connected = self.consumer.connected
         try:
             self._put(request, self.consumer.publish)
@@ -723,7 +732,6 @@ class RpcCaller:
             # the loss of the old one cannot fail a call whose request is yet to go.
             self.consumer.wait_connected()
             self._put(request, self.consumer.publish)
-        self._record(request)
 
     def _publish_from_thread(self, request: Request) -> bool:
         """Publish from the calling plain thread, when that need not wait; whether it did."""

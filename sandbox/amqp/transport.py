@@ -38,7 +38,9 @@ from sandbox.amqp import memory as _memory  # noqa: F401
 from sandbox.amqp import wire
 from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE, unopened_message
 from sandbox.config import DEFAULTS
+from sandbox.exceptions import BrokerUnavailable
 from sandbox.runtime import get_runtime
+from sandbox.utils import sanitize_url
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
@@ -488,6 +490,21 @@ def connect(
         options["transport"] = GreenTransport
     connection = kombu.Connection(uri, **options)
     return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+
+
+@contextlib.contextmanager
+def broker_errors(uri: str) -> Iterator[None]:
+    """Raise the connection errors of py-amqp, kombu and sockets inside as BrokerUnavailable,
+    with a one-line message that names the broker, without its password."""
+    try:
+        yield
+    except BrokerUnavailable:
+        raise
+    except CONNECTION_ERRORS as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BrokerUnavailable(
+            f"the broker at {sanitize_url(uri)} is unavailable: {reason}"
+        ) from exc
 
 
 def amqp_uri(config: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ from sandbox import serialization
 from sandbox.amqp.consume import Consumer
 from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import amqp_uri, connection_options
+from sandbox.amqp.transport import amqp_uri, broker_errors, connection_options
 from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
 from sandbox.rpc import (
@@ -103,7 +103,8 @@ class ClusterRpcProxy:
             )
             thread = get_runtime().spawn(consumer.run)
             try:
-                consumer.wait_until_ready()
+                with broker_errors(consumer.amqp_uri):
+                    consumer.wait_until_ready()
             except BaseException:
                 thread.kill()
                 consumer.close()
