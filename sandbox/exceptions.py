@@ -164,5 +164,16 @@ class ReplyQueueExpiredWithPendingReplies(Exception):
     pass
 
 
+class MessageRefused(Exception):
+    """A message refused before decoding: its body is over ``MAX_MESSAGE_SIZE``, or compressed
+    in a way ``ACCEPT_COMPRESSION`` does not allow (see :mod:`sandbox.amqp.limits`)."""
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker could not be reached, or not in time: the request, event or message was not
+    sent (or, for a confirmed publish, not confirmed). The message names the broker, never
+    its password."""
+
+
 class ConnectionNotFound(BadRequest):
     pass

@@ -25,6 +25,7 @@ import kombu
 from sandbox import serialization
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import Subscription, ack, reject, requeue
+from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.constants import HEADER_PREFIX
@@ -128,6 +129,10 @@ class QueueConsumer(SharedExtension, ProviderCollector):
                 **connection_options(config),
             )
         return self._consumer
+
+    def setup(self) -> None:
+        # In setup, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails the container's.
+        self.consumer.limits = MessageLimits.from_config(self.container.config)
 
     def consume(
         self,

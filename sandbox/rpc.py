@@ -15,6 +15,7 @@ when a catch-all binding on the exchange would swallow the request: the client f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import uuid
@@ -35,7 +36,7 @@ from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import CONNECTION_ERRORS
+from sandbox.amqp.transport import CONNECTION_ERRORS, broker_errors
 from sandbox.config import config as global_config
 from sandbox.exceptions import (
     REMOTE_TRACEBACK_HEADER,
@@ -142,6 +143,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             durable=True,
         )
         self.queue_consumer.consume(self, queue, self.on_message)
+        self.queue_consumer.consumer.on_return(_reply_returned)
 
     def register_provider(self, provider: Rpc) -> None:
         self._entrypoints[provider.method_name] = provider
@@ -241,12 +243,14 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         # self.requests.
         with consumer.batch():
             try:
+                # Mandatory: a reply no queue takes comes back, to be logged (_reply_returned).
                 consumer.publish(
                     body,
                     exchange=self.exchange.name,
                     routing_key=routing_key,
                     properties=reply_properties,
                     headers=headers,
+                    mandatory=True,
                 )
             except Exception as exc:
                 # Unacked, the request comes back: to us once the broker is back (and
@@ -271,6 +275,18 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         return True
 
 
+def _reply_returned(error: UndeliverableMessage, routing_key: str, message: Any) -> None:
+    """A reply came back unroutable: its caller's reply queue is gone (it stopped, or its
+    queue expired). Requests, which carry a reply_to, are their callers' business."""
+    if message.properties.get("reply_to") is not None:
+        return
+    log.warning(
+        "dropped a reply nobody can receive: no queue takes reply_to %r (correlation id %r)",
+        routing_key,
+        message.properties.get("correlation_id"),
+    )
+
+
 def _record(kind: str, payload: Any, *where: Any) -> None:
     """Tell the recorder of a request or reply published on a consumer's connection."""
     if recorder.observed():  # a record nobody reads need not be made
@@ -282,19 +298,21 @@ def _reply(result: Any, error: BaseException | None) -> dict:
 
 
 class Requests:
-    """The requests a consumer runs and answered lately, so that no request runs twice.
+    """The requests a consumer runs and ran lately, so that no request runs twice.
 
     Copies of a request come back after a connection failed: the broker redelivers what the
     consumer's connection left unacked (requests still running, and answered ones whose ack
     went down with it), and a client whose publish was not confirmed publishes again. A copy
-    of a running request joins it, to be settled when the run ends; a copy of an answered
-    one gets the same reply again. Requests are known by reply_to and correlation id, in this
-    process only: a copy that reaches another instance of the service runs again.
+    of a running request joins it, to be settled when the run ends; a copy of one that ran
+    gets the same reply again. A copy is the same request to the byte (see
+    :func:`request_digest`), in this process only: a copy that reaches another instance of
+    the service runs again. A request that merely shares its caller's reply_to and
+    correlation id (a client that reuses ids) is another request, and runs.
     """
 
     def __init__(self, remembered: int = 1000):
-        self._running: dict[tuple[str, str], list[kombu.Message]] = {}
-        self._answered: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self._running: dict[bytes, list[kombu.Message]] = {}
+        self._answered: OrderedDict[bytes, dict] = OrderedDict()
         self._remembered = remembered
 
     def start(self, message: kombu.Message) -> None:
@@ -317,26 +335,59 @@ class Requests:
         return self._answered.get(_copy_key(message))
 
     def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
-        """Remember the reply; return the deliveries to settle: every copy of the request."""
-        key = _copy_key(message)
-        if key is None:
+        """Remember the reply of a request that ran; return the deliveries to settle: every
+        copy of the request. (One refused before running, a MalformedRequest say, is refused
+        again should it come back: nothing to remember.)"""
+        copies = self._running.pop(_copy_key(message), None)
+        if copies is None:
             return [message]
-        self._answered[key] = reply
+        self._answered[_copy_key(message)] = reply
         if len(self._answered) > self._remembered:
             self._answered.popitem(last=False)
-        return self._running.pop(key, [message])
+        return copies
 
 
-def _copy_key(message: kombu.Message) -> tuple[str, str] | None:
-    """What the copies of a request share: its caller's reply_to and its correlation id.
+# Headers a broker adds to a message it delivers again (a quorum queue counts deliveries).
+_REDELIVERY_HEADERS = frozenset({"x-delivery-count"})
 
-    A correlation id need only be unique per caller: another caller's request with the same
-    id is another request, to be run, and never answered with the first one's result.
+
+def request_digest(message: kombu.Message) -> bytes:
+    """A digest of everything a request is: its body, headers, properties and destination.
+
+    A true copy (redelivered by the broker, or published again by its client) has all of
+    them the same; a request that merely reuses another's reply_to and correlation id has
+    not, and is never taken for it.
     """
-    correlation_id = message.properties.get("correlation_id")
-    if correlation_id is None:
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    headers = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if key not in _REDELIVERY_HEADERS
+    }
+    properties = {k: v for k, v in message.properties.items() if k != "application_headers"}
+    info = message.delivery_info
+    digest = hashlib.blake2b(body, digest_size=16)
+    digest.update(
+        repr((info.get("exchange"), info.get("routing_key"), properties, headers)).encode()
+    )
+    return digest.digest()
+
+
+def _copy_key(message: kombu.Message) -> bytes | None:
+    """The key copies of a request share (its digest, worked out once per delivery); None
+    for a request without a correlation id, whose reply nobody could tell from another."""
+    if message.properties.get("correlation_id") is None:
         return None
-    return message.properties.get("reply_to"), correlation_id
+    key = message.__dict__.get(_DIGEST_ATTRIBUTE)
+    if key is None:
+        key = message.__dict__[_DIGEST_ATTRIBUTE] = request_digest(message)
+    return key
+
+
+# Where a delivery keeps its digest: asked for several times between its arrival and its reply.
+_DIGEST_ATTRIBUTE = "sandbox_request_digest"
 
 
 class Rpc(Entrypoint, HeaderDecoder):
@@ -656,10 +707,19 @@ class RpcCaller:
         return Request(service_name, routing_key, payload, body, properties, headers, reply)
 
     def _publish(self, request: Request) -> None:
+        """Publish from the hub; BrokerUnavailable, naming the broker that failed, when it
+        cannot be reached in time."""
         # Mandatory publishing alone misses an unknown service when a catch-all binding on the
         # exchange takes the request; a queue that does not exist cannot be missed.
-        if not self.pool.queue_exists(request.queue):
+        with broker_errors(self.pool.uri):
+            exists = self.pool.queue_exists(request.queue)
+        if not exists:
             raise UnknownService(request.service_name)
+        with broker_errors(self.consumer.amqp_uri):
+            self._publish_on_consumer(request)
+        self._record(request)
+
+    def _publish_on_consumer(self, request: Request) -> None:
         connected = self.consumer.connected
         try:
             self._put(request, self.consumer.publish)
@@ -672,7 +732,6 @@ class RpcCaller:
             # the loss of the old one cannot fail a call whose request is yet to go.
             self.consumer.wait_connected()
             self._put(request, self.consumer.publish)
-        self._record(request)
 
     def _publish_from_thread(self, request: Request) -> bool:
         """Publish from the calling plain thread, when that need not wait; whether it did."""
@@ -731,8 +790,8 @@ class RpcCaller:
     def _returned(self, error: UndeliverableMessage, routing_key: str, message: Any) -> None:
         # Its queue went away since we checked (the service stopped for good).
         correlation_id = message.properties.get("correlation_id")
-        if not self.replies.waiting(correlation_id):
-            return  # another caller's, on the same connection
+        if message.properties.get("reply_to") is None or not self.replies.waiting(correlation_id):
+            return  # a reply (see _reply_returned), or another caller's request
         service_name = routing_key.partition(".")[0]
         self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
         self.replies.fail(correlation_id, UnknownService(service_name))

@@ -92,7 +92,11 @@ def decode(message: kombu.Message) -> Any:
     kombu decodes JSON with a Python hook called for every object, to revive the values its
     encoder wrapped as ``{"__type__": ..., "__value__": ...}``; a body without that key
     decodes the same without it, several times faster.
+
+    Raises the message's refusal (MessageRefused, see :mod:`sandbox.amqp.limits`) first.
     """
+    if message.errors:
+        raise message.errors[0][1]
     body = message.body
     if (
         message.content_type == JSON

@@ -9,6 +9,9 @@ Publishing on a consumer's connection (RPC requests and replies) costs a write a
 more: no confirms (an RPC reply confirms its request, and a service acks a request right after
 its reply, in the same write). A mandatory message nobody takes comes back to the loop, which
 hands it to the ``on_return`` callbacks.
+
+Every delivery is held to the consumer's :class:`~sandbox.amqp.limits.MessageLimits` (config
+``MAX_MESSAGE_SIZE`` and ``ACCEPT_COMPRESSION``) before its callback sees it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import kombu.serialization
 from amqp.exceptions import ConsumerCancelled
 
 from sandbox.amqp import wire
+from sandbox.amqp.limits import MessageLimits, unopened_message
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import (
@@ -86,14 +90,17 @@ class Consumer:
         login_method: str | None = None,
         retry_policy: Mapping[str, Any] | None = None,
         thread_reader: ThreadReader | None = None,
+        limits: MessageLimits | None = None,
     ):
         """``thread_reader``: plain threads that wait for replies read the connection while it
-        says so; then the callbacks of no-ack queues run in those threads."""
+        says so; then the callbacks of no-ack queues run in those threads. ``limits``: what
+        every delivery is held to (by default, the defaults of :class:`MessageLimits`)."""
         self.amqp_uri = amqp_uri
         self.thread_reader = thread_reader
         self.heartbeat = heartbeat
         self.prefetch_count = prefetch_count
         self.accept = kombu.serialization.prepare_accept_content(accept or ["json"])
+        self.limits = limits or MessageLimits()
         self.retry_policy = {**DEFAULT_TRANSPORT_OPTIONS, **(retry_policy or {})}
         self._connection_options = {"ssl": ssl, "login_method": login_method}
         self._subscriptions: list[Subscription] = []
@@ -245,15 +252,20 @@ class Consumer:
 
     def _run(self) -> None:
         delays = retry_delays(self.retry_policy)
+        lost = False
         while True:
             try:
                 self._connect()
+                if lost:
+                    log.info("Reconnected to broker at %s", sanitize_url(self.amqp_uri))
+                    lost = False
                 delays = retry_delays({**self.retry_policy, "max_retries": None})
                 if not self._ready.ready():
                     self._ready.send(None)
                 self._drain()
             except RECONNECT_ERRORS as exc:
                 self._drop_connection()
+                lost = self._ready.ready()
                 delay = next(delays, None)
                 if delay is None:
                     raise
@@ -304,7 +316,9 @@ class Consumer:
         subscription.consumer_tag = channel.basic_consume(
             subscription.queue.name,
             no_ack=subscription.no_ack,
-            callback=lambda raw: self._deliver(subscription, channel.message_to_python(raw)),
+            callback=lambda raw: self._deliver(
+                subscription, channel.message_to_python(raw, decompress=False)
+            ),
             on_cancel=lambda tag: self._cancelled_by_broker(subscription),
         )
         self._by_tag[subscription.consumer_tag] = subscription
@@ -320,10 +334,12 @@ class Consumer:
             log.warning("requeued a delivery for no known consumer: %s", delivery.delivery_info)
             connection.channels[delivery.channel].basic_reject(delivery.delivery_tag, True)
             return
-        message = _message(delivery, channel)
+        message = unopened_message(
+            delivery.body, delivery.properties, delivery.delivery_info, channel
+        )
         self.alone = alone
         try:
-            self._deliver(subscription, message)
+            self._deliver(subscription, message, delivery.body_size)
         finally:
             self.alone = False
 
@@ -341,18 +357,25 @@ class Consumer:
         ):
             get_runtime().post(self._on_delivery, delivery, False)
             return
-        message = _message(delivery, channel)
+        message = unopened_message(
+            delivery.body, delivery.properties, delivery.delivery_info, channel
+        )
         message.accept = self.accept
+        self.limits.admit(message, delivery.body_size)
         try:
             subscription.callback(message)
         except Exception:
             log.exception("dropped a message from %s: its callback failed", subscription.queue)
 
-    def _deliver(self, subscription: Subscription, message: kombu.Message) -> None:
+    def _deliver(
+        self, subscription: Subscription, message: kombu.Message, size: int | None = None
+    ) -> None:
+        """``size``: the body's size as announced, when its frames were not all kept."""
         message.accept = self.accept
         if subscription.cancelled:
             requeue(message)
             return
+        self.limits.admit(message, size)
         try:
             subscription.callback(message)
         except Exception:
@@ -378,6 +401,7 @@ class Consumer:
         next_tick = time.monotonic() + tick if tick else None
         frames = getattr(connection, "transport", None)
         if isinstance(frames, FrameReader):
+            frames.max_body_size = self.limits.max_size
             read = partial(frames.drain, connection.on_inbound_frame, on_delivery=self._on_delivery)
         else:
             frames = None
@@ -476,17 +500,3 @@ def _settle(message: kombu.Message, how: str) -> None:
         getattr(message, how)()
     except CONNECTION_ERRORS as exc:
         log.debug("could not %s message %s: %r", how, message.delivery_tag, exc)
-
-
-def _message(delivery: wire.Delivery, channel: Any) -> kombu.Message:
-    properties = delivery.properties
-    return kombu.Message(
-        body=delivery.body,
-        delivery_tag=delivery.delivery_tag,
-        content_type=properties.get("content_type"),
-        content_encoding=properties.get("content_encoding"),
-        delivery_info=delivery.delivery_info,
-        properties=properties,
-        headers=properties.get("application_headers"),
-        channel=channel,
-    )

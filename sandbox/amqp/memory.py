@@ -33,6 +33,7 @@ from amqp.protocol import queue_declare_ok_t
 from kombu.transport import TRANSPORT_ALIASES, base
 
 from sandbox import broker as embedded
+from sandbox.amqp.limits import without_compression
 
 ALIASES = ("memory", "sbmemory")
 
@@ -63,9 +64,12 @@ def register() -> None:
 
 
 class Message(base.Message):
-    """A delivery as kombu sees it."""
+    """A delivery as kombu sees it; with ``decompress=False`` its body as it came, for a
+    consumer that opens it within limits (:mod:`sandbox.amqp.limits`)."""
 
-    def __init__(self, delivery: embedded.Delivery, channel: Channel) -> None:
+    def __init__(
+        self, delivery: embedded.Delivery, channel: Channel, decompress: bool = True
+    ) -> None:
         raw = delivery.message
         # a private copy: several queues may hold the same published message
         properties = _copied(raw.properties)
@@ -79,6 +83,7 @@ class Message(base.Message):
             info["message_count"] = delivery.message_count
         else:
             info["consumer_tag"] = delivery.consumer_tag
+        headers = properties.get("application_headers") or {}
         super().__init__(
             body=_decoded(raw.body, properties.get("content_encoding")),
             channel=channel,
@@ -87,8 +92,9 @@ class Message(base.Message):
             content_encoding=properties.get("content_encoding"),
             delivery_info=info,
             properties=properties,
-            headers=properties.get("application_headers") or {},
+            headers=headers if decompress else without_compression(headers),
         )
+        self.headers = headers
 
 
 class Channel(base.StdChannel):
@@ -286,8 +292,8 @@ class Channel(base.StdChannel):
     def basic_qos(self, prefetch_size: int, prefetch_count: int, a_global: bool) -> None:
         self._call("basic_qos", prefetch_count, a_global)
 
-    def message_to_python(self, raw_message: embedded.Delivery) -> Message:
-        return self.Message(raw_message, self)
+    def message_to_python(self, raw_message: embedded.Delivery, decompress: bool = True) -> Message:
+        return self.Message(raw_message, self, decompress)
 
     def close(self) -> None:
         if not self.is_open:

@@ -24,6 +24,7 @@ from sandbox.amqp.transport import (
     CONNECTION_ERRORS,
     ConnectionPool,
     PooledChannel,
+    broker_errors,
     get_pool,
     retry_delays,
 )
@@ -113,8 +114,10 @@ class Publisher:
         return OutgoingMessage(payload, body, options, kind, _delays(retry, retry_policy))
 
     def send(self, message: OutgoingMessage) -> None:
-        """Publish a prepared message, on a fresh connection again when one fails."""
-        returned = _retrying(partial(self._send, message), message.retry_delays)
+        """Publish a prepared message, on a fresh connection again when one fails;
+        BrokerUnavailable once the retries are spent."""
+        with broker_errors(self.amqp_uri):
+            returned = _retrying(partial(self._send, message), message.retry_delays)
         if returned:
             exc, exchange, routing_key = returned[0]
             raise UndeliverableMessage(
@@ -126,7 +129,8 @@ class Publisher:
         """Declare the entities of ``declare`` on the broker now, as Nameko's ``Publisher``
         does in its ``setup``; each publish declares them again on a connection that has not
         (one opened after the broker restarted)."""
-        _retrying(self._declare_entities, _delays(self.retry, self.retry_policy))
+        with broker_errors(self.amqp_uri):
+            _retrying(self._declare_entities, _delays(self.retry, self.retry_policy))
 
     def _declare_entities(self) -> None:
         with self.pool.acquire() as pooled:

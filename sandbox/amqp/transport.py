@@ -36,8 +36,11 @@ from amqp.exceptions import NotFound, UnexpectedFrame
 # Registers our embedded broker as kombu's ``memory://`` transport.
 from sandbox.amqp import memory as _memory  # noqa: F401
 from sandbox.amqp import wire
+from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE, unopened_message
 from sandbox.config import DEFAULTS
+from sandbox.exceptions import BrokerUnavailable
 from sandbox.runtime import get_runtime
+from sandbox.utils import sanitize_url
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
@@ -152,6 +155,15 @@ class GreenChannel(kombu.transport.pyamqp.Channel):
         connection = self._live_connection()
         connection.frame_writer.send(wire.ack_frame(self.channel_id, delivery_tag, multiple))
 
+    def message_to_python(self, raw_message: amqp.Message, decompress: bool = True) -> Any:
+        """kombu's Message of a delivery; with ``decompress=False`` its body as it came, for
+        a consumer that opens it within limits (:mod:`sandbox.amqp.limits`)."""
+        if decompress:
+            return super().message_to_python(raw_message)
+        return unopened_message(
+            raw_message.body, raw_message.properties, raw_message.delivery_info, self
+        )
+
     def publish_content(self, *message: Any, **options: Any) -> None:
         """Basic.Publish, unconfirmed, in one write (:meth:`publish_frames`'s arguments)."""
         self._live_connection().frame_writer.send(self.publish_frames(*message, **options))
@@ -191,6 +203,9 @@ class FrameReader:
     """
 
     _RECV_SIZE = 65536
+    # The largest body a delivery keeps; a larger one is counted, not kept (the consumer
+    # refuses it, see sandbox.amqp.limits). Set by the consumer that drains the transport.
+    max_body_size = DEFAULT_MAX_MESSAGE_SIZE
 
     def drain(
         self,
@@ -273,7 +288,9 @@ class FrameReader:
         if frame_type == wire.HEADER_FRAME and delivery.body_size < 0:
             delivery.on_header(payload)
         elif frame_type == wire.BODY_FRAME and delivery.body_size >= 0:
-            delivery.chunks.append(payload)
+            delivery.received += len(payload)
+            if delivery.body_size <= self.max_body_size:
+                delivery.chunks.append(payload)
         elif frame_type == wire.HEARTBEAT_FRAME:
             return False  # heartbeats may come between a delivery's frames
         else:
@@ -473,6 +490,21 @@ def connect(
         options["transport"] = GreenTransport
     connection = kombu.Connection(uri, **options)
     return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+
+
+@contextlib.contextmanager
+def broker_errors(uri: str) -> Iterator[None]:
+    """Raise the connection errors of py-amqp, kombu and sockets inside as BrokerUnavailable,
+    with a one-line message that names the broker, without its password."""
+    try:
+        yield
+    except BrokerUnavailable:
+        raise
+    except CONNECTION_ERRORS as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BrokerUnavailable(
+            f"the broker at {sanitize_url(uri)} is unavailable: {reason}"
+        ) from exc
 
 
 def amqp_uri(config: Mapping[str, Any]) -> str:

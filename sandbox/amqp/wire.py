@@ -298,6 +298,7 @@ class Delivery:
         "properties",
         "body_size",
         "chunks",
+        "received",
     )
 
     def __init__(self, channel: int, payload: bytes):
@@ -316,7 +317,9 @@ class Delivery:
         self.routing_key = _text(payload[offset + 1 : offset + 1 + size])
         self.properties: dict[str, Any] = {}
         self.body_size = -1  # until the header comes
+        # The body's frames; none are kept of a body too large to be accepted.
         self.chunks: list[bytes] = []
+        self.received = 0  # bytes of the body that came
 
     def on_header(self, payload: bytes) -> None:
         _, _, self.body_size, flags = _CONTENT_HEADER.unpack_from(payload)
@@ -324,7 +327,7 @@ class Delivery:
 
     @property
     def complete(self) -> bool:
-        return self.body_size >= 0 and sum(map(len, self.chunks)) >= self.body_size
+        return self.body_size >= 0 and self.received >= self.body_size
 
     @property
     def body(self) -> bytes:

@@ -19,8 +19,9 @@ import eventlet.semaphore
 
 from sandbox import serialization
 from sandbox.amqp.consume import Consumer
+from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import amqp_uri, connection_options
+from sandbox.amqp.transport import amqp_uri, broker_errors, connection_options
 from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
 from sandbox.rpc import (
@@ -90,6 +91,7 @@ class ClusterRpcProxy:
                 accept=serialization.setup(config).accept,
                 retry_policy=config.get("TRANSPORT_OPTIONS"),
                 thread_reader=replies.reader,
+                limits=MessageLimits.from_config(config),
                 **connection_options(config),
             )
             consumer.add_queue(
@@ -101,7 +103,8 @@ class ClusterRpcProxy:
             )
             thread = get_runtime().spawn(consumer.run)
             try:
-                consumer.wait_until_ready()
+                with broker_errors(consumer.amqp_uri):
+                    consumer.wait_until_ready()
             except BaseException:
                 thread.kill()
                 consumer.close()
