@@ -37,11 +37,6 @@ from sandbox.extensions import count_entrypoints, is_service_class
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
 
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None  # type: ignore[assignment]
-
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -84,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
     if args.backdoor_port is not None:
         host, port = serve_backdoor(runner, args.backdoor_port)
         log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
-    raise_open_files_limit()
     return serve(runner, service_classes)
 
 
@@ -98,26 +92,6 @@ def configure_logging(settings: Mapping[str, Any]) -> None:
         logging.config.dictConfig({"disable_existing_loggers": False, **settings["LOGGING"]})
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         raise CommandError(f"invalid LOGGING config: {exc}") from None
-
-
-def raise_open_files_limit() -> None:
-    """Raise the soft limit of open files to the hard one, and log the limit in force."""
-    if resource is None:  # Windows has no such limit
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == hard:
-        log.info("open files: at most %s", _limit_text(soft))
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as exc:  # macOS refuses an unlimited soft limit
-        log.warning("open files: at most %s (not raised to %s: %s)", soft, _limit_text(hard), exc)
-    else:
-        log.info("open files: at most %s (raised from %s)", _limit_text(hard), soft)
-
-
-def _limit_text(limit: int) -> str:
-    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
 
 
 # --- discovery -----------------------------------------------------------------------------
