@@ -37,7 +37,7 @@ from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
 from sandbox.utils import REDACTED
 from sandbox.web.connections import CONNECTION_ENVIRON_KEY, ConnectionLimits, ConnectionTable
-from sandbox.web.protocol import HttpOnlyProtocol
+from sandbox.web.protocol import BadRequestBody, HttpOnlyProtocol, close_after_response
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +181,44 @@ class WsgiApp:
         return response(environ, start_response)
 
     def respond(self, handler: Any, request: Request) -> Response | Callable:
-        environ, limit = request.environ, request.max_content_length
-        length = environ.get("CONTENT_LENGTH")  # eventlet has checked it is an int
-        chunked = length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+        refusal = buffer_body(request.environ, request.max_content_length)
+        if refusal is not None:
+            return refusal
+        return handler.handle_request(request)
+
+
+def buffer_body(environ: dict, limit: int | None) -> Response | None:
+    """Read the request body before the worker starts; a response refusing it, if it must be.
+
+    A client sending its body slowly then holds its own connection only, never one of the
+    service's max_workers. A body over ``limit`` is a 413, a body that ends early or breaks
+    the chunked coding a 400; either way the connection closes after the answer, as what
+    is left of the body cannot be told from a next request.
+    """
+    length = environ.get("CONTENT_LENGTH")  # sandbox.web.protocol has checked its digits
+    chunked = length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+    try:
         if chunked:
             length = buffer_chunked_body(environ, limit)
         if limit is not None and length and int(length) > limit:
+            close_after_response(environ)
             return http_exception_response(RequestEntityTooLarge())
         if length and not chunked:
-            # Read before the worker starts: a client sending its body slowly then holds
-            # its own connection only, never one of the service's max_workers.
-            environ["wsgi.input"] = io.BytesIO(read_body(environ, int(length)))
-        return handler.handle_request(request)
+            buffer_sized_body(environ, int(length))
+    except BadRequestBody as exc:
+        close_after_response(environ)
+        log.debug(
+            "refused the body of %s %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"], exc
+        )
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
+    return None
+
+
+def buffer_sized_body(environ: dict, length: int) -> None:
+    body = read_body(environ, length)
+    if len(body) < length:
+        raise BadRequestBody(f"the body ends after {len(body)} of {length} bytes")
+    environ["wsgi.input"] = io.BytesIO(body)
 
 
 # Bodies are read in blocks of this size, the body deadline moving on after each.
@@ -225,6 +251,7 @@ def buffer_chunked_body(environ: dict, limit: int | None) -> int:
 
     werkzeug either ignores a body without a Content-Length or, given a limit, silently
     truncates it there: a handler could not tell an overflowing body from one that fits.
+    Raises :class:`~sandbox.web.protocol.BadRequestBody` for a body that breaks the coding.
     """
     body = read_body(environ, None if limit is None else limit + 1)
     environ["wsgi.input"] = io.BytesIO(body)
