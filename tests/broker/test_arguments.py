@@ -38,11 +38,18 @@ def test_bad_queue_arguments_are_refused_as_rabbitmq_refuses_them(client, name, 
     )
 
 
-def test_a_dead_letter_exchange_must_be_a_name(client):
-    queue = kombu.Queue("q", queue_arguments={"x-dead-letter-exchange": 5})
-    assert refused_declare(client, queue) == (
-        "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in "
-        f"queue 'q' in vhost '{client.vhost}'"
+@pytest.mark.parametrize(
+    "entity, argument",
+    [
+        (kombu.Queue("q", queue_arguments={"x-dead-letter-exchange": 5}), "x-dead-letter-exchange"),
+        (kombu.Exchange("x", arguments={"alternate-exchange": 5}), "alternate-exchange"),
+    ],
+)
+def test_exchange_names_in_arguments_must_be_text(client, entity, argument):
+    kind = "queue" if isinstance(entity, kombu.Queue) else "exchange"
+    assert refused_declare(client, entity) == (
+        f"PRECONDITION_FAILED - invalid type 'signedint' for arg '{argument}' in "
+        f"{kind} '{entity.name}' in vhost '{client.vhost}'"
     )
 
 
@@ -110,14 +117,6 @@ def test_a_bad_expiration_is_refused(client, expiration, problem):
         )
     assert refused.value.reply_text == (
         f"PRECONDITION_FAILED - invalid expiration '{expiration}': {problem}"
-    )
-
-
-def test_a_bad_alternate_exchange_is_refused(client):
-    exchange = kombu.Exchange("x", arguments={"alternate-exchange": 5})
-    assert refused_declare(client, exchange) == (
-        "PRECONDITION_FAILED - invalid type 'signedint' for arg 'alternate-exchange' in "
-        f"exchange 'x' in vhost '{client.vhost}'"
     )
 
 
