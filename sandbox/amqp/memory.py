@@ -1,8 +1,11 @@
 """kombu transport for ``memory://``: the embedded broker of :mod:`sandbox.broker`.
 
-kombu already maps ``memory`` to its own transport, which polls; :func:`register` (run on
-import) points ``memory`` and ``sbmemory`` here instead, so ``AMQP_URI=memory://`` gets
-RabbitMQ semantics with consumers woken by the publish itself.
+``AMQP_URI=memory://`` means this transport wherever sandbox connects
+(:func:`sandbox.amqp.transport.connect` picks it for the schemes in :data:`SCHEMES`), with
+RabbitMQ semantics and consumers woken by the publish itself. kombu's own ``memory``
+transport stays kombu's: other kombu or Celery code in the process gets it for
+``memory://``. For kombu used directly, :func:`register` (run on import) adds the scheme
+``sbmemory://``, or pass ``transport=Transport``.
 
 The client side mirrors py-amqp where kombu users can see it: py-amqp's exceptions, the
 property names in ``message.properties``, ``on_return(exc, exchange, routing_key, message)``
@@ -25,6 +28,7 @@ from amqp import spec
 from amqp.exceptions import (
     AMQPNotImplementedError,
     ConsumerCancelled,
+    MessageNacked,
     RecoverableConnectionError,
     error_for_code,
 )
@@ -35,7 +39,8 @@ from kombu.transport import TRANSPORT_ALIASES, base
 from sandbox import broker as embedded
 from sandbox.amqp.limits import without_compression
 
-ALIASES = ("memory", "sbmemory")
+# URI schemes that mean the embedded broker to sandbox; only the last is a kombu alias.
+SCHEMES = ("memory", "sbmemory")
 
 
 def _copied(value: Any) -> Any:
@@ -58,9 +63,8 @@ def _decoded(body: bytes, encoding: str | None) -> bytes | str:
 
 
 def register() -> None:
-    """Make kombu resolve ``memory://`` (and ``sbmemory://``) to this transport."""
-    for alias in ALIASES:
-        TRANSPORT_ALIASES[alias] = f"{__name__}:Transport"
+    """Make kombu resolve ``sbmemory://`` to this transport (``memory://`` stays kombu's)."""
+    TRANSPORT_ALIASES["sbmemory"] = f"{__name__}:Transport"
 
 
 class Message(base.Message):
@@ -238,13 +242,14 @@ class Channel(base.StdChannel):
     ) -> None:
         if immediate:
             raise AMQPNotImplementedError("immediate=True is not supported (nor by RabbitMQ)")
-        returned = self._call("basic_publish", msg, exchange, routing_key, mandatory)
-        if returned is None:
-            return
-        if self.confirm:  # py-amqp reads the return while waiting for the confirm
-            self.handle(returned)
-        else:
-            self.connection.core.post(returned)
+        published = self._call("basic_publish", msg, exchange, routing_key, mandatory)
+        if published.returned is not None:
+            if self.confirm:  # py-amqp reads the return while waiting for the confirm
+                self.handle(published.returned)
+            else:
+                self.connection.core.post(published.returned)
+        if published.nacked and self.confirm:
+            raise MessageNacked()  # what py-amqp raises on a basic.nack
 
     def confirm_select(self, nowait: bool = False) -> None:
         """Publishes are confirmed by the time they return; only returns change timing."""
@@ -264,7 +269,14 @@ class Channel(base.StdChannel):
         arguments: dict | None = None,
         on_cancel: Callable | None = None,
     ) -> str:
-        tag = self._call("basic_consume", queue, consumer_tag, no_ack=no_ack, exclusive=exclusive)
+        tag = self._call(
+            "basic_consume",
+            queue,
+            consumer_tag,
+            no_ack=no_ack,
+            exclusive=exclusive,
+            arguments=arguments,
+        )
         if callback is not None:
             self.callbacks[tag] = callback
         if on_cancel is not None:

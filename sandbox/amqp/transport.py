@@ -33,9 +33,7 @@ import kombu.transport.pyamqp
 from amqp import method_framing
 from amqp.exceptions import NotFound, UnexpectedFrame
 
-# Registers our embedded broker as kombu's ``memory://`` transport.
-from sandbox.amqp import memory as _memory  # noqa: F401
-from sandbox.amqp import wire
+from sandbox.amqp import memory, wire
 from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE, unopened_message
 from sandbox.config import DEFAULTS
 from sandbox.exceptions import BrokerUnavailable
@@ -474,7 +472,8 @@ def connect(
     heartbeat: float | None = None,
     transport_options: Mapping[str, Any] | None = None,
 ) -> kombu.Connection:
-    """An open kombu connection to ``uri``; RabbitMQ schemes get green sockets.
+    """An open kombu connection to ``uri``; RabbitMQ schemes get green sockets, ``memory://``
+    the embedded broker.
 
     It raises at once when the broker does not answer: kombu's own retries sleep without
     yielding, which would freeze the whole hub. Retrying is the caller's business.
@@ -488,6 +487,8 @@ def connect(
     }
     if scheme in GREEN_SCHEMES:
         options["transport"] = GreenTransport
+    elif scheme in memory.SCHEMES:
+        options["transport"] = memory.Transport  # kombu's own memory:// is another broker
     connection = kombu.Connection(uri, **options)
     return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
 

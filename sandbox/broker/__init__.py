@@ -1,37 +1,55 @@
 """The embedded in-process AMQP broker behind ``memory://``.
 
 One :class:`Broker` per virtual host, shared by the whole process. The broker is plain
-synchronous Python; only its ``x-expires`` timers touch eventlet, through the hub of the
-thread that uses the broker (the sandbox runtime thread, or a test's own thread).
+synchronous Python; only its timers (message TTL, ``x-expires``) touch eventlet, through
+the hub of the thread that uses the broker (the sandbox runtime thread, or a test's own
+thread), unless a test installs a manual clock (:mod:`sandbox.broker.clock`).
+
+It implements what RabbitMQ 3.x classic queues do with: dead-lettering
+(``x-dead-letter-exchange``, ``x-dead-letter-routing-key``, the ``x-death`` header),
+``x-message-ttl`` and per-message ``expiration``, ``x-expires``, ``x-max-length``,
+``x-max-length-bytes`` and ``x-overflow``, ``x-max-priority``, ``x-single-active-consumer``
+and the ``alternate-exchange`` of exchanges. Any other queue, exchange or consumer argument
+is refused with a channel error naming it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
-from eventlet.hubs import get_hub
-
-from .channels import Cancelled, Channel, Connection, Consumer, Delivery, Event, Returned
-from .core import Broker, CallLater, TimerHandle
+from . import clock
+from .channels import (
+    Cancelled,
+    Channel,
+    Connection,
+    Consumer,
+    Delivery,
+    Event,
+    Published,
+    Returned,
+)
+from .clock import Clock, ManualClock
+from .core import Broker
 from .exchanges import EXCHANGE_TYPES, Exchange, topic_matches
 from .queues import Message, Queue
 
 __all__ = [
     "Broker",
-    "CallLater",
     "Cancelled",
     "Channel",
+    "Clock",
     "Connection",
     "Consumer",
     "Delivery",
     "EXCHANGE_TYPES",
     "Event",
     "Exchange",
+    "ManualClock",
     "Message",
+    "Published",
     "Queue",
     "Returned",
-    "TimerHandle",
+    "clock",
     "get_broker",
     "reset",
     "topic_matches",
@@ -41,17 +59,13 @@ _brokers: dict[str, Broker] = {}
 _lock = threading.Lock()
 
 
-def hub_call_later(seconds: float, fn: Callable[[], None]) -> TimerHandle:
-    """Run ``fn`` on the calling thread's eventlet hub after ``seconds``."""
-    return get_hub().schedule_call_global(seconds, fn)
-
-
 def get_broker(vhost: str = "/") -> Broker:
-    """The process-wide broker of a virtual host, created on first use."""
+    """The process-wide broker of a virtual host, created on first use (on the clock
+    installed then, see :mod:`sandbox.broker.clock`)."""
     with _lock:
         broker = _brokers.get(vhost)
         if broker is None:
-            broker = _brokers[vhost] = Broker(vhost, call_later=hub_call_later)
+            broker = _brokers[vhost] = Broker(vhost)
         return broker
 
 

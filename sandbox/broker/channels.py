@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +22,7 @@ from amqp.exceptions import (
     RecoverableConnectionError,
 )
 
+from .deadletter import REJECTED
 from .queues import Entry, Message, Queue
 
 if TYPE_CHECKING:
@@ -50,6 +51,19 @@ class Returned:
     reply_code: int
     reply_text: str
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What became of a basic.publish.
+
+    ``returned`` is the basic.return of a mandatory message that no queue took; ``nacked``
+    says a queue's ``x-overflow: reject-publish`` refused it, which a publisher in confirm
+    mode hears as basic.nack (and one without confirms never hears of).
+    """
+
+    returned: Returned | None = None
+    nacked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,16 +232,17 @@ class Channel:
 
     def basic_publish(
         self, message: Message, exchange: str = "", routing_key: str = "", mandatory: bool = False
-    ) -> Returned | None:
+    ) -> Published:
         """Publish; an unroutable mandatory message comes back as a ``Returned``.
 
-        Handing the return to the client (now or on its next read) is the caller's choice,
-        as it differs between confirm mode and plain publishing.
+        Handing the return or the nack to the client (now or on its next read) is the
+        caller's choice, as it differs between confirm mode and plain publishing.
         """
         message = replace(message, exchange=exchange, routing_key=routing_key)
-        if self._live().publish(message) or not mandatory:
-            return None
-        return Returned(self, NO_ROUTE, "NO_ROUTE", message)
+        routed, refused = self._live().publish(message)
+        if routed or not mandatory:
+            return Published(nacked=refused)
+        return Published(returned=Returned(self, NO_ROUTE, "NO_ROUTE", message))
 
     def basic_consume(
         self,
@@ -236,9 +251,18 @@ class Channel:
         *,
         no_ack: bool = False,
         exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
     ) -> str:
+        """Start a consumer. Consumer arguments (``x-priority``...) are not implemented:
+        any is refused, naming it, rather than ignored."""
         broker = self._live()
         source = broker.queue(queue, self.connection, spec.Basic.Consume)
+        for name in arguments or {}:
+            raise PreconditionFailed(
+                f"PRECONDITION_FAILED - consumer argument '{name}' is not implemented by "
+                "sandbox's embedded broker",
+                spec.Basic.Consume,
+            )
         tag = consumer_tag or f"amq.ctag-{secrets.token_urlsafe(16)}"
         if tag in self.consumers:
             raise NotAllowed(f"NOT_ALLOWED - attempt to reuse consumer tag '{tag}'")
@@ -260,23 +284,26 @@ class Channel:
             return  # RabbitMQ answers cancel-ok for unknown tags too
         queue = consumer.queue
         queue.remove_consumer(consumer)
-        if self.broker.is_live(queue) and not queue.consumers:
-            if queue.auto_delete:
-                self.broker.remove_queue(queue)
-            else:
-                self.broker.touch(queue)
+        if not self.broker.is_live(queue):
+            return
+        if queue.consumers:
+            self.broker.dispatch(queue)  # a single active consumer's successor takes over
+        elif queue.auto_delete:
+            self.broker.remove_queue(queue)
+        else:
+            self.broker.touch(queue)
 
     def basic_get(self, queue: str, *, no_ack: bool = False) -> Delivery | None:
         broker = self._live()
         source = broker.queue(queue, self.connection, spec.Basic.Get)
         broker.touch(source)
-        entry = source.pop(broker.clock())
+        entry = broker.take(source)
         if entry is None:
             return None
         tag = next(self._delivery_tags)
         if not no_ack:
             self.unacked[tag] = _Unacked(source, entry, None)
-        return Delivery(self, None, tag, entry.redelivered, entry.message, len(source.messages))
+        return Delivery(self, None, tag, entry.redelivered, entry.message, len(source))
 
     def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
         """Called by the broker's dispatch: hand one message to one of our consumers."""
@@ -290,7 +317,7 @@ class Channel:
     # -- acknowledgements and flow control -------------------------------------------------
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        self._settle(self._take(delivery_tag, multiple), requeue=False)
+        self._settle(self._take(delivery_tag, multiple), requeue=None)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
         self._settle(self._take(delivery_tag, False), requeue=requeue)
@@ -339,17 +366,22 @@ class Channel:
         self.unacked.clear()
         return taken
 
-    def _settle(self, settled: Iterable[_Unacked], requeue: bool) -> None:
-        requeued: dict[Queue, list[Entry]] = {}
+    def _settle(self, settled: Iterable[_Unacked], requeue: bool | None) -> None:
+        """Requeue (True), dead-letter as rejected (False) or forget (None, an ack)."""
+        returned: dict[Queue, list[Entry]] = {}
         for queue, entry, consumer in settled:
             if consumer is not None:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
-            if requeue and self.broker.is_live(queue):
-                requeued.setdefault(queue, []).append(entry)
-        for queue, entries in requeued.items():
-            queue.requeue(entries)
-            self.broker.dispatch(queue)
+            if requeue is not None and self.broker.is_live(queue):
+                returned.setdefault(queue, []).append(entry)
+        for queue, entries in returned.items():
+            if requeue:
+                queue.requeue(entries)
+                self.broker.trim(queue)
+                self.broker.dispatch(queue)
+            else:
+                self.broker.dead_letter(queue, entries, REJECTED)
         self._dispatch_own()  # freed prefetch room
 
     def _dispatch_own(self) -> None:

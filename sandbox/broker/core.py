@@ -6,10 +6,10 @@ a real RabbitMQ failure handles the embedded broker's the same way.
 
 from __future__ import annotations
 
+import re
 import secrets
-import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from amqp import spec
 from amqp.exceptions import (
@@ -20,16 +20,18 @@ from amqp.exceptions import (
     ResourceLocked,
 )
 
+from . import clock as clocks
+from .arguments import (
+    EXCHANGE_ARGUMENTS,
+    QUEUE_ARGUMENTS,
+    check_equivalent,
+    check_exchange_arguments,
+    check_queue_arguments,
+)
 from .channels import Cancelled, Connection, Consumer
+from .deadletter import EXPIRED, MAXLEN, REJECTED, dead_lettered, is_cycle
 from .exchanges import EXCHANGE_TYPES, Exchange
-from .queues import KNOWN_ARGUMENTS, Message, Queue
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-
-CallLater = Callable[[float, Callable[[], None]], TimerHandle]
+from .queues import Entry, Message, Queue
 
 _PREDECLARED = {
     "amq.direct": "direct",
@@ -39,39 +41,46 @@ _PREDECLARED = {
     "amq.match": "headers",
 }
 
+_INTEGER = re.compile(r"([+-]?[0-9]+)(.*)", re.DOTALL)
+
 
 def _expiration_ms(message: Message) -> int | None:
+    """The ``expiration`` property in milliseconds, refused as RabbitMQ refuses it."""
     value = message.properties.get("expiration")
     if value is None:
         return None
-    try:
-        ms = int(value)
-    except (TypeError, ValueError):
-        ms = -1
-    if ms < 0:
-        raise PreconditionFailed(
-            f"PRECONDITION_FAILED - invalid expiration '{value}'", spec.Basic.Publish
-        )
-    return ms
+    text = str(value)
+    match = _INTEGER.fullmatch(text)
+    if match is None:
+        problem = "no_integer"
+    elif match[2]:
+        problem = f'{{leftover_string,"{match[2]}"}}'
+    elif int(match[1]) < 0:
+        problem = f"{{value_negative,{int(match[1])}}}"
+    else:
+        return int(match[1])
+    raise PreconditionFailed(
+        f"PRECONDITION_FAILED - invalid expiration '{text}': {problem}", spec.Basic.Publish
+    )
+
+
+class Routing(NamedTuple):
+    """What a publish did: whether any queue matched, whether any refused the message."""
+
+    routed: bool
+    refused: bool
 
 
 class Broker:
     """One virtual host. Synchronous and single-threaded: callers serialise access.
 
-    ``call_later(seconds, fn)`` schedules ``x-expires`` timers and ``clock()`` times
-    message TTLs; both are injectable so the broker runs without an event loop in tests.
+    Time (message TTLs, ``x-expires``) comes from ``clock``, by default the clock installed
+    in :mod:`sandbox.broker.clock` when the broker is created.
     """
 
-    def __init__(
-        self,
-        vhost: str = "/",
-        *,
-        call_later: CallLater,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, vhost: str = "/", *, clock: clocks.Clock | None = None) -> None:
         self.vhost = vhost
-        self.clock = clock
-        self._call_later = call_later
+        self.clock = clock or clocks.current()
         self.exchanges: dict[str, Exchange] = {
             name: Exchange(name, type, durable=True) for name, type in _PREDECLARED.items()
         }
@@ -88,7 +97,7 @@ class Broker:
         for connection in list(self.connections):
             connection.close()
         for queue in self.queues.values():
-            self._stop_expiry(queue)
+            self._stop_timers(queue)
 
     # -- exchanges -------------------------------------------------------------------------
 
@@ -103,6 +112,8 @@ class Broker:
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
         method = spec.Exchange.Declare
+        arguments = dict(arguments or {})
+        what = f"exchange '{name}' in vhost '{self.vhost}'"
         if not name:
             if passive:
                 return
@@ -113,14 +124,17 @@ class Broker:
         if passive:
             self.exchange(name, method)
         elif exchange is not None:
-            self._check_equivalent(
-                f"exchange '{name}'",
+            check_equivalent(
+                what,
                 [
                     ("type", exchange.type, type),
                     ("durable", exchange.durable, durable),
                     ("auto_delete", exchange.auto_delete, auto_delete),
-                ],
+                ]
+                + [(k, exchange.arguments.get(k), arguments.get(k)) for k in EXCHANGE_ARGUMENTS],
+                method,
             )
+            check_exchange_arguments(what, arguments)
         elif name.startswith("amq."):
             raise AccessRefused(
                 f"ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'",
@@ -129,6 +143,7 @@ class Broker:
         elif type not in EXCHANGE_TYPES:
             raise InvalidCommand(f"COMMAND_INVALID - unknown exchange type '{type}'", method)
         else:
+            check_exchange_arguments(what, arguments)
             self.exchanges[name] = Exchange(
                 name, type, durable=durable, auto_delete=auto_delete, arguments=arguments
             )
@@ -176,23 +191,15 @@ class Broker:
         if passive or queue is not None:
             queue = self.queue(name, connection, method)
             if not passive:
-                self._check_equivalent(
-                    f"queue '{name}'",
-                    [
-                        ("durable", queue.durable, durable),
-                        ("exclusive", queue.exclusive, exclusive),
-                        ("auto_delete", queue.auto_delete, auto_delete),
-                    ]
-                    + [(k, queue.arguments.get(k), arguments.get(k)) for k in KNOWN_ARGUMENTS],
-                )
+                self._check_redeclare(queue, durable, exclusive, arguments)
         else:
             if name.startswith("amq."):
                 raise AccessRefused(
                     f"ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'",
                     method,
                 )
-            self._check_arguments(name, arguments)
             name = name or f"amq.gen-{secrets.token_urlsafe(16)}"
+            check_queue_arguments(f"queue '{name}' in vhost '{self.vhost}'", arguments)
             queue = self.queues[name] = Queue(
                 name,
                 durable=durable,
@@ -201,7 +208,27 @@ class Broker:
                 arguments=arguments,
             )
         self.touch(queue)
-        return queue.name, queue.message_count(self.clock()), len(queue.consumers)
+        return queue.name, self.ready_count(queue), len(queue.consumers)
+
+    def _check_redeclare(
+        self, queue: Queue, durable: bool, exclusive: bool, arguments: Mapping[str, Any]
+    ) -> None:
+        method = spec.Queue.Declare
+        what = f"queue '{queue.name}' in vhost '{self.vhost}'"
+        if exclusive != queue.exclusive:
+            raise ResourceLocked(
+                f"RESOURCE_LOCKED - cannot obtain exclusive access to locked {what}. It could "
+                "be originally declared on another connection or the exclusive property value "
+                "does not match that of the original declaration.",
+                method,
+            )
+        check_equivalent(
+            what,
+            [("durable", queue.durable, durable)]
+            + [(k, queue.arguments.get(k), arguments.get(k)) for k in QUEUE_ARGUMENTS],
+            method,
+        )
+        check_queue_arguments(what, arguments)
 
     def queue(self, name: str, connection: Connection, method: tuple) -> Queue:
         """Look a queue up on behalf of ``connection``, enforcing exclusivity."""
@@ -245,7 +272,11 @@ class Broker:
         self._maybe_auto_delete(source)
 
     def purge_queue(self, name: str, connection: Connection) -> int:
-        return self.queue(name, connection, spec.Queue.Purge).purge()
+        """Empty a queue; purged messages are not dead-lettered, as in RabbitMQ."""
+        queue = self.queue(name, connection, spec.Queue.Purge)
+        count = queue.purge()
+        self._arm_ttl(queue)
+        return count
 
     def delete_queue(
         self,
@@ -263,16 +294,17 @@ class Broker:
         where = f"queue '{name}' in vhost '{self.vhost}'"
         if if_unused and queue.consumers:
             raise PreconditionFailed(f"PRECONDITION_FAILED - {where} in use", method)
-        if if_empty and queue.messages:
+        if if_empty and len(queue):
             raise PreconditionFailed(f"PRECONDITION_FAILED - {where} not empty", method)
-        count = len(queue.messages)
+        count = len(queue)
         self.remove_queue(queue)
         return count
 
     def remove_queue(self, queue: Queue) -> None:
-        """Drop a queue with its bindings; its consumers get a cancel notification."""
+        """Drop a queue with its bindings and messages (never dead-lettered, as in RabbitMQ,
+        even when ``x-expires`` deletes it); its consumers get a cancel notification."""
         del self.queues[queue.name]
-        self._stop_expiry(queue)
+        self._stop_timers(queue)
         for exchange in list(self.exchanges.values()):
             bound = len(exchange.bindings)
             exchange.unbind_queue(queue.name)
@@ -283,7 +315,7 @@ class Broker:
             channel.consumers.pop(consumer.tag, None)
             channel.connection.post(Cancelled(channel, consumer.tag))
         queue.consumers.clear()
-        queue.messages.clear()
+        queue.purge()
 
     def drop_connection(self, connection: Connection) -> None:
         """Forget a closed connection and delete the exclusive queues it owned."""
@@ -296,37 +328,140 @@ class Broker:
 
     # -- messages --------------------------------------------------------------------------
 
-    def publish(self, message: Message) -> bool:
-        """Route a message to every matching queue; False when no queue matched."""
+    def publish(self, message: Message) -> Routing:
+        """Route a message to every matching queue (through alternate exchanges when none
+        matches); ``refused`` when a queue's ``x-overflow`` turned it away."""
         ttl = _expiration_ms(message)
         if message.exchange:
-            exchange = self.exchange(message.exchange, spec.Basic.Publish)
+            self.exchange(message.exchange, spec.Basic.Publish)
+        targets = self._route(message)
+        now = self.clock.now()
+        refused = False
+        for queue in targets:
+            refused = not self.enqueue(queue, message, now, ttl) or refused
+        return Routing(bool(targets), refused)
+
+    def _route(self, message: Message) -> list[Queue]:
+        if not message.exchange:
+            queue = self.queues.get(message.routing_key)
+            return [queue] if queue is not None else []
+        seen: set[str] = set()
+        name: str | None = message.exchange
+        while name is not None and name not in seen:
+            seen.add(name)
+            exchange = self.exchanges.get(name)
+            if exchange is None:
+                return []
             names = exchange.route(message.routing_key, message.headers)
-        else:
-            names = [message.routing_key] if message.routing_key in self.queues else []
-        now = self.clock()
-        for name in names:
-            queue = self.queues[name]
-            queue.put(message, now, ttl)
-            self.dispatch(queue)
-        return bool(names)
+            if names:
+                return [self.queues[n] for n in names]
+            name = exchange.alternate_exchange
+        return []
+
+    def enqueue(self, queue: Queue, message: Message, now: float, ttl: int | None) -> bool:
+        """Hand ``message`` to ``queue``: straight to a consumer when none is waiting ahead
+        of it, else into the queue. False when ``x-overflow`` refuses it."""
+        entry = queue.entry(message, now, ttl)
+        if queue.overflow != "drop-head" and queue.would_overflow(entry):
+            if queue.overflow == "reject-publish-dlx":
+                self.dead_letter(queue, [entry], MAXLEN)
+            return False
+        consumer = None if len(queue) else queue.next_consumer(Consumer.has_room)
+        if consumer is not None:
+            consumer.channel.deliver(consumer, queue, entry)  # even with a TTL of 0
+            return True
+        queue.put(entry)
+        self.trim(queue)
+        self.dispatch(queue)
+        return True
+
+    def trim(self, queue: Queue) -> None:
+        """Enforce ``x-max-length``(``-bytes``) with ``drop-head``: dead-letter from the head."""
+        if queue.overflow != "drop-head":
+            return  # the reject-publish modes refuse publishes; requeues may exceed the limit
+        dropped: list[Entry] = []
+        while queue.over_limit():
+            entry = queue.pop()
+            assert entry is not None  # over the limit means not empty
+            dropped.append(entry)
+        self.dead_letter(queue, dropped, MAXLEN)
+
+    def dead_letter(self, queue: Queue, entries: list[Entry], reason: str) -> None:
+        """Republish ``entries`` to the queue's dead-letter exchange, if it has one."""
+        name = queue.dead_letter_exchange
+        if name is None or not entries or (name and name not in self.exchanges):
+            return  # no dead-letter exchange (or a missing one): the messages are dropped
+        now, timestamp = self.clock.now(), self.clock.timestamp()
+        for entry in entries:
+            message = dead_lettered(
+                entry.message, reason, queue.name, timestamp, name, queue.dead_letter_routing_key
+            )
+            deaths = message.headers["x-death"]
+            for target in self._route(message):
+                if reason == REJECTED or not is_cycle(target.name, deaths):
+                    self.enqueue(target, message, now, None)
 
     def dispatch(self, queue: Queue) -> None:
-        """Push ready messages to consumers that have room (the wake-up point)."""
-        now = self.clock()
-        while queue.consumers and queue.message_count(now):
+        """Drop expired heads, push ready messages to consumers that have room, and set the
+        timer for the next head to expire (the wake-up point)."""
+        while (entry := self._live_head(queue)) is not None:
             consumer = queue.next_consumer(Consumer.has_room)
             if consumer is None:
-                return
-            entry = queue.pop(now)
-            assert entry is not None  # message_count just dropped expired heads
+                break
+            queue.pop()
             consumer.channel.deliver(consumer, queue, entry)
+        self._arm_ttl(queue)
+
+    def take(self, queue: Queue) -> Entry | None:
+        """The head message for basic.get, expired ones dead-lettered first."""
+        entry = self._live_head(queue)
+        if entry is not None:
+            queue.pop()
+        self._arm_ttl(queue)
+        return entry
+
+    def ready_count(self, queue: Queue) -> int:
+        self._live_head(queue)
+        return len(queue)
+
+    def _live_head(self, queue: Queue) -> Entry | None:
+        """The head once the expired messages in front are dead-lettered: like RabbitMQ,
+        only the head expires, so a long-lived message shields those behind it."""
+        now = self.clock.now()
+        expired: list[Entry] = []
+        while (head := queue.head()) is not None and head.expired(now):
+            queue.pop()
+            expired.append(head)
+        self.dead_letter(queue, expired, EXPIRED)
+        return head
+
+    def _arm_ttl(self, queue: Queue) -> None:
+        head = queue.head()
+        due = head.expires_at if head is not None else None
+        if due == queue.ttl_due:
+            return
+        if queue.ttl_timer is not None:
+            queue.ttl_timer.cancel()
+        queue.ttl_due = due
+        queue.ttl_timer = None
+        if due is not None:
+            delay = max(due - self.clock.now(), 0.0)
+            queue.ttl_timer = self.clock.call_later(delay, lambda: self._ttl_due(queue))
+
+    def _ttl_due(self, queue: Queue) -> None:
+        queue.ttl_timer = queue.ttl_due = None
+        if self.is_live(queue):
+            self.dispatch(queue)
 
     def touch(self, queue: Queue) -> None:
         """Restart the ``x-expires`` countdown, which only runs while nobody consumes."""
-        self._stop_expiry(queue)
+        if queue.expiry_timer is not None:
+            queue.expiry_timer.cancel()
+            queue.expiry_timer = None
         if queue.expires and not queue.consumers:
-            queue.expiry_timer = self._call_later(queue.expires / 1000, lambda: self._expire(queue))
+            queue.expiry_timer = self.clock.call_later(
+                queue.expires / 1000, lambda: self._expire(queue)
+            )
 
     def _expire(self, queue: Queue) -> None:
         queue.expiry_timer = None
@@ -334,10 +469,11 @@ class Broker:
             self.remove_queue(queue)
 
     @staticmethod
-    def _stop_expiry(queue: Queue) -> None:
-        if queue.expiry_timer is not None:
-            queue.expiry_timer.cancel()
-            queue.expiry_timer = None
+    def _stop_timers(queue: Queue) -> None:
+        for timer in (queue.expiry_timer, queue.ttl_timer):
+            if timer is not None:
+                timer.cancel()
+        queue.expiry_timer = queue.ttl_timer = queue.ttl_due = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -351,22 +487,3 @@ class Broker:
     def _maybe_auto_delete(self, exchange: Exchange) -> None:
         if exchange.auto_delete and not exchange.bindings:
             self.exchanges.pop(exchange.name, None)
-
-    def _check_equivalent(self, what: str, pairs: Iterable[tuple[str, Any, Any]]) -> None:
-        for arg, current, received in pairs:
-            if current != received:
-                raise PreconditionFailed(
-                    f"PRECONDITION_FAILED - inequivalent arg '{arg}' for {what} in vhost "
-                    f"'{self.vhost}': received {received!r} but current is {current!r}",
-                    spec.Queue.Declare if what.startswith("queue") else spec.Exchange.Declare,
-                )
-
-    def _check_arguments(self, name: str, arguments: Mapping[str, Any]) -> None:
-        for key, minimum in (("x-expires", 1), ("x-message-ttl", 0), ("x-max-length", 0)):
-            value = arguments.get(key)
-            if value is not None and (not isinstance(value, int) or value < minimum):
-                raise PreconditionFailed(
-                    f"PRECONDITION_FAILED - invalid arg '{key}' for queue '{name}' in vhost "
-                    f"'{self.vhost}': {value!r}",
-                    spec.Queue.Declare,
-                )

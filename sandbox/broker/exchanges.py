@@ -64,7 +64,11 @@ _MATCHERS: dict[str, _Matcher] = {
 
 
 class Exchange:
-    """A named exchange holding queue bindings."""
+    """A named exchange holding queue bindings.
+
+    ``alternate_exchange`` (the ``alternate-exchange`` argument) names the exchange that
+    gets the messages this one routes to no queue.
+    """
 
     def __init__(
         self,
@@ -80,6 +84,10 @@ class Exchange:
         self.durable = durable
         self.auto_delete = auto_delete
         self.arguments = dict(arguments or {})
+        alternate = self.arguments.get("alternate-exchange")
+        self.alternate_exchange: str | None = (
+            alternate.decode() if isinstance(alternate, bytes) else alternate
+        )
         self.bindings: dict[tuple, Binding] = {}
         self._matches = _MATCHERS[type]
 

@@ -1,18 +1,23 @@
-"""Messages and queues: storage order, TTL, length limit and consumer rotation."""
+"""Messages and queues: storage order, priorities, length limits and consumer rotation.
+
+A queue keeps its ready messages in one FIFO per priority (one in all unless it has
+``x-max-priority``); its head is the oldest message of the highest priority, which is both
+the next one delivered and the one ``drop-head`` and TTL expiry look at. Acting on what
+the queue holds (dead-lettering, timers) is the broker's business.
+"""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .channels import Connection, Consumer
-    from .core import TimerHandle
-
-# Queue arguments compared on redeclare, as RabbitMQ does for the ones it knows.
-KNOWN_ARGUMENTS = ("x-expires", "x-message-ttl", "x-max-length")
+    from .clock import TimerHandle
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +39,24 @@ class Message:
 
 @dataclass(slots=True)
 class Entry:
-    """A message waiting in one queue."""
+    """A message held by one queue (ready, or delivered and not yet settled)."""
 
     message: Message
     expires_at: float | None
+    seq: int = 0  # arrival order: a requeued message goes back to its place
+    level: int = 0  # priority, capped at the queue's x-max-priority
     redelivered: bool = False
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.message.body)
 
     def expired(self, now: float) -> bool:
-        # strictly before now: a TTL of 0 still reaches a consumer that is ready at once
-        return self.expires_at is not None and self.expires_at < now
+        return self.expires_at is not None and self.expires_at <= now
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Queue:
@@ -55,56 +69,112 @@ class Queue:
         owner: Connection | None = None,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
+        """``arguments`` must be valid (see :mod:`sandbox.broker.arguments`)."""
         self.name = name
         self.durable = durable
         self.auto_delete = auto_delete
         self.owner = owner  # set for exclusive queues
-        self.arguments = dict(arguments or {})
-        self.message_ttl: int | None = self.arguments.get("x-message-ttl")
-        self.max_length: int | None = self.arguments.get("x-max-length")
-        self.expires: int | None = self.arguments.get("x-expires")
-        self.messages: deque[Entry] = deque()
+        args = self.arguments = dict(arguments or {})
+        self.message_ttl: int | None = args.get("x-message-ttl")
+        self.expires: int | None = args.get("x-expires")
+        self.max_length: int | None = args.get("x-max-length")
+        self.max_length_bytes: int | None = args.get("x-max-length-bytes")
+        self.max_priority: int = args.get("x-max-priority") or 0
+        self.overflow: str = _text(args.get("x-overflow", "drop-head"))
+        dlx = args.get("x-dead-letter-exchange")
+        self.dead_letter_exchange = None if dlx is None else _text(dlx)
+        dlrk = args.get("x-dead-letter-routing-key")
+        self.dead_letter_routing_key = None if dlrk is None else _text(dlrk)
+        self.single_active_consumer = bool(args.get("x-single-active-consumer", False))
+        self._levels: list[deque[Entry]] = [deque() for _ in range(self.max_priority + 1)]
+        self._ready = 0
+        self.ready_bytes = 0
+        self._arrivals = itertools.count()
         self.consumers: list[Consumer] = []
         self.had_consumers = False
-        self.expiry_timer: TimerHandle | None = None
+        self.expiry_timer: TimerHandle | None = None  # x-expires
+        self.ttl_timer: TimerHandle | None = None  # expiry of the head message
+        self.ttl_due: float | None = None
         self._cursor = 0
 
     @property
     def exclusive(self) -> bool:
         return self.owner is not None
 
-    def put(self, message: Message, now: float, ttl_ms: int | None) -> None:
+    # -- ready messages ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """The number of ready messages."""
+        return self._ready
+
+    def entry(self, message: Message, now: float, ttl_ms: int | None) -> Entry:
+        """A new entry for ``message``, expiring after the shorter of the queue's and the
+        message's TTL."""
         ttls = [t for t in (self.message_ttl, ttl_ms) if t is not None]
-        expires_at = now + min(ttls) / 1000 if ttls else None
-        self.messages.append(Entry(message, expires_at))
-        if self.max_length is not None:
-            # RabbitMQ's default overflow policy: drop from the head
-            while len(self.messages) > self.max_length:
-                self.messages.popleft()
+        priority = message.properties.get("priority")
+        level = priority if isinstance(priority, int) and priority > 0 else 0
+        return Entry(
+            message,
+            now + min(ttls) / 1000 if ttls else None,
+            seq=next(self._arrivals),
+            level=min(level, self.max_priority),
+        )
+
+    def put(self, entry: Entry) -> None:
+        self._levels[entry.level].append(entry)
+        self._counted(entry, 1)
+
+    def head(self) -> Entry | None:
+        """The next message out: the oldest of the highest priority."""
+        for level in reversed(self._levels):
+            if level:
+                return level[0]
+        return None
+
+    def pop(self) -> Entry | None:
+        for level in reversed(self._levels):
+            if level:
+                entry = level.popleft()
+                self._counted(entry, -1)
+                return entry
+        return None
 
     def requeue(self, entries: Iterable[Entry]) -> None:
-        """Put entries back at the head, keeping their relative order."""
-        for entry in reversed(list(entries)):
+        """Put entries back where they were among the ready messages, as RabbitMQ does."""
+        for entry in entries:
             entry.redelivered = True
-            self.messages.appendleft(entry)
+            level = self._levels[entry.level]
+            if not level or entry.seq < level[0].seq:
+                level.appendleft(entry)
+            else:
+                level.insert(bisect.bisect(level, entry.seq, key=lambda e: e.seq), entry)
+            self._counted(entry, 1)
 
-    def pop(self, now: float) -> Entry | None:
-        self._drop_expired(now)
-        return self.messages.popleft() if self.messages else None
+    def over_limit(self) -> bool:
+        """More ready messages (or bytes) than ``x-max-length`` (``-bytes``) allows."""
+        return (self.max_length is not None and self._ready > self.max_length) or (
+            self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes
+        )
 
-    def message_count(self, now: float) -> int:
-        self._drop_expired(now)
-        return len(self.messages)
-
-    def _drop_expired(self, now: float) -> None:
-        # Like RabbitMQ, only the head is checked: a long-lived message shields later ones.
-        while self.messages and self.messages[0].expired(now):
-            self.messages.popleft()
+    def would_overflow(self, entry: Entry) -> bool:
+        """Whether taking ``entry`` would break a length limit (for ``reject-publish``)."""
+        return (self.max_length is not None and self._ready + 1 > self.max_length) or (
+            self.max_length_bytes is not None
+            and self.ready_bytes + entry.size > self.max_length_bytes
+        )
 
     def purge(self) -> int:
-        count = len(self.messages)
-        self.messages.clear()
+        count = self._ready
+        for level in self._levels:
+            level.clear()
+        self._ready = self.ready_bytes = 0
         return count
+
+    def _counted(self, entry: Entry, sign: int) -> None:
+        self._ready += sign
+        self.ready_bytes += sign * entry.size
+
+    # -- consumers --------------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
@@ -119,7 +189,11 @@ class Queue:
             self._cursor = 0
 
     def next_consumer(self, can_take: Callable[[Consumer], bool]) -> Consumer | None:
-        """The next consumer in round-robin order that has room for a message."""
+        """The next consumer in round-robin order that has room for a message; with
+        ``x-single-active-consumer``, the oldest consumer or nobody."""
+        if self.single_active_consumer:
+            active = self.consumers[:1]
+            return active[0] if active and can_take(active[0]) else None
         count = len(self.consumers)
         for step in range(count):
             index = (self._cursor + step) % count
@@ -130,4 +204,4 @@ class Queue:
         return None
 
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r} messages={len(self.messages)}>"
+        return f"<Queue {self.name!r} messages={self._ready}>"

@@ -3,11 +3,19 @@
 import pytest
 from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 
-from sandbox.broker import Broker, Exchange, Message, get_broker, reset, topic_matches
+from sandbox.broker import (
+    Broker,
+    Exchange,
+    ManualClock,
+    Message,
+    get_broker,
+    reset,
+    topic_matches,
+)
 
 
 def make_broker():
-    return Broker("/", call_later=lambda seconds, fn: pytest.fail("no timer expected"))
+    return Broker("/", clock=ManualClock())
 
 
 @pytest.fixture
@@ -137,8 +145,8 @@ def test_default_exchange_cannot_be_bound_or_declared(channel):
 
 def test_mandatory_publish_without_route_is_returned(channel):
     channel.exchange_declare("x", "direct")
-    assert channel.basic_publish(Message(b"m", {}), "x", "k") is None
-    returned = channel.basic_publish(Message(b"m", {}), "x", "k", mandatory=True)
+    assert channel.basic_publish(Message(b"m", {}), "x", "k").returned is None
+    returned = channel.basic_publish(Message(b"m", {}), "x", "k", mandatory=True).returned
     assert (returned.reply_code, returned.reply_text) == (312, "NO_ROUTE")
     assert (returned.message.exchange, returned.message.routing_key) == ("x", "k")
 

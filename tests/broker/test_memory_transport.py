@@ -1,4 +1,5 @@
-"""kombu's high-level API on ``memory://``, backed by the embedded broker.
+"""kombu's high-level API on the embedded broker (``sbmemory://`` for kombu used directly,
+``memory://`` through sandbox's connections), beside kombu's own ``memory://``.
 
 Each test gets its own virtual host, so tests never see each other's queues.
 """
@@ -9,6 +10,7 @@ import socket
 import time
 
 import eventlet
+import kombu.transport.memory
 import pytest
 from amqp.exceptions import (
     ChannelError,
@@ -23,6 +25,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import ContentDisallowed
 
 from sandbox.amqp.memory import Transport
+from sandbox.amqp.transport import connect
 from sandbox.broker import get_broker, reset
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ def vhost():
 
 @pytest.fixture
 def uri(vhost):
-    return f"memory:///{vhost}"
+    return f"sbmemory:///{vhost}"
 
 
 @pytest.fixture
@@ -81,9 +84,8 @@ def collect(into, ack=True):
     return callback
 
 
-def test_memory_uri_selects_the_embedded_broker(uri, vhost):
-    for url in ("memory://", uri, f"sbmemory:///{vhost}"):
-        assert isinstance(Connection(url).transport, Transport)
+def test_sbmemory_uri_selects_the_embedded_broker(uri):
+    assert isinstance(Connection(uri).transport, Transport)
     connection = Connection(uri)
     connection.ensure_connection(max_retries=1)
     assert connection.connected
@@ -93,8 +95,28 @@ def test_memory_uri_selects_the_embedded_broker(uri, vhost):
     assert not connection.connected
 
 
+def test_kombus_own_memory_transport_stays_kombus():
+    # other kombu or Celery code in the process keeps kombu's in-memory transport
+    assert isinstance(Connection("memory://").transport, kombu.transport.memory.Transport)
+    with Connection("memory://") as connection:
+        queue = connection.SimpleQueue(f"kombu-own-{next(_vhosts)}")
+        queue.put({"from": "kombu"})
+        assert queue.get(timeout=1).payload == {"from": "kombu"}
+        queue.close()
+
+
+def test_sandbox_connections_to_memory_reach_the_embedded_broker(vhost):
+    connection = connect(f"memory:///{vhost}")
+    try:
+        assert isinstance(connection.transport, Transport)
+        Queue("seen-by-the-broker", channel=connection.default_channel).declare()
+        assert "seen-by-the-broker" in get_broker(vhost).queues
+    finally:
+        connection.release()
+
+
 def test_virtual_hosts_are_isolated(vhost):
-    with Connection(f"memory:///{vhost}") as a, Connection(f"memory:///{vhost}-other") as b:
+    with Connection(f"sbmemory:///{vhost}") as a, Connection(f"sbmemory:///{vhost}-other") as b:
         Queue("only-in-a", channel=a.default_channel, durable=False).declare()
         with pytest.raises(NotFound):
             Queue("only-in-a", channel=b.default_channel).queue_declare(passive=True)

@@ -172,9 +172,22 @@ def test_03_events(run):
 
     assert counts("handled_all(4)") == ({"billing": 4, "notifier": 8, "shipping": 4}, 4)
     assert counts("handled_all(1)") == ({"billing": 1, "notifier": 2, "shipping": 1}, 1)
+    assert_delayed_retries_and_priorities(nb)
     kiwi = nb['sb.trace.filter(kind="EVENT", text="kiwi")']
     assert "- -> orders.events:placed" in kiwi
     assert kiwi.count("-> notifier.notify  ok") == 2
+
+
+def assert_delayed_retries_and_priorities(nb):
+    waits = re.findall(r"try (\d) came (\d+) ms after", nb["sb.rpc.worker.submit(1)"])
+    assert [n for n, _ in waits] == ["2", "3"]
+    assert all(int(ms) >= 290 for _, ms in waits)  # each retry waited out the queue's TTL
+    assert ast.literal_eval(nb["print(done)"].splitlines()[-1]) == [
+        "fix the outage",
+        "answer the customer",
+        "tidy up",
+        "water the plants",
+    ]
 
 
 def test_04_http(run):
