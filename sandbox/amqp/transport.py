@@ -31,7 +31,7 @@ import greenlet
 import kombu
 import kombu.transport.pyamqp
 from amqp import method_framing
-from amqp.exceptions import NotFound, UnexpectedFrame
+from amqp.exceptions import MessageNacked, NotFound, UnexpectedFrame
 
 from sandbox.amqp import memory, wire
 from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE, unopened_message
@@ -42,10 +42,16 @@ from sandbox.utils import sanitize_url
 
 GREEN_SCHEMES = frozenset({"amqp", "pyamqp", "amqps"})
 
-# Both transports raise py-amqp's errors; these mean "try again on a fresh connection".
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    *amqp.Connection.connection_errors,
-    *amqp.Connection.recoverable_connection_errors,
+# Both transports raise py-amqp's errors; these mean "try again on a fresh connection". Not a
+# nack, which py-amqp counts among them: it is the broker's answer (a queue's x-overflow
+# reject-publish), and the connection is fine.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = tuple(
+    error
+    for error in (
+        *amqp.Connection.connection_errors,
+        *amqp.Connection.recoverable_connection_errors,
+    )
+    if error is not MessageNacked
 )
 
 _green_amqp_transport = eventlet.import_patched("amqp.transport")

@@ -191,7 +191,7 @@ class Broker:
         if passive or queue is not None:
             queue = self.queue(name, connection, method)
             if not passive:
-                self._check_redeclare(queue, durable, exclusive, arguments)
+                self._check_redeclare(queue, durable, exclusive, auto_delete, arguments)
         else:
             if name.startswith("amq."):
                 raise AccessRefused(
@@ -211,7 +211,12 @@ class Broker:
         return queue.name, self.ready_count(queue), len(queue.consumers)
 
     def _check_redeclare(
-        self, queue: Queue, durable: bool, exclusive: bool, arguments: Mapping[str, Any]
+        self,
+        queue: Queue,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: Mapping[str, Any],
     ) -> None:
         method = spec.Queue.Declare
         what = f"queue '{queue.name}' in vhost '{self.vhost}'"
@@ -224,7 +229,7 @@ class Broker:
             )
         check_equivalent(
             what,
-            [("durable", queue.durable, durable)]
+            [("durable", queue.durable, durable), ("auto_delete", queue.auto_delete, auto_delete)]
             + [(k, queue.arguments.get(k), arguments.get(k)) for k in QUEUE_ARGUMENTS],
             method,
         )

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from sandbox.broker import Broker, Cancelled, Delivery, Message, Returned
+from sandbox.broker.clock import ManualClock
 
 EXAMPLES = int(os.environ.get("SANDBOX_DIFFERENTIAL_EXAMPLES", "15"))
 DELIVERY_DEADLINE = 10.0  # seconds RabbitMQ may take to deliver what the embedded broker did
@@ -40,25 +41,33 @@ SETTLE = 0.02  # then how long to listen for deliveries the embedded broker did 
 QUEUES = ["q1", "q2", "q3"]
 EXCHANGES = ["x1", "x2"]
 ROUTING_KEYS = ["q1", "q2", "q3", "a", "b", "a.b", "#", "*.b"]
-QUEUE_ARGUMENTS = [{}, {"x-max-length": 2}, {"x-max-length": 0}, {"x-message-ttl": 600_000}]
+SHORT_TTL = 3.0  # seconds: a message that must expire at the next wait, and not before
+WAIT = SHORT_TTL + 1.0
+QUEUE_ARGUMENTS = [
+    {},
+    {"x-max-length": 2},
+    {"x-max-length": 0},
+    {"x-message-ttl": 600_000},
+    {"x-max-priority": 3},
+    {"x-dead-letter-exchange": "x2"},
+    {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q3"},
+    {"x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "q3"},
+]
+TIMED_QUEUE_ARGUMENTS = [
+    {"x-message-ttl": int(SHORT_TTL * 1000)},
+    {"x-message-ttl": int(SHORT_TTL * 1000), "x-dead-letter-exchange": "x2"},
+]
+PRIORITIES = [None, 1, 5]
 
 
-class FakeTime:
-    """The embedded broker's clock and timers, moved by the test alone."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def call_later(self, seconds: float, fn: Any) -> Any:
-        return _NoTimer()  # no step waits for an x-expires timer
-
-
-class _NoTimer:
-    def cancel(self) -> None:
-        pass
+def seen(headers: Any) -> dict:
+    """Headers as compared: an ``x-death`` entry's ``time`` is each broker's own clock."""
+    headers = dict(headers or {})
+    if "x-death" in headers:
+        headers["x-death"] = [
+            {k: v for k, v in death.items() if k != "time"} for death in headers["x-death"]
+        ]
+    return headers
 
 
 def outcome(call: Any) -> tuple[str, Any]:
@@ -101,8 +110,8 @@ class Embedded(Side):
     """The embedded broker, driven through its channel API."""
 
     def __init__(self) -> None:
-        self.time = FakeTime()
-        self.broker = Broker("differential", call_later=self.time.call_later, clock=self.time.clock)
+        self.clock = ManualClock()
+        self.broker = Broker("differential", clock=self.clock)
         connection = self.broker.connect()
         super().__init__(connection, connection.channel())
 
@@ -114,11 +123,13 @@ class Embedded(Side):
         else:
             del self.consumer_channels[key]
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, mandatory: bool) -> None:
-        message = Message(body, {"delivery_mode": 1})
-        returned = self.main.basic_publish(message, exchange, routing_key, mandatory)
-        if returned is not None:
-            self.returned.append(returned.message.body)
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, mandatory: bool, **props
+    ) -> None:
+        message = Message(body, {"delivery_mode": 1, **props})
+        published = self.main.basic_publish(message, exchange, routing_key, mandatory)
+        if published.returned is not None:
+            self.returned.append(published.returned.message.body)
 
     def consume(self, key: str, queue: str, no_ack: bool) -> None:
         channel = self.connection.channel()
@@ -137,13 +148,17 @@ class Embedded(Side):
         got = self.main.basic_get(queue, no_ack=no_ack)
         if got is None:
             return None
-        return got.message.body, got.redelivered, got.message_count, got.delivery_tag
+        message = got.message
+        headers = seen(message.headers)
+        return message.body, got.redelivered, got.message_count, got.delivery_tag, headers
 
     def collect(self) -> None:
         while self.connection.inbox:
             event = self.connection.inbox.popleft()
             if isinstance(event, Delivery):
-                self.deliveries[event.consumer_tag].append((event.message.body, event.redelivered))
+                self.deliveries[event.consumer_tag].append(
+                    (event.message.body, event.redelivered, seen(event.message.headers))
+                )
             elif isinstance(event, Returned):
                 self.returned.append(event.message.body)
             elif isinstance(event, Cancelled):
@@ -182,8 +197,10 @@ class Rabbit(Side):
         else:
             del self.consumer_channels[key]
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, mandatory: bool) -> None:
-        message = amqp.Message(body, delivery_mode=1)
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, mandatory: bool, **props
+    ) -> None:
+        message = amqp.Message(body, delivery_mode=1, **props)
         self.main.basic_publish(message, exchange, routing_key, mandatory=mandatory)
 
     def consume(self, key: str, queue: str, no_ack: bool) -> None:
@@ -191,7 +208,8 @@ class Rabbit(Side):
         received = self.deliveries[key] = []
 
         def on_message(message: Any) -> None:
-            received.append((bytes(message.body), message.delivery_info["redelivered"]))
+            redelivered = message.delivery_info["redelivered"]
+            received.append((bytes(message.body), redelivered, seen(message.headers)))
 
         try:
             channel.basic_consume(
@@ -214,7 +232,14 @@ class Rabbit(Side):
         if got is None:
             return None
         info = got.delivery_info
-        return bytes(got.body), info["redelivered"], info["message_count"], info["delivery_tag"]
+        headers = seen(got.headers)
+        return (
+            bytes(got.body),
+            info["redelivered"],
+            info["message_count"],
+            info["delivery_tag"],
+            headers,
+        )
 
     def collect(self, expected: dict[str, int]) -> None:
         """Wait for as many deliveries as the embedded broker made, then a moment for more."""
@@ -258,9 +283,13 @@ def fresh_vhost(rabbit_manager):
         rabbit_manager.delete_vhost(vhost)
 
 
-@pytest.mark.timeout(120 + 5 * EXAMPLES)
-def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhost):
+@pytest.mark.timeout(180 + 10 * EXAMPLES)
+@pytest.mark.parametrize("timed", [False, True], ids=["untimed", "with-ttl"])
+def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhost, timed):
+    """``with-ttl`` adds short TTLs and one wait per example: fewer examples, seconds each."""
     bodies = itertools.count()
+    queue_arguments = QUEUE_ARGUMENTS + (TIMED_QUEUE_ARGUMENTS if timed else [])
+    expirations = [None, str(int(SHORT_TTL * 1000))] if timed else [None]
 
     class SideBySide(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -272,6 +301,7 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
             self.consumers: dict[str, str] = {}  # consumer key -> queue
             self.no_ack: dict[str, bool] = {}
             self.consumer_keys = itertools.count(1)
+            self.waited = False
 
         def teardown(self) -> None:
             self.rabbit.close()
@@ -343,7 +373,7 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
             name=st.sampled_from(QUEUES),
             durable=st.booleans(),
             auto_delete=st.booleans(),
-            arguments=st.sampled_from(QUEUE_ARGUMENTS),
+            arguments=st.sampled_from(queue_arguments),
         )
         def declare_queue(self, name, durable, auto_delete, arguments):
             self.both(
@@ -375,11 +405,24 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
             exchange=st.sampled_from(["", *EXCHANGES, "amq.topic", "amq.fanout"]),
             key=st.sampled_from(ROUTING_KEYS),
             mandatory=st.booleans(),
+            priority=st.sampled_from(PRIORITIES),
+            expiration=st.sampled_from(expirations),
         )
-        def publish(self, exchange, key, mandatory):
+        def publish(self, exchange, key, mandatory, priority, expiration):
             body = str(next(bodies)).encode()
-            self.both("main", lambda side: side.publish(exchange, key, body, mandatory))
+            props = {"priority": priority, "expiration": expiration}
+            props = {name: value for name, value in props.items() if value is not None}
+            self.both("main", lambda side: side.publish(exchange, key, body, mandatory, **props))
             assert self.embedded.returned == self.rabbit.returned
+
+        @precondition(lambda self: timed and not self.waited)
+        @rule()
+        def wait(self):
+            """Past every short TTL: RabbitMQ in real time, the embedded broker on its clock."""
+            self.waited = True
+            time.sleep(WAIT)
+            self.embedded.clock.advance(WAIT)
+            self.sync()
 
         @rule(queue=st.sampled_from(QUEUES), no_ack=st.booleans())
         def get(self, queue, no_ack):
@@ -492,7 +535,7 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
                 assert counts["embedded"] == counts["rabbit"], (queue, counts)
 
     SideBySide.TestCase.settings = settings(
-        max_examples=EXAMPLES,
+        max_examples=max(3, EXAMPLES // 4) if timed else EXAMPLES,
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=list(HealthCheck),
