@@ -21,7 +21,12 @@ import eventlet.semaphore
 import greenlet
 
 from sandbox import recorder, serialization
-from sandbox.exceptions import ConfigurationError, ContainerBeingKilled
+from sandbox.exceptions import (
+    ConfigurationError,
+    ContainerBeingKilled,
+    ExtensionNotFound,
+    WorkerTimeout,
+)
 from sandbox.extensions import (
     DependencyProvider,
     Entrypoint,
@@ -416,6 +421,65 @@ class ServiceContainer:
         else:
             log.error("error in %r", worker_ctx, exc_info=exc)
 
+    def entrypoint_named(self, method_name: str) -> Entrypoint:
+        """The entrypoint decorating ``method_name``; ExtensionNotFound when there is none."""
+        for entrypoint in self.entrypoints:
+            if entrypoint.method_name == method_name:
+                return entrypoint
+        raise ExtensionNotFound(f"No entrypoint for '{method_name}' found on container {self}.")
+
+    def run_entrypoint(
+        self,
+        method_name: str,
+        args: Iterable = (),
+        kwargs: Mapping | None = None,
+        context_data: Mapping | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a worker of ``method_name``, as its entrypoint would, and return its result (or
+        raise its error) once the worker is torn down (a session committed, a connection
+        released). From any thread.
+
+        Should the container die meanwhile, raises the error that killed it; after
+        ``timeout`` seconds, WorkerTimeout. Test hooks, the call form and timer ticks fired by
+        hand use it.
+        """
+        entrypoint = self.entrypoint_named(method_name)
+        args, kwargs = tuple(args), dict(kwargs or {})
+        return get_runtime().call(
+            self._run_entrypoint, entrypoint, args, kwargs, context_data, timeout
+        )
+
+    def _run_entrypoint(self, entrypoint, args, kwargs, context_data, timeout) -> Any:
+        outcome = eventlet.event.Event()
+        worker: list[WorkerContext] = []
+
+        def send(result: Any, exc_info: tuple | None) -> None:
+            if not outcome.ready():
+                outcome.send((result, exc_info))
+
+        watcher = eventlet.spawn(self._fail_on_death, outcome)
+        name = f"{self.service_name}.{entrypoint.method_name}"
+        try:
+            with WorkerWatch(lambda ctx, *_: bool(worker) and ctx is worker[0], send):
+                worker.append(self.spawn_worker(entrypoint, args, kwargs, context_data))
+                with eventlet.Timeout(timeout, WorkerTimeout(f"{name} ran past {timeout}s")):
+                    result, exc_info = outcome.wait()
+        finally:
+            watcher.kill()
+        if exc_info is not None:
+            raise exc_info[1].with_traceback(exc_info[2])
+        return result
+
+    def _fail_on_death(self, outcome: eventlet.event.Event) -> None:
+        try:
+            self._died.wait()
+            died = ContainerBeingKilled(f"{self} stopped before the worker finished")
+        except Exception as exc:
+            died = exc
+        if not outcome.ready():
+            outcome.send_exception(died)
+
     def spawn_managed_thread(
         self, fn: Callable[[], Any], identifier: str | None = None, at_once: bool = False
     ):
@@ -481,3 +545,23 @@ def _call_all(extensions: Iterable[Extension], method: str, swallow: bool = Fals
                 first_error = exc
     if first_error is not None:
         raise first_error
+
+
+class WorkerWatch:
+    """A recorder observer that hands over the outcome of the first finished worker it
+    accepts, once its dependencies' teardown ran too. A context manager: it observes inside
+    the block only."""
+
+    def __init__(self, accept: Callable[[Any, Any, Any], bool], send: Callable[..., None]):
+        self.accept, self.send = accept, send
+
+    def worker_finished(self, worker_ctx: Any, result: Any, exc_info: tuple | None) -> None:
+        if self.accept(worker_ctx, result, exc_info):
+            self.send(result, exc_info)
+
+    def __enter__(self) -> WorkerWatch:
+        recorder.add_observer(self)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        recorder.remove_observer(self)

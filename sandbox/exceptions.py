@@ -160,6 +160,10 @@ class ExtensionNotFound(AttributeError):
     pass
 
 
+class WorkerTimeout(Exception):
+    """A worker run by :meth:`ServiceContainer.run_entrypoint` did not finish in time."""
+
+
 class ReplyQueueExpiredWithPendingReplies(Exception):
     pass
 

@@ -5,7 +5,12 @@ import eventlet.event
 import pytest
 
 from sandbox.containers import ServiceContainer, WorkerContext, get_service_name
-from sandbox.exceptions import ConfigurationError, ContainerBeingKilled
+from sandbox.exceptions import (
+    ConfigurationError,
+    ContainerBeingKilled,
+    ExtensionNotFound,
+    WorkerTimeout,
+)
 from sandbox.extensions import DependencyProvider, Entrypoint
 from sandbox.runtime import get_runtime
 from sandbox.testing.services import dummy, entrypoint_hook, entrypoint_waiter
@@ -385,3 +390,31 @@ def test_kill_fails_inline_workers_instead_of_ending_their_thread(container_fact
         return thread.wait()
 
     assert get_runtime().call(scenario, timeout=10) is ContainerBeingKilled
+
+
+class Worked:
+    name = "worked"
+
+    @dummy
+    def double(self, value):
+        return value * 2
+
+    @dummy
+    def fail(self):
+        raise ValueError("failed")
+
+    @dummy
+    def slow(self):
+        eventlet.sleep(30)
+
+
+def test_run_entrypoint_returns_raises_and_times_out(container_factory):
+    container = container_factory(Worked, {})
+    container.start()
+    assert container.run_entrypoint("double", [21]) == 42
+    with pytest.raises(ValueError, match="failed"):
+        container.run_entrypoint("fail")
+    with pytest.raises(WorkerTimeout, match="worked.slow ran past 0.1s"):
+        container.run_entrypoint("slow", timeout=0.1)
+    with pytest.raises(ExtensionNotFound, match="No entrypoint for 'missing'"):
+        container.run_entrypoint("missing")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.records import CALL, EVENT, HTTP, MESSAGE, RPC, TIMER, Record, entrypoint_kind
-from sandbox.testing.services import entrypoint_hook
 
 # Request headers that describe one connection, not the request: a replay makes its own.
 _HOP_HEADERS = {"host", "content-length", "connection", "accept-encoding", "keep-alive"}
@@ -112,9 +111,7 @@ def fire(
 
 def call_entrypoint(client: Any, service: str, method: str, args: Any, kwargs: dict) -> Any:
     """Run a worker of ``service.method`` directly, as a timer tick or a test hook would."""
-    container = client.services[service].container
-    with entrypoint_hook(container, method) as hook:
-        return hook(*args, **kwargs)
+    return client.services[service].container.run_entrypoint(method, args, kwargs)
 
 
 def replay(client: Any, record: Record) -> Any:

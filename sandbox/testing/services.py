@@ -8,14 +8,10 @@ from contextlib import contextmanager
 from typing import Any
 from unittest.mock import MagicMock
 
-import eventlet
-import eventlet.event
-
-from sandbox import recorder
-from sandbox.containers import ServiceContainer, vars_with_bases
-from sandbox.exceptions import ContainerBeingKilled, ExtensionNotFound
+from sandbox.containers import ServiceContainer, WorkerWatch, vars_with_bases
+from sandbox.exceptions import ExtensionNotFound, WorkerTimeout
 from sandbox.extensions import DependencyProvider, Entrypoint, iter_extensions
-from sandbox.runtime import get_runtime, wait_for
+from sandbox.runtime import wait_for
 
 
 def worker_factory(service_cls: type, **dependencies: Any) -> Any:
@@ -30,11 +26,8 @@ def worker_factory(service_cls: type, **dependencies: Any) -> Any:
     return service
 
 
-def _find_entrypoint(container: ServiceContainer, method_name: str) -> Entrypoint | None:
-    for entrypoint in container.entrypoints:
-        if entrypoint.method_name == method_name:
-            return entrypoint
-    return None
+def _has_entrypoint(container: ServiceContainer, method_name: str) -> bool:
+    return any(entrypoint.method_name == method_name for entrypoint in container.entrypoints)
 
 
 class EntrypointWaiterTimeout(Exception):
@@ -45,25 +38,6 @@ def _timeout(container: ServiceContainer, method_name: str, timeout: float | Non
     return EntrypointWaiterTimeout(
         f"Timeout on {container.service_name}.{method_name} after {timeout} seconds"
     )
-
-
-class _WorkerWatch:
-    """A recorder observer that hands over the outcome of the first finished worker it accepts,
-    once its dependencies' teardown ran too (a session committed, a connection released)."""
-
-    def __init__(self, accept: Callable[[Any, Any, Any], bool], send: Callable[..., None]):
-        self.accept, self.send = accept, send
-
-    def worker_finished(self, worker_ctx: Any, result: Any, exc_info: tuple | None) -> None:
-        if self.accept(worker_ctx, result, exc_info):
-            self.send(result, exc_info)
-
-    def __enter__(self) -> _WorkerWatch:
-        recorder.add_observer(self)
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        recorder.remove_observer(self)
 
 
 @contextmanager
@@ -79,43 +53,13 @@ def entrypoint_hook(
     Should the container die meanwhile, the function raises the error that killed it; after
     ``timeout`` seconds it raises :class:`entrypoint_waiter.Timeout <EntrypointWaiterTimeout>`.
     """
-    entrypoint = _find_entrypoint(container, method_name)
-    if entrypoint is None:
-        raise ExtensionNotFound(
-            f"No entrypoint for '{method_name}' found on container {container}."
-        )
-
-    def run(args: tuple, kwargs: dict) -> Any:
-        outcome = eventlet.event.Event()
-        worker: list[Any] = []
-
-        def send(result: Any, exc_info: tuple | None) -> None:
-            if not outcome.ready():
-                outcome.send((result, exc_info))
-
-        def watch_container() -> None:
-            try:
-                container.wait()
-                died = ContainerBeingKilled(f"{container} stopped before the worker finished")
-            except Exception as exc:
-                died = exc
-            if not outcome.ready():
-                outcome.send_exception(died)
-
-        watcher = eventlet.spawn(watch_container)
-        try:
-            with _WorkerWatch(lambda ctx, *_: bool(worker) and ctx is worker[0], send):
-                worker.append(container.spawn_worker(entrypoint, args, kwargs, context_data))
-                with eventlet.Timeout(timeout, _timeout(container, method_name, timeout)):
-                    result, exc_info = outcome.wait()
-        finally:
-            watcher.kill()
-        if exc_info is not None:
-            raise exc_info[1].with_traceback(exc_info[2])
-        return result
+    container.entrypoint_named(method_name)
 
     def hook(*args: Any, **kwargs: Any) -> Any:
-        return get_runtime().call(run, args, kwargs)
+        try:
+            return container.run_entrypoint(method_name, args, kwargs, context_data, timeout)
+        except WorkerTimeout:
+            raise _timeout(container, method_name, timeout) from None
 
     yield hook
 
@@ -151,7 +95,7 @@ def entrypoint_waiter(
 
     With ``callback(worker_ctx, result, exc_info)``, wait for the first worker it accepts.
     """
-    if _find_entrypoint(container, method_name) is None:
+    if not _has_entrypoint(container, method_name):
         raise RuntimeError(f"{container.service_name} has no entrypoint `{method_name}`")
     wait_result = WorkerOutcome()
 
@@ -162,7 +106,7 @@ def entrypoint_waiter(
             and (callback is None or bool(callback(worker_ctx, result, exc_info)))
         )
 
-    with _WorkerWatch(accept, wait_result.send):
+    with WorkerWatch(accept, wait_result.send):
         yield wait_result
         try:
             wait_for(wait_result._done, timeout)
@@ -211,7 +155,7 @@ def restrict_entrypoints(container: ServiceContainer, *method_names: str) -> Non
     """Keep only the entrypoints decorating ``method_names``; call before ``start``."""
     if container.started:
         raise RuntimeError("You must restrict entrypoints before the container is started.")
-    missing = [name for name in method_names if _find_entrypoint(container, name) is None]
+    missing = [name for name in method_names if not _has_entrypoint(container, name)]
     if missing:
         raise ExtensionNotFound(f"Entrypoint(s) {missing} not found on {container}.")
     for entrypoint in list(container.entrypoints):
