@@ -23,6 +23,7 @@ import kombu
 from sandbox.config import config as global_config
 from sandbox.exceptions import ConfigurationError
 from sandbox.messaging import Consumer, Publisher
+from sandbox.records import EVENT
 
 if TYPE_CHECKING:
     from sandbox.containers import ServiceContainer, WorkerContext
@@ -74,6 +75,8 @@ class EventDispatcher(Publisher):
 
 class EventHandler(Consumer):
     """``@event_handler(source_service, event_type, ...)``: the method gets each payload."""
+
+    record_kind = EVENT
 
     def __init__(
         self,

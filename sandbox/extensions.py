@@ -150,6 +150,10 @@ class Entrypoint(Extension):
     """A trigger that runs a service method: an RPC, an HTTP route, an event, a timer tick."""
 
     method_name: str | None = None
+    # What the recorder (the inspector, sb.trace) calls the records of this entrypoint's
+    # workers: HTTP, RPC, EVENT, TIMER or MESSAGE for sandbox's own (see sandbox.records);
+    # an entrypoint of your own records as CALL unless it says otherwise.
+    record_kind: str = "CALL"
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # ``sensitive_variables``, the argument's name before Nameko 2.7, is still taken (as by

@@ -31,6 +31,7 @@ from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.constants import HEADER_PREFIX
 from sandbox.exceptions import ContainerBeingKilled
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
+from sandbox.records import MESSAGE
 
 if TYPE_CHECKING:
     from sandbox.containers import WorkerContext
@@ -219,6 +220,8 @@ class Consumer(Entrypoint, HeaderDecoder):
     The message is acked when the worker finishes, or requeued when it failed and
     ``requeue_on_error`` is set. ``prefetch_count`` overrides config ``PREFETCH_COUNT``.
     """
+
+    record_kind = MESSAGE
 
     queue_consumer = QueueConsumer()
 

@@ -32,27 +32,12 @@ RUNNING, OK, ERROR = "running", "ok", "error"
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
 
-# Entrypoint classes by name, so the core need not import the modules that define them.
-_KIND_BY_CLASS = {
-    "HttpRequestHandler": HTTP,
-    "Rpc": RPC,
-    "EventHandler": EVENT,
-    "Timer": TIMER,
-    "Consumer": MESSAGE,
-}
-_kind_cache: dict[type, str] = {}
 _RPC_PUBLISHES = ("rpc-request", "rpc-reply")
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
-    """HTTP, RPC, EVENT, TIMER or MESSAGE from the entrypoint's class; CALL for any other."""
-    cls = type(entrypoint)
-    kind = _kind_cache.get(cls)
-    if kind is None:
-        names = (base.__name__ for base in cls.__mro__)
-        kind = next((_KIND_BY_CLASS[n] for n in names if n in _KIND_BY_CLASS), CALL)
-        _kind_cache[cls] = kind
-    return kind
+    """What the entrypoint's workers are recorded as: its ``record_kind``."""
+    return getattr(entrypoint, "record_kind", CALL)
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -426,10 +411,10 @@ class Recorder:
     def message_published(self, info: dict[str, Any]) -> None:
         # An RPC request or reply is already the record of the worker that handled it.
         published = info.get("kind")
-        if published in _RPC_PUBLISHES or info.get("reply_to") or info.get("correlation_id"):
+        if published in _RPC_PUBLISHES:
             return
         exchange = info.get("exchange") or ""
-        kind = EVENT if published == "event" or exchange.endswith(".events") else MESSAGE
+        kind = EVENT if published == "event" else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
         headers = info.get("headers") or {}
         stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []

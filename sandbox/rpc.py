@@ -61,6 +61,7 @@ from sandbox.messaging import (
     publisher_for,
     reject_malformed,
 )
+from sandbox.records import RPC
 from sandbox.runtime import ThreadWakeup, get_runtime, runs_eventlet
 from sandbox.utils import unique_id
 
@@ -392,6 +393,8 @@ _DIGEST_ATTRIBUTE = "sandbox_request_digest"
 
 class Rpc(Entrypoint, HeaderDecoder):
     """``@rpc``: the method answers RPC requests for ``{service}.{method}``."""
+
+    record_kind = RPC
 
     rpc_consumer = RpcConsumer()
 

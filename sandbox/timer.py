@@ -18,11 +18,14 @@ import eventlet.event
 
 from sandbox.exceptions import ContainerBeingKilled
 from sandbox.extensions import Entrypoint
+from sandbox.records import TIMER
 
 log = logging.getLogger(__name__)
 
 
 class Timer(Entrypoint):
+    record_kind = TIMER
+
     def __init__(self, interval: float, eager: bool = False, **kwargs: Any):
         if not isinstance(interval, numbers.Real) or interval < 0:
             raise ValueError(f"timer interval must be a number of seconds >= 0, not {interval!r}")

@@ -116,10 +116,14 @@ def test_timer_ticks_are_timer_records(container_factory, rec):
     assert any(r.kind == TIMER and r.target == "svc.tick" for r in rec.records())
 
 
-def test_kind_comes_from_the_entrypoint_class_name():
-    rpc_cls = type("Rpc", (Entrypoint,), {})
-    assert entrypoint_kind(type("MyRpc", (rpc_cls,), {})()) == RPC
-    assert entrypoint_kind(type("EventHandler", (Entrypoint,), {})()) == EVENT
+def test_kind_is_what_the_entrypoint_declares_never_its_class_name():
+    from sandbox.rpc import Rpc
+
+    assert entrypoint_kind(type("MyRpc", (Rpc,), {})("method")) == RPC
+    # A class of one's own is a CALL whatever its name, unless it says otherwise.
+    assert entrypoint_kind(type("Timer", (Entrypoint,), {})()) == CALL
+    assert entrypoint_kind(type("EventHandler", (Entrypoint,), {})()) == CALL
+    assert entrypoint_kind(type("Mine", (Entrypoint,), {"record_kind": EVENT})()) == EVENT
     assert entrypoint_kind(Entrypoint()) == CALL
 
 
@@ -194,14 +198,26 @@ def test_published_events_and_messages_are_recorded_but_not_rpc_traffic(rec):
     headers = {"nameko.call_id_stack": ["orders.place.1"]}
     recorder.notify(
         "message_published",
-        {"exchange": "orders.events", "routing_key": "placed", "headers": headers, "payload": 1},
+        {
+            "exchange": "orders.events",
+            "routing_key": "placed",
+            "headers": headers,
+            "payload": 1,
+            "kind": "event",
+        },
     )
     recorder.notify("message_published", {"exchange": "jobs", "routing_key": "x", "payload": 2})
     recorder.notify(
         "message_published",
-        {"exchange": "nameko-rpc", "routing_key": "a.b", "payload": {}, "reply_to": "q"},
+        {"exchange": "nameko-rpc", "routing_key": "a.b", "kind": "rpc-request", "reply_to": "q"},
     )
-    event, message = rec.records()
+    # A message of one's own that carries reply_to and a correlation id is still a message.
+    recorder.notify(
+        "message_published",
+        {"exchange": "jobs", "routing_key": "y", "reply_to": "me", "correlation_id": "1"},
+    )
+    event, message, own = rec.records()
+    assert own.kind == MESSAGE
     assert (event.kind, event.source, event.target, event.request) == (
         EVENT,
         "orders.place",

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 from sandbox.containers import WorkerContext
 from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
+from sandbox.records import HTTP
 from sandbox.web.server import (
     CALL_ID_ENVIRON_KEY,
     ErrorResponse,
@@ -51,6 +52,7 @@ class ServerEntrypoint(Entrypoint):
 
 
 class HttpRequestHandler(ServerEntrypoint):
+    record_kind = HTTP
     server = WebServer()
 
     def __init__(
