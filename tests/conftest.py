@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import recorder
+
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,3 +76,30 @@ def cli(tmp_path):
     yield start
     for process in processes:
         process.kill()
+
+
+class Observed(list):
+    """A recorder observer that keeps what it is told of one ``event``, in order."""
+
+    def __init__(self, event: str):
+        super().__init__()
+        setattr(self, event, self.append)
+
+
+@pytest.fixture
+def published():
+    """Every message published during the test (RPC requests and replies, events...), as the
+    recorder is told of it."""
+    observed = Observed("message_published")
+    recorder.add_observer(observed)
+    yield observed
+    recorder.remove_observer(observed)
+
+
+@pytest.fixture
+def access_log():
+    """Every HTTP request the recorder is told of during the test."""
+    observed = Observed("http_request")
+    recorder.add_observer(observed)
+    yield observed
+    recorder.remove_observer(observed)

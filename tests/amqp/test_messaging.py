@@ -1,7 +1,6 @@
 import kombu
 import pytest
 
-from sandbox import recorder
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.contextdata import ContextDataProvider
@@ -58,22 +57,6 @@ class Worker:
     @consume(jobs_queue)
     def work(self, job):
         return job, self.stack
-
-
-class Published:
-    def __init__(self):
-        self.records = []
-
-    def message_published(self, record):
-        self.records.append(record)
-
-
-@pytest.fixture
-def published():
-    observer = Published()
-    recorder.add_observer(observer)
-    yield observer.records
-    recorder.remove_observer(observer)
 
 
 def test_publisher_and_consumer(rabbit_config, runner_factory, published):

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from polling import wait_until
 from test_amqp_consume import Echo, Sleepy
 
 from sandbox.exceptions import UnknownService
@@ -17,13 +18,6 @@ def rabbit_only(rabbit_config):
     if rabbit_config["AMQP_URI"].startswith("memory"):
         pytest.skip("the embedded broker has no socket for a caller's thread to read")
     return rabbit_config
-
-
-def wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.001)
 
 
 def test_a_lone_caller_reads_its_replies_and_the_loop_listens_again_after(

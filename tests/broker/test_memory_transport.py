@@ -11,6 +11,7 @@ import time
 
 import eventlet
 import kombu.transport.memory
+import polling
 import pytest
 from amqp.exceptions import (
     ChannelError,
@@ -68,11 +69,8 @@ def drain_returning_error(connection, timeout):
 
 
 def wait_until(predicate, timeout=2.0):
-    # only for broker-side timers (x-expires, TTL), which nothing can be woken by
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        eventlet.sleep(0.01)
+    # only for broker-side timers (x-expires, TTL), which run in this thread's own hub
+    polling.wait_until(predicate, timeout, interval=0.01, sleep=eventlet.sleep)
 
 
 def collect(into, ack=True):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import eventlet
 import eventlet.event
 import pytest
 from eventlet.green.http.client import HTTPConnection
+from polling import wait_until
 from reliability_tools import green_callers
 
 from sandbox.exceptions import RemoteError, RpcTimeout
@@ -226,13 +226,6 @@ def rpc_outcome(reply) -> object:
         return reply.result()
     except RpcTimeout as error:
         return type(error).__name__
-
-
-def wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.001)
 
 
 def http_outcome(future) -> object:

@@ -7,13 +7,13 @@ import contextlib
 import json
 import logging
 import pickle
-import time
 import uuid
 
 import eventlet.event
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from polling import wait_until
 from reliability_tools import HOSTILE, RawAmqp
 
 from sandbox.events import event_handler
@@ -213,14 +213,6 @@ def rejections(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
 
 
-def wait_until(condition, timeout: float = 5) -> None:
-    """Wait for ``condition()`` to hold; for what only a log line or a counter tells."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.005)
-
-
 class Gated:
     name = "hostile_gated"
     gate = eventlet.event.Event()
@@ -247,7 +239,7 @@ def test_forged_replies_never_reach_another_callers_pending_call(
     with ClusterRpcProxy(rabbit_config, timeout=10) as victim:
         assert victim.hostile_echo.echo("answered") == "answered"
         pending = victim.hostile_gated.wait.call_async("legit")
-        requests = [m for m in published.messages if m["kind"] == "rpc-request"]
+        requests = [m for m in published if m["kind"] == "rpc-request"]
         reply_to, answered = requests[-1]["reply_to"], requests[0]["correlation_id"]
 
         # An unknown id, a replayed one, none: sent through a service, and straight to the

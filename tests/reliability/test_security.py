@@ -215,7 +215,7 @@ def test_a_pickle_is_rejected_not_unpickled_by_any_consumer(
 
     with ClusterRpcProxy(rabbit_config, timeout=10) as cluster:
         pending = cluster.targets.wait.call_async()
-        request = next(m for m in published.messages if m["kind"] == "rpc-request")
+        request = next(m for m in published if m["kind"] == "rpc-request")
         reply = raw_amqp.request(
             payload, routing_key="targets.call", correlation_id="request", **PICKLE
         )

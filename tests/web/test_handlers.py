@@ -5,7 +5,6 @@ import pytest
 from werkzeug.exceptions import Forbidden, abort
 from werkzeug.wrappers import Response
 
-from sandbox import recorder
 from sandbox.contextdata import Language
 from sandbox.web.handlers import HttpRequestHandler, http
 from sandbox.web.server import WebServer, error_response
@@ -318,27 +317,11 @@ def test_context_data_is_empty_by_default(container_factory, web_config, web_ses
     assert web_session.get("/language", headers={"Accept-Language": "fr"}).text == "none"
 
 
-class AccessLog:
-    def __init__(self):
-        self.records = []
-
-    def http_request(self, record):
-        self.records.append(record)
-
-
-@pytest.fixture
-def access_log():
-    log = AccessLog()
-    recorder.add_observer(log)
-    yield log
-    recorder.remove_observer(log)
-
-
 @pytest.mark.usefixtures("example")
 def test_every_request_is_recorded_not_printed(web_session, access_log, capfd):
     web_session.get("/resource/5")
     web_session.get("/nowhere")
-    found, missing = access_log.records
+    found, missing = access_log
     assert found["method"] == "GET"
     assert found["path"] == "/resource/5"
     assert found["status"] == 200

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import websocket as websocket_client
+from polling import wait_until
 
 from sandbox.exceptions import IncorrectSignature, MalformedRequest, MethodNotFound, RemoteError
 from sandbox.testing.services import dummy, entrypoint_hook
@@ -97,13 +98,6 @@ def assert_no_message_before_marker(container, ws):
         assert unicast(target_socket_id=socket_id_of(ws), value="marker")
     assert get_message(ws) == "marker"
     assert ws.get_event_queue("test_message").empty()
-
-
-def wait_until(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # --- Nameko's behaviour ------------------------------------------------------------------------
