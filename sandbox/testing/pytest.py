@@ -30,7 +30,7 @@ from sandbox.constants import (
 )
 from sandbox.containers import ServiceContainer, get_container_cls
 from sandbox.runners import ServiceRunner
-from sandbox.testing.rabbit import HTTPError, RabbitManager
+from sandbox.testing.rabbit import HTTPError, RabbitManager, amqp_username
 from sandbox.utils import sanitize_url
 
 
@@ -339,11 +339,12 @@ def _memory_vhost(request: pytest.FixtureRequest, vhost: str) -> VhostConfig:
 
 def _rabbitmq_vhost(request: pytest.FixtureRequest, vhost: str) -> VhostConfig:
     manager: RabbitManager = request.getfixturevalue("rabbit_manager")
-    amqp_uri = manager.uri_for(vhost)
-    username = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).username or "guest")
-    manager.create_vhost(vhost)
-    manager.set_vhost_permissions(vhost, username, ".*", ".*", ".*")
-    test_config = {AMQP_URI_CONFIG_KEY: amqp_uri, "vhost": vhost, "username": username}
+    amqp_uri = manager.create_vhost_for_amqp_user(vhost)
+    test_config = {
+        AMQP_URI_CONFIG_KEY: amqp_uri,
+        "vhost": vhost,
+        "username": amqp_username(amqp_uri),
+    }
     return test_config, lambda: manager.delete_vhost(vhost)
 
 

@@ -114,6 +114,14 @@ class RabbitManager:
         """Create ``vhost``; the API's user gets every permission on it."""
         return self._call("PUT", "vhosts", vhost)
 
+    def create_vhost_for_amqp_user(self, vhost: str) -> str:
+        """Create ``vhost``, give the user of :attr:`amqp_uri` every permission on it (it may
+        not be the API's user), and return its AMQP URI."""
+        uri = self.uri_for(vhost)
+        self.create_vhost(vhost)
+        self.set_vhost_permissions(vhost, amqp_username(uri), ".*", ".*", ".*")
+        return uri
+
     def delete_vhost(self, vhost: str) -> None:
         """Delete ``vhost`` with everything in it; the broker closes its connections."""
         return self._call("DELETE", "vhosts", vhost)
@@ -197,3 +205,8 @@ class RabbitManager:
 
 
 Client = RabbitManager  # Nameko's name
+
+
+def amqp_username(uri: str) -> str:
+    """The user an AMQP URI connects as (guest when it names none)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(uri).username or "guest")

@@ -270,11 +270,7 @@ def fresh_vhost(rabbit_manager):
 
     def make() -> str:
         vhost = f"sandbox-diff-{uuid.uuid4().hex[:10]}"
-        user = urllib.parse.unquote(
-            urllib.parse.urlsplit(rabbit_manager.uri_for(vhost)).username or "guest"
-        )
-        rabbit_manager.create_vhost(vhost)
-        rabbit_manager.set_vhost_permissions(vhost, user, ".*", ".*", ".*")
+        rabbit_manager.create_vhost_for_amqp_user(vhost)
         made.append(vhost)
         return vhost
 

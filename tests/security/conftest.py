@@ -4,7 +4,6 @@
 started; every attack test that can runs against such a process, not only in-process.
 """
 
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 
@@ -77,9 +76,5 @@ def rabbitmq_uri(rabbit_manager):
     """The AMQP URI of a fresh RabbitMQ vhost (deleted after the test): a process's broker that
     the test reaches too, as the embedded broker of another process cannot be."""
     vhost = f"sandbox-security-{uuid.uuid4().hex[:12]}"
-    uri = rabbit_manager.uri_for(vhost)
-    user = urllib.parse.unquote(urllib.parse.urlsplit(uri).username or "guest")
-    rabbit_manager.create_vhost(vhost)
-    rabbit_manager.set_vhost_permissions(vhost, user, ".*", ".*", ".*")
-    yield uri
+    yield rabbit_manager.create_vhost_for_amqp_user(vhost)
     rabbit_manager.delete_vhost(vhost)
