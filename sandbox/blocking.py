@@ -42,7 +42,7 @@ import greenlet
 Offload = Callable[..., Any]
 
 # Hubs are OS threads, also where threading makes green threads (a monkey-patched process).
-_os_thread_ident: Callable[[], int] = eventlet.patcher.original("_thread").get_ident
+os_thread_ident: Callable[[], int] = eventlet.patcher.original("_thread").get_ident
 
 # Hub thread ident -> how its runtime hands a call to a plain thread. Written by the runtimes,
 # read on every patched call.
@@ -66,7 +66,7 @@ def remove_hub(ident: int) -> None:
 def hub_offload() -> Offload | None:
     """The hand-off of the hub whose green thread calls this, or None where calls may block:
     any other thread, and the hub's own greenlet, which must never wait."""
-    hand_off = _hubs.get(_os_thread_ident())
+    hand_off = _hubs.get(os_thread_ident())
     if hand_off is None or greenlet.getcurrent() is eventlet.hubs.get_hub().greenlet:
         return None
     return hand_off

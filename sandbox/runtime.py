@@ -42,8 +42,6 @@ T = TypeVar("T")
 # The wake-up pipe is non-blocking and read from the hub itself: in a monkey-patched process the
 # green os.read would wait on it there, which eventlet refuses.
 _os = eventlet.patcher.original("os")
-# An OS thread's identity even where threads are green (eventlet.monkey_patch()).
-os_thread_ident: Callable[[], int] = eventlet.patcher.original("_thread").get_ident
 
 # A capturer runs in the submitting thread and returns a function that the green thread runs
 # first. The notebook layer uses it to route a green thread's output to the cell that started it;
@@ -201,7 +199,7 @@ class GreenRuntime:
     # --- the hub thread ---------------------------------------------------------------------
 
     def _main(self) -> None:
-        self.ident = os_thread_ident()
+        self.ident = blocking.os_thread_ident()
         self.hub = eventlet.hubs.get_hub()
         if not self.patched:
             # Green thread failures are reported by _report, routed like any other output; the
@@ -334,7 +332,7 @@ class GreenRuntime:
 
     def in_hub(self) -> bool:
         """Whether the caller runs in the hub's OS thread, where it must never block it."""
-        return os_thread_ident() == self.ident
+        return blocking.os_thread_ident() == self.ident
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the hub thread's own loop, as soon as it is free.
