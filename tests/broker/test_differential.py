@@ -298,6 +298,8 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
             self.no_ack: dict[str, bool] = {}
             self.consumer_keys = itertools.count(1)
             self.waited = False
+            # Deliveries already put in ``unacked``, by (side, consumer key).
+            self.counted: dict[tuple[str, str], int] = {}
 
         def teardown(self) -> None:
             self.rabbit.close()
@@ -339,12 +341,6 @@ def test_the_embedded_broker_answers_as_rabbitmq_does(rabbit_manager, fresh_vhos
                         self.counted[(name, key)] = len(received)
             for key in self.embedded.cancelled | self.rabbit.cancelled:
                 self.consumers.pop(key, None)
-
-        @property
-        def counted(self) -> dict[tuple[str, str], int]:
-            if not hasattr(self, "_counted"):
-                self._counted: dict[tuple[str, str], int] = {}
-            return self._counted
 
         # --- rules ------------------------------------------------------------------------
 
