@@ -52,7 +52,9 @@ from sandbox.events import (
 )
 from sandbox.extensions import Entrypoint, is_dependency
 from sandbox.messaging import Consumer, Publisher
-from sandbox.rpc import ClusterRpc, Rpc, get_rpc_exchange
+from sandbox.rpc_calling import ClusterRpc
+from sandbox.rpc_routes import get_rpc_exchange
+from sandbox.rpc_serving import Rpc
 from sandbox.timer import Timer
 
 ASYNCAPI_VERSION = "3.0.0"

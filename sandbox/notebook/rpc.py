@@ -15,7 +15,8 @@ from typing import Any
 from sandbox.config import DEFAULTS, config
 from sandbox.notebook.errors import ServiceCrashed, abandoned_on_interrupt
 from sandbox.notebook.session import CRASHED, ServiceHandle, Session
-from sandbox.rpc import Client, RpcReply, Send
+from sandbox.rpc_calling import Client, Send
+from sandbox.rpc_replies import RpcReply
 
 CALL_TIMEOUT_KEY = "NOTEBOOK_CALL_TIMEOUT"
 

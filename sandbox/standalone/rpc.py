@@ -11,7 +11,6 @@ sleeps until the hub hands it the reply.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,15 +23,9 @@ from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.amqp.transport import amqp_uri, broker_errors, connection_options
 from sandbox.config import config as global_config
 from sandbox.messaging import publisher_for
-from sandbox.rpc import (
-    Client,
-    PendingReplies,
-    RpcCaller,
-    RpcReply,
-    client_options,
-    get_rpc_exchange,
-    reply_queue,
-)
+from sandbox.rpc_calling import Client, ReplyQueue, RpcCaller
+from sandbox.rpc_replies import RpcReply
+from sandbox.rpc_routes import client_options
 from sandbox.runtime import get_runtime
 from sandbox.utils import unique_id
 
@@ -81,26 +74,18 @@ class ClusterRpcProxy:
             if self._caller is not None:
                 return
             config = self.config
-            exchange = get_rpc_exchange(config)
-            routing_key = str(uuid.uuid4())
-            replies = PendingReplies()
-            replies.reader = ThreadReader(replies.idle)
+            replies = ReplyQueue(REPLY_QUEUE_OWNER, config)
+            replies.pending.reader = ThreadReader(replies.pending.idle)
             consumer = Consumer(
                 self.publisher_options.get("uri") or amqp_uri(config),
                 heartbeat=config.get("HEARTBEAT", 60),
                 accept=serialization.setup(config).accept,
                 retry_policy=config.get("TRANSPORT_OPTIONS"),
-                thread_reader=replies.reader,
+                thread_reader=replies.pending.reader,
                 limits=MessageLimits.from_config(config),
                 **connection_options(config),
             )
-            consumer.add_queue(
-                reply_queue(REPLY_QUEUE_OWNER, routing_key, exchange),
-                replies.deliver,
-                no_ack=True,
-                on_lost=replies.queue_lost,
-                on_disconnect=replies.connection_lost,
-            )
+            replies.consume_with(consumer.add_queue)
             thread = get_runtime().spawn(consumer.run)
             try:
                 with broker_errors(consumer.amqp_uri):
@@ -111,9 +96,7 @@ class ClusterRpcProxy:
                 raise
             self._consumer, self._thread = consumer, thread
             publisher = publisher_for(config, **self.publisher_options)
-            self._caller = RpcCaller(
-                consumer, publisher, exchange, replies, routing_key, self.timeout
-            )
+            self._caller = RpcCaller(consumer, publisher, replies, self.timeout)
 
     def _stop(self) -> None:
         with self._lifecycle:
