@@ -18,19 +18,20 @@ from typing import IO, Any
 
 import yaml
 
+from sandbox import constants
 from sandbox.exceptions import ConfigurationError
 from sandbox.utils import mask_secrets
 
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "AMQP_URI": "memory://",
+    "AMQP_URI": constants.DEFAULT_AMQP_URI,
     "WEB_SERVER_ADDRESS": "127.0.0.1:8000",
-    "max_workers": 10,
-    "parent_calls_tracked": 10,
-    "serializer": "json",
-    "rpc_exchange": "nameko-rpc",
-    "HEARTBEAT": 60,
+    "max_workers": constants.DEFAULT_MAX_WORKERS,
+    "parent_calls_tracked": constants.DEFAULT_PARENT_CALLS_TRACKED,
+    "serializer": constants.DEFAULT_SERIALIZER,
+    "rpc_exchange": constants.DEFAULT_RPC_EXCHANGE,
+    "HEARTBEAT": constants.DEFAULT_HEARTBEAT,
     "NOTEBOOK_CALL_TIMEOUT": 30,
 }
 

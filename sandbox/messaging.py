@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import kombu
 
 from sandbox import serialization
+from sandbox.amqp.connection import amqp_uri, connection_options
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import Subscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.transport import amqp_uri, connection_options
-from sandbox.constants import HEADER_PREFIX
+from sandbox.config import DEFAULTS
+from sandbox.constants import DEFAULT_PREFETCH_COUNT, HEADER_PREFIX
 from sandbox.exceptions import ContainerBeingKilled
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
 from sandbox.records import MESSAGE
@@ -89,6 +90,23 @@ def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
     return AmqpPublisher(options.pop("uri", None) or amqp_uri(config), **options)
 
 
+def consumer_for(config: Mapping[str, Any], uri: str | None = None, **options: Any) -> AmqpConsumer:
+    """A consumer set up from ``config`` (of broker ``uri`` when given), held to its message
+    limits; ``options`` (``thread_reader``) go to :class:`~sandbox.amqp.consume.Consumer`.
+
+    Raises ConfigurationError for a bad ``MAX_MESSAGE_SIZE`` or ``ACCEPT_COMPRESSION``."""
+    return AmqpConsumer(
+        uri or amqp_uri(config),
+        heartbeat=config.get("HEARTBEAT", DEFAULTS["HEARTBEAT"]),
+        prefetch_count=config.get("PREFETCH_COUNT", DEFAULT_PREFETCH_COUNT),
+        accept=serialization.setup(config).accept,
+        retry_policy=config.get("TRANSPORT_OPTIONS"),
+        limits=MessageLimits.from_config(config),
+        **connection_options(config),
+        **options,
+    )
+
+
 def describe(message: kombu.Message) -> str:
     """A message in a log line: where it came from, never its body."""
     info = message.delivery_info or {}
@@ -120,20 +138,13 @@ class QueueConsumer(SharedExtension, ProviderCollector):
     @property
     def consumer(self) -> AmqpConsumer:
         if self._consumer is None:
-            config = self.container.config
-            self._consumer = AmqpConsumer(
-                amqp_uri(config),
-                heartbeat=config.get("HEARTBEAT", 60),
-                prefetch_count=config.get("PREFETCH_COUNT", 10),
-                accept=serialization.setup(config).accept,
-                retry_policy=config.get("TRANSPORT_OPTIONS"),
-                **connection_options(config),
-            )
+            self._consumer = consumer_for(self.container.config)
         return self._consumer
 
     def setup(self) -> None:
-        # In setup, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails the container's.
-        self.consumer.limits = MessageLimits.from_config(self.container.config)
+        # Made here at the latest, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails
+        # the container's setup.
+        self._consumer = self.consumer
 
     def consume(
         self,

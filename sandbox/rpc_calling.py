@@ -16,10 +16,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sandbox import recorder
+from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage
 from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.transport import CONNECTION_ERRORS, broker_errors
 from sandbox.exceptions import UnknownService
 from sandbox.extensions import DependencyProvider, SharedExtension
 from sandbox.messaging import QueueConsumer, encode_to_headers, publisher_for

@@ -14,6 +14,7 @@ import kombu
 
 from sandbox import recorder
 from sandbox.amqp.publish import publish_record
+from sandbox.config import DEFAULTS
 from sandbox.config import config as global_config
 
 RPC_QUEUE_TEMPLATE = "rpc-{}"
@@ -33,7 +34,9 @@ def client_options(publisher_options: Mapping[str, Any]) -> dict[str, Any]:
 
 def get_rpc_exchange(config: Mapping[str, Any] | None = None) -> kombu.Exchange:
     config = global_config if config is None else config
-    return kombu.Exchange(config.get("rpc_exchange") or "nameko-rpc", type="topic", durable=True)
+    return kombu.Exchange(
+        config.get("rpc_exchange") or DEFAULTS["rpc_exchange"], type="topic", durable=True
+    )
 
 
 def reply_queue(owner: str, routing_key: str, exchange: kombu.Exchange) -> kombu.Queue:

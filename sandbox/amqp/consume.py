@@ -32,19 +32,13 @@ import kombu.serialization
 from amqp.exceptions import ConsumerCancelled
 
 from sandbox.amqp import wire
+from sandbox.amqp.connection import CONNECTION_ERRORS, close_quietly, connect, retry_delays
+from sandbox.amqp.frame_reader import FrameReader, GreenTCPTransport
+from sandbox.amqp.frame_writer import FrameWriter
+from sandbox.amqp.green import GreenChannel
 from sandbox.amqp.limits import MessageLimits, unopened_message
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import (
-    CONNECTION_ERRORS,
-    FrameReader,
-    FrameWriter,
-    GreenChannel,
-    GreenTCPTransport,
-    close_quietly,
-    connect,
-    retry_delays,
-)
 from sandbox.constants import DEFAULT_TRANSPORT_OPTIONS
 from sandbox.runtime import get_runtime
 from sandbox.utils import sanitize_url

@@ -1,7 +1,7 @@
 """kombu transport for ``memory://``: the embedded broker of :mod:`sandbox.broker`.
 
 ``AMQP_URI=memory://`` means this transport wherever sandbox connects
-(:func:`sandbox.amqp.transport.connect` picks it for the schemes in :data:`SCHEMES`), with
+(:func:`sandbox.amqp.connection.connect` picks it for the schemes in :data:`SCHEMES`), with
 RabbitMQ semantics and consumers woken by the publish itself. kombu's own ``memory``
 transport stays kombu's: other kombu or Celery code in the process gets it for
 ``memory://``. For kombu used directly, :func:`register` (run on import) adds the scheme

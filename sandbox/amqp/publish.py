@@ -20,14 +20,8 @@ import kombu.compression
 from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder, serialization
-from sandbox.amqp.transport import (
-    CONNECTION_ERRORS,
-    ConnectionPool,
-    PooledChannel,
-    broker_errors,
-    get_pool,
-    retry_delays,
-)
+from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_delays
+from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 
 log = logging.getLogger(__name__)

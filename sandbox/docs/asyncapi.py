@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import kombu
 
+from sandbox.amqp.connection import amqp_uri
 from sandbox.docs.schema import Schemas, set_default
 from sandbox.docs.source import (
     MISSING,
@@ -125,7 +126,7 @@ def asyncapi_document(
 class _Document:
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
-        self.broker_url = str(config.get("AMQP_URI") or "memory://")
+        self.broker_url = amqp_uri(config)
         self.vhost = _vhost(self.broker_url)
         self.schemas = Schemas(draft07=True)
         self.channels: dict[str, dict[str, Any]] = {}

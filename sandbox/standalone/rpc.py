@@ -16,13 +16,11 @@ from typing import Any
 
 import eventlet.semaphore
 
-from sandbox import serialization
+from sandbox.amqp.connection import broker_errors
 from sandbox.amqp.consume import Consumer
-from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import amqp_uri, broker_errors, connection_options
 from sandbox.config import config as global_config
-from sandbox.messaging import publisher_for
+from sandbox.messaging import consumer_for, publisher_for
 from sandbox.rpc_calling import Client, ReplyQueue, RpcCaller
 from sandbox.rpc_replies import RpcReply
 from sandbox.rpc_routes import client_options
@@ -76,15 +74,8 @@ class ClusterRpcProxy:
             config = self.config
             replies = ReplyQueue(REPLY_QUEUE_OWNER, config)
             replies.pending.reader = ThreadReader(replies.pending.idle)
-            consumer = Consumer(
-                self.publisher_options.get("uri") or amqp_uri(config),
-                heartbeat=config.get("HEARTBEAT", 60),
-                accept=serialization.setup(config).accept,
-                retry_policy=config.get("TRANSPORT_OPTIONS"),
-                thread_reader=replies.pending.reader,
-                limits=MessageLimits.from_config(config),
-                **connection_options(config),
-            )
+            uri = self.publisher_options.get("uri")
+            consumer = consumer_for(config, uri, thread_reader=replies.pending.reader)
             replies.consume_with(consumer.add_queue)
             thread = get_runtime().spawn(consumer.run)
             try:

@@ -308,7 +308,7 @@ def rabbit_config(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     ``--sandbox-brokers``. Ask for it before ``container_factory``/``runner_factory``, so
     that containers stop before the vhost goes.
     """
-    from sandbox.amqp.transport import close_pools
+    from sandbox.amqp.pool import close_pools
     from sandbox.config import config
     from sandbox.runtime import get_runtime
 
@@ -384,7 +384,7 @@ def get_message_from_queue(amqp_uri: str):
     ``queue.Empty`` when none comes within ``timeout`` seconds."""
     import kombu.serialization
 
-    from sandbox.amqp.transport import connect
+    from sandbox.amqp.connection import connect
     from sandbox.runtime import get_runtime
 
     def take(queue_name: str, ack: bool, block: bool, timeout: float, accept: Any) -> Any:

@@ -8,8 +8,8 @@ import kombu
 import pytest
 
 from sandbox import broker
+from sandbox.amqp.connection import amqp_uri
 from sandbox.amqp.consume import Consumer
-from sandbox.amqp.transport import amqp_uri
 from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
 from sandbox.rpc import ReplyConnectionLost, rpc
 from sandbox.runtime import get_runtime

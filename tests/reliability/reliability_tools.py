@@ -14,8 +14,8 @@ import kombu
 from hypothesis import HealthCheck, settings
 from jupyter_client.manager import start_new_kernel
 
+from sandbox.amqp.connection import close_quietly, connect
 from sandbox.amqp.consume import Consumer
-from sandbox.amqp.transport import close_quietly, connect
 from sandbox.runtime import get_runtime
 
 # Hypothesis runs many examples against one running service; the fixtures are shared on

@@ -21,8 +21,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from reliability_tools import shown_by_kernel
 
+from sandbox.amqp.connection import connect
 from sandbox.amqp.consume import Consumer as AmqpConsumer
-from sandbox.amqp.transport import connect, get_pool
+from sandbox.amqp.pool import get_pool
 from sandbox.cli.main import main
 from sandbox.config import DEFAULTS, Config
 from sandbox.containers import ServiceContainer
