@@ -1,6 +1,6 @@
 """The global config, and YAML config files with ``${VAR:default}`` substitution.
 
-``sandbox.config`` is the global ``Config`` (``sandbox/__init__.py`` re-exports it, as Nameko 3
+``sandbox.config`` is the global ``ConfigDict`` (``sandbox/__init__.py`` re-exports it, as Nameko 3
 does), so import helpers from here by name: ``from sandbox.config import load_config``.
 """
 
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Config(collections.UserDict):
+class ConfigDict(collections.UserDict):
     """A dict of config keys with ``setup`` and ``patch``, and a repr that hides secrets."""
 
     def setup(self, mapping: Mapping[str, Any]) -> None:
@@ -63,7 +63,7 @@ class Config(collections.UserDict):
         return f"{type(self).__name__}({mask_secrets(self.data)!r})"
 
 
-config = Config(DEFAULTS)
+config = ConfigDict(DEFAULTS)
 
 
 def load_config(source: str | os.PathLike | IO[str]) -> dict[str, Any]:

@@ -24,10 +24,9 @@ import kombu
 
 from sandbox import serialization
 from sandbox.amqp.connection import amqp_uri, connection_options
-from sandbox.amqp.consume import Consumer as AmqpConsumer
-from sandbox.amqp.consume import Subscription, ack, reject, requeue
+from sandbox.amqp.consume import AmqpConsumer, QueueSubscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
-from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.publish import AmqpPublisher
 from sandbox.config import DEFAULTS
 from sandbox.constants import DEFAULT_PREFETCH_COUNT, HEADER_PREFIX
 from sandbox.exceptions import ContainerBeingKilled
@@ -92,7 +91,7 @@ def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
 
 def consumer_for(config: Mapping[str, Any], uri: str | None = None, **options: Any) -> AmqpConsumer:
     """A consumer set up from ``config`` (of broker ``uri`` when given), held to its message
-    limits; ``options`` (``thread_reader``) go to :class:`~sandbox.amqp.consume.Consumer`.
+    limits; ``options`` (``thread_reader``) go to :class:`~sandbox.amqp.consume.AmqpConsumer`.
 
     Raises ConfigurationError for a bad ``MAX_MESSAGE_SIZE`` or ``ACCEPT_COMPRESSION``."""
     return AmqpConsumer(
@@ -131,7 +130,7 @@ class QueueConsumer(SharedExtension, ProviderCollector):
 
     def __init__(self) -> None:
         super().__init__()
-        self._subscriptions: dict[Any, list[Subscription]] = {}
+        self._subscriptions: dict[Any, list[QueueSubscription]] = {}
         self._consumer: AmqpConsumer | None = None
         self._thread: Any = None
 

@@ -242,7 +242,7 @@ class Record:
         return f"<Record #{self.id} {self.summary()}>"
 
 
-class Subscription:
+class RecordSubscription:
     """Delivers new and updated records to ``callback`` in batches, at most every ``interval``.
 
     The callback runs in the hub thread, so a burst of messages costs one call per interval.
@@ -298,7 +298,7 @@ class Recorder:
         self._ids = itertools.count(1)
         self._open: dict[int, Record] = {}  # id(worker_ctx) -> its record, while it runs
         self._open_http: dict[str, Record] = {}  # call id -> HTTP record awaiting its response
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[RecordSubscription] = []
 
     @property
     def size(self) -> int:
@@ -331,12 +331,12 @@ class Recorder:
 
     def subscribe(
         self, callback: Callable[[list[Record]], None], interval: float = 0.15
-    ) -> Subscription:
-        subscription = Subscription(self, callback, interval)
+    ) -> RecordSubscription:
+        subscription = RecordSubscription(self, callback, interval)
         self._subscriptions.append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: RecordSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 

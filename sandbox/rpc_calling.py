@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox import recorder
 from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors
-from sandbox.amqp.consume import Consumer as AmqpConsumer
-from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage
-from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.consume import AmqpConsumer
+from sandbox.amqp.publish import AmqpPublisher, MessageTemplate, UndeliverableMessage
 from sandbox.exceptions import UnknownService
 from sandbox.extensions import DependencyProvider, SharedExtension
 from sandbox.messaging import QueueConsumer, encode_to_headers, publisher_for
@@ -203,7 +202,7 @@ class RpcCaller:
 Send = Callable[[str, str, tuple, dict], RpcReply]
 
 
-class Client:
+class RpcClient:
     """What an RPC client injects: ``client.service.method(...)``, ``client["svc-name"]``,
     ``client.service.method.call_async(...)``. Usable from any thread."""
 
@@ -212,13 +211,13 @@ class Client:
         self.service_name = service_name
         self.method_name = method_name
 
-    def __getattr__(self, name: str) -> Client:
+    def __getattr__(self, name: str) -> RpcClient:
         # Private names are Python's and tools' probes (copy, IPython), never services.
         if name.startswith("_"):
             raise AttributeError(name)
         return self[name]
 
-    def __getitem__(self, name: str) -> Client:
+    def __getitem__(self, name: str) -> RpcClient:
         if self.method_name is not None:
             raise TypeError(f"{self!r} is a method; it has no {name!r}")
         if self.service_name is None:
@@ -245,8 +244,8 @@ class Client:
 
 
 # Nameko's names for the same object: ``proxy.service`` is a ServiceProxy, ``proxy.method``
-# (callable, with ``call_async``) a MethodProxy.
-Proxy = ServiceProxy = MethodProxy = Client
+# (callable, with ``call_async``) a MethodProxy; ``sandbox.rpc.Client`` is Nameko 3's.
+Client = Proxy = ServiceProxy = MethodProxy = RpcClient
 
 
 class ReplyQueue:
@@ -310,9 +309,9 @@ class ClusterRpc(DependencyProvider):
             listener.queue_consumer.consumer, self.publisher, listener.reply_queue, self.timeout
         )
 
-    def get_dependency(self, worker_ctx: WorkerContext) -> Client:
+    def get_dependency(self, worker_ctx: WorkerContext) -> RpcClient:
         context_data = worker_ctx.context_data
-        return Client(partial(self._send, context_data))
+        return RpcClient(partial(self._send, context_data))
 
     def _send(self, context_data: dict, *request: Any) -> RpcReply:
         return self.caller.send(*request, context_data)
@@ -325,7 +324,7 @@ class ServiceRpc(ClusterRpc):
         self.target_service = target_service
         super().__init__(timeout, **publisher_options)
 
-    def get_dependency(self, worker_ctx: WorkerContext) -> Client:
+    def get_dependency(self, worker_ctx: WorkerContext) -> RpcClient:
         return super().get_dependency(worker_ctx)[self.target_service]
 
 

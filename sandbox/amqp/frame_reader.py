@@ -2,7 +2,7 @@
 
 py-amqp's transport module is re-imported with eventlet's green ``socket`` and ``ssl`` (nothing
 is monkey patched); the transports here read through it, whole frames at a time, and hand
-deliveries assembled (:class:`sandbox.amqp.wire.Delivery`) to the consumer's loop, or to a
+deliveries assembled (:class:`sandbox.amqp.wire.WireDelivery`) to the consumer's loop, or to a
 plain thread that waits for a reply (:mod:`sandbox.amqp.thread_reader`).
 """
 
@@ -35,7 +35,7 @@ class FrameReader:
     py-amqp reads a frame as header, payload and end byte, with a timeout set and restored
     around each: a few dozen Python calls per frame, and a trip through the hub for each
     read that finds nothing buffered. A delivery is three frames: given ``on_delivery``,
-    they are assembled here (:class:`wire.Delivery`) instead of by py-amqp.
+    they are assembled here (:class:`wire.WireDelivery`) instead of by py-amqp.
     """
 
     _RECV_SIZE = 65536
@@ -47,7 +47,7 @@ class FrameReader:
         self,
         on_frame: Callable[[tuple[int, int, bytes]], Any],
         timeout: float | None,
-        on_delivery: Callable[[wire.Delivery, bool], Any] | None = None,
+        on_delivery: Callable[[wire.WireDelivery, bool], Any] | None = None,
     ) -> None:
         """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
         received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``), and each whole
@@ -63,7 +63,7 @@ class FrameReader:
         receive: Callable[[float | None], tuple[bytes, bool]],
         on_frame: Callable[[tuple[int, int, bytes]], Any],
         timeout: float | None,
-        on_delivery: Callable[[wire.Delivery, bool], Any] | None,
+        on_delivery: Callable[[wire.WireDelivery, bool], Any] | None,
     ) -> None:
         buffer = self._read_buffer
         waited = False
@@ -118,7 +118,7 @@ class FrameReader:
         delivery = deliveries.get(channel)
         if delivery is None:
             if frame_type == wire.METHOD_FRAME and wire.is_delivery(payload):
-                deliveries[channel] = wire.Delivery(channel, payload)
+                deliveries[channel] = wire.WireDelivery(channel, payload)
                 return True
             return False
         if frame_type == wire.HEADER_FRAME and delivery.body_size < 0:
@@ -198,7 +198,7 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
         self,
         on_frame: Callable[[tuple[int, int, bytes]], Any],
         timeout: float | None,
-        on_delivery: Callable[[wire.Delivery, bool], Any],
+        on_delivery: Callable[[wire.WireDelivery, bool], Any],
         interrupt: int,
     ) -> None:
         """:meth:`drain`, from a plain thread, while the consumer's loop does not read; data

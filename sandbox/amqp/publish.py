@@ -33,7 +33,7 @@ class UndeliverableMessage(Exception):
     """A ``mandatory`` message that no queue took."""
 
 
-class Publisher:
+class AmqpPublisher:
     """Publishes messages to ``amqp_uri``; call options override the constructor's.
 
     Must be used in the thread whose hub owns the connections: the runtime's hub thread.
@@ -140,6 +140,10 @@ class Publisher:
             return list(pooled.returned)
 
 
+# Nameko's name (``nameko.amqp.publish.Publisher``); unique names inside sandbox.
+Publisher = AmqpPublisher
+
+
 def _delays(retry: bool, policy: Mapping[str, Any]) -> Iterator[float]:
     return retry_delays(policy) if retry else iter(())
 
@@ -228,7 +232,7 @@ class MessageTemplate:
     ``compression``, and any other AMQP property by name.
     """
 
-    def __init__(self, publisher: Publisher):
+    def __init__(self, publisher: AmqpPublisher):
         options = {
             k: v for k, v in publisher.publish_kwargs.items() if k not in _NOT_MESSAGE_FIELDS
         }

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
 
 
-class Client:
+class NotebookClient:
     """What a notebook cell uses to reach and drive the kernel's services."""
 
     def __init__(self, session: Session):

@@ -17,11 +17,11 @@ from typing import Any
 import eventlet.semaphore
 
 from sandbox.amqp.connection import broker_errors
-from sandbox.amqp.consume import Consumer
+from sandbox.amqp.consume import AmqpConsumer
 from sandbox.amqp.thread_reader import ThreadReader
 from sandbox.config import config as global_config
 from sandbox.messaging import consumer_for, publisher_for
-from sandbox.rpc_calling import Client, ReplyQueue, RpcCaller
+from sandbox.rpc_calling import ReplyQueue, RpcCaller, RpcClient
 from sandbox.rpc_replies import RpcReply
 from sandbox.rpc_routes import client_options
 from sandbox.runtime import get_runtime
@@ -49,19 +49,19 @@ class ClusterRpcProxy:
         self.timeout = timeout
         self.publisher_options = client_options(publisher_options)
         self._caller: RpcCaller | None = None
-        self._consumer: Consumer | None = None
+        self._consumer: AmqpConsumer | None = None
         self._thread: Any = None
         # Guards start and stop, which run in the hub, against each other.
         self._lifecycle = eventlet.semaphore.Semaphore()
 
-    def start(self) -> Client:
+    def start(self) -> RpcClient:
         get_runtime().call(self._start)
-        return Client(self.send)
+        return RpcClient(self.send)
 
     def stop(self) -> None:
         get_runtime().call(self._stop)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> RpcClient:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -120,7 +120,7 @@ class ServiceRpcProxy(ClusterRpcProxy):
         self.service_name = service_name
         super().__init__(*args, **kwargs)
 
-    def start(self) -> Client:
+    def start(self) -> RpcClient:
         return super().start()[self.service_name]
 
 
