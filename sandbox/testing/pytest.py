@@ -54,7 +54,7 @@ def mock_container(empty_config: dict[str, Any]) -> mock.Mock:
 @pytest.fixture
 def predictable_call_ids() -> Iterator[mock.Mock]:
     """Call ids end in "0", "1", "2"... in the order workers start (``service.method.0``)."""
-    with mock.patch("sandbox.containers.new_call_id", autospec=True) as new_call_id:
+    with mock.patch("sandbox.worker_context.new_call_id", autospec=True) as new_call_id:
         new_call_id.side_effect = (str(number) for number in itertools.count())
         yield new_call_id
 
