@@ -32,7 +32,7 @@ RUNNING, OK, ERROR = "running", "ok", "error"
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
 
-_RPC_PUBLISHES = ("rpc-request", "rpc-reply")
+_RPC_PUBLISHES = (recorder.PUBLISHED_RPC_REQUEST, recorder.PUBLISHED_RPC_REPLY)
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -414,7 +414,7 @@ class Recorder:
         if published in _RPC_PUBLISHES:
             return
         exchange = info.get("exchange") or ""
-        kind = EVENT if published == "event" else MESSAGE
+        kind = EVENT if published == recorder.PUBLISHED_EVENT else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
         headers = info.get("headers") or {}
         stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []

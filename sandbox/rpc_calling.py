@@ -167,7 +167,7 @@ class RpcCaller:
 
     def _record(self, request: OutgoingRequest) -> None:
         record_published(
-            "rpc-request",
+            recorder.PUBLISHED_RPC_REQUEST,
             request.payload,
             self.exchange.name,
             request.routing_key,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import kombu
 import kombu.exceptions
 
-from sandbox import serialization
+from sandbox import recorder, serialization
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage
 from sandbox.exceptions import (
@@ -203,9 +203,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
                 log.warning("could not reply to %s (%r); requeued", describe(message), exc)
                 settle = requeue
             else:
-                record_published(
-                    "rpc-reply", reply, self.exchange.name, routing_key, headers, reply_properties
-                )
+                where = (self.exchange.name, routing_key, headers, reply_properties)
+                record_published(recorder.PUBLISHED_RPC_REPLY, reply, *where)
             for delivery in self.requests.finish(message, reply):
                 settle(delivery)
 

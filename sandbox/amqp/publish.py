@@ -85,14 +85,14 @@ class AmqpPublisher:
         """Publish ``payload``; raise UndeliverableMessage when mandatory and unroutable.
 
         ``headers`` merge: the constructor's, then the call's, then ``extra_headers``.
-        ``kind`` names the message for the recorder (``"message"`` by default).
+        ``kind`` names the message for the recorder (a ``recorder.PUBLISHED_*``).
         """
         self.send(self.prepare(payload, **kwargs))
 
     def prepare(self, payload: Any, **kwargs: Any) -> OutgoingMessage:
         """Encode a message for :meth:`send`: a value that cannot be serialized fails here,
         before any connection is used. Takes :meth:`publish`'s arguments."""
-        kind = kwargs.pop("kind", "message")
+        kind = kwargs.pop("kind", recorder.PUBLISHED_MESSAGE)
         headers = {
             **(self.publish_kwargs.get("headers") or {}),
             **(kwargs.pop("headers", None) or {}),
