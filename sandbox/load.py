@@ -68,7 +68,7 @@ class LoadTarget:
         if match := _RPC_TARGET.match(text):
             return cls(RPC, *match.groups())
         raise ValueError(
-            f"cannot load {text!r}: give 'service.method' (RPC), 'GET /path' (HTTP) "
+            f"{text!r} is not a target: give 'service.method' (RPC), 'GET /path' (HTTP) "
             "or 'event:source.event_type'"
         )
 
@@ -232,8 +232,8 @@ class LoadResult:
             ("asked", f"{self.rate:g}/s for {self.duration:g} s"),
             ("sent / completed", f"{self.sent} / {self.completed}"),
             ("throughput", f"{self.throughput:.1f}/s"),
-            ("p50 / p90 / p99", " / ".join(_ms(v) for v in (self.p50, self.p90, self.p99))),
-            ("max", _ms(self.max)),
+            ("p50 / p90 / p99", " / ".join(map(milliseconds, (self.p50, self.p90, self.p99)))),
+            ("max", milliseconds(self.max)),
             ("errors", str(self.errors)),
             *((f"  {kind}", str(count)) for kind, count in self.error_kinds.items()),
         ]
@@ -244,7 +244,8 @@ class LoadResult:
         return self.table()
 
 
-def _ms(seconds: float | None) -> str:
+def milliseconds(seconds: float | None) -> str:
+    """``seconds`` shown in ms, for tables; "-" for none."""
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
@@ -339,7 +340,7 @@ class LoadRun:
 
             base_url = get_base_url()
             if base_url is None:
-                raise RuntimeError(f"cannot load {self.target}: no HTTP server is running")
+                raise RuntimeError("no HTTP server is running (no service has an @http route)")
             self._driver = HttpLoadDriver(self.target, base_url, self.timeout)
         if self.queue is not None:
             try:

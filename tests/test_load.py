@@ -70,9 +70,11 @@ def test_a_saturated_service_shows_latency_and_a_queue_not_a_lower_rate(
     # queue, and their latencies, counted from when each was due, grow with the pile.
     container = container_factory(Echo, {**rabbit_config, "max_workers": 1})
     container.start()
-    result = LoadRun(
-        "echo.slow", rate=60, duration=1, timeout=30, config=rabbit_config
-    ).start().wait(timeout=90)
+    result = (
+        LoadRun("echo.slow", rate=60, duration=1, timeout=30, config=rabbit_config)
+        .start()
+        .wait(timeout=90)
+    )
     assert result.sent == result.completed == 60 and result.errors == 0
     assert result.throughput < 0.6 * 60, result.table()
     # The last one, due at ~1 s, waited for the 59 before it, 50 ms each: ~2 s late; the
