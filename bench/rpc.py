@@ -21,9 +21,10 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from bench import Row
@@ -293,8 +294,14 @@ def vhost() -> Iterator[str]:
 
 
 @contextmanager
-def service(command: list[str], ready: str, cwd: Path = ROOT) -> Iterator[None]:
-    """A service subprocess, once it printed ``ready`` (stdout or stderr)."""
+def service(
+    command: list[str],
+    ready: str,
+    cwd: Path = ROOT,
+    on_line: Callable[[str], object] = str,
+) -> Iterator[None]:
+    """A service subprocess, once it printed ``ready`` (stdout or stderr); each later line
+    goes to ``on_line``."""
     proc = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -307,11 +314,16 @@ def service(command: list[str], ready: str, cwd: Path = ROOT) -> Iterator[None]:
         else:
             raise RuntimeError(f"{command} ended before it was ready:\n{''.join(output)}")
         # Keep reading, or a chatty service would block on a full pipe.
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        threading.Thread(target=_read_lines, args=(proc.stdout, on_line), daemon=True).start()
         yield
     finally:
         proc.kill()
         proc.wait()
+
+
+def _read_lines(stream: IO[str], on_line: Callable[[str], object]) -> None:
+    for line in stream:
+        on_line(line)
 
 
 def client(command: list[str], *args: object) -> dict[str, float]:
