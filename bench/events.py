@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row
-from bench.http import nameko_python
-from bench.rpc import NAMEKO_LOGGING, RAW_COMMON, client, service, vhost
+from bench.rpc import RAW_COMMON, SANDBOX_RUN, client, service, start_nameko, vhost
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000"))
@@ -48,7 +47,10 @@ import json, time
 
 counts = {}
 
-def handled(payload):
+def handle(payload, sleep):
+    wait = payload["gate"] - time.time()
+    if wait > 0:
+        sleep(wait)
     run = payload["run"]
     counts[run] = counts.get(run, 0) + 1
     if counts[run] == payload["total"]:
@@ -96,115 +98,69 @@ def measure(dispatch):
     print(json.dumps(result), flush=True)
 """
 
-SANDBOX_HANDLER = (
-    HANDLE
-    + """
-import sys, threading
+# The handler service of ``{impl}``, which dispatches as ``bench_{impl}``.
+HANDLER = """
 import eventlet
-from sandbox.events import event_handler
-from sandbox.runners import ServiceRunner
+from {impl}.events import event_handler
 
-class Handler:
-    name = "bench_sandbox_handler"
+class Bench:
+    name = "bench_{impl}_handler"
 
-    @event_handler("bench_sandbox", "tick")
+    @event_handler("bench_{impl}", "tick")
     def on_tick(self, payload):
-        wait = payload["gate"] - time.time()
-        if wait > 0:
-            eventlet.sleep(wait)
-        handled(payload)
-
-runner = ServiceRunner({"AMQP_URI": sys.argv[1]})
-runner.add_service(Handler)
-runner.start()
-print("ready", flush=True)
-threading.Event().wait()
+        handle(payload, eventlet.sleep)
 """
-)
 
-SANDBOX_CLIENT = (
-    DISPATCH
-    + """
-from sandbox.standalone.events import event_dispatcher
+SANDBOX_HANDLER = HANDLE + HANDLER.format(impl="sandbox") + SANDBOX_RUN
 
-dispatcher = event_dispatcher({"AMQP_URI": sys.argv[1]})
-measure(lambda payload: dispatcher("bench_sandbox", "tick", payload))
+# The dispatching client of ``{impl}``.
+CLIENT = """
+from {impl}.standalone.events import event_dispatcher
+
+dispatcher = event_dispatcher({{"AMQP_URI": sys.argv[1]}})
+measure(lambda payload: dispatcher("bench_{impl}", "tick", payload))
 """
-)
 
-NAMEKO_HANDLER = (
-    HANDLE
-    + """
-import eventlet
-from nameko.events import event_handler
+SANDBOX_CLIENT = DISPATCH + CLIENT.format(impl="sandbox")
 
-class Handler:
-    name = "bench_nameko_handler"
+NAMEKO_HANDLER = HANDLE + HANDLER.format(impl="nameko")
 
-    @event_handler("bench_nameko", "tick")
-    def on_tick(self, payload):
-        wait = payload["gate"] - time.time()
-        if wait > 0:
-            eventlet.sleep(wait)
-        handled(payload)
-"""
-)
-
-NAMEKO_CLIENT = (
-    "import eventlet; eventlet.monkey_patch()\n"
-    + DISPATCH
-    + """
-from nameko.standalone.events import event_dispatcher
-
-dispatcher = event_dispatcher({"AMQP_URI": sys.argv[1]})
-measure(lambda payload: dispatcher("bench_nameko", "tick", payload))
-"""
-)
+GREEN = "import eventlet; eventlet.monkey_patch()\n"
+NAMEKO_CLIENT = GREEN + DISPATCH + CLIENT.format(impl="nameko")
 
 # Nameko's wire format for events: a durable topic exchange ``{source}.events``, persistent
 # JSON messages, one durable queue per handler.
-RAW_EVENTS = """
+RAW_EVENTS = (
+    RAW_COMMON
+    + """
 import json, time
 
-def declare(channel):
-    channel.exchange_declare("bench_raw.events", "topic", durable=True, auto_delete=False)
+connection, channel = connect(sys.argv[1])
+channel.exchange_declare("bench_raw.events", "topic", durable=True, auto_delete=False)
 """
+)
 
 RAW_HANDLER = (
-    RAW_COMMON
+    HANDLE
     + RAW_EVENTS
-    + HANDLE
     + """
-connection, channel = connect(sys.argv[1])
-declare(channel)
 channel.queue_declare("evt-bench_raw-tick--bench_raw_handler.on_tick", durable=True)
 channel.queue_bind("evt-bench_raw-tick--bench_raw_handler.on_tick", "bench_raw.events", "tick")
 
 def on_tick(message):
-    payload = json.loads(message.body)
-    wait = payload["gate"] - time.time()
-    if wait > 0:
-        time.sleep(wait)
-    handled(payload)
+    handle(json.loads(message.body), time.sleep)
     channel.basic_ack(message.delivery_tag)
 
-channel.basic_qos(0, 10, False)
-channel.basic_consume("evt-bench_raw-tick--bench_raw_handler.on_tick", callback=on_tick)
-print("ready", flush=True)
-while True:
-    connection.drain_events()
+serve(connection, channel, "evt-bench_raw-tick--bench_raw_handler.on_tick", on_tick)
 """
 )
 
 # Publishes with confirms, keeping up to as many messages in flight as the others have
 # dispatching threads; a message is dispatched when the broker confirmed it.
 RAW_CLIENT = (
-    RAW_COMMON
+    DISPATCH
     + RAW_EVENTS
-    + DISPATCH
     + """
-connection, channel = connect(sys.argv[1])
-declare(channel)
 channel.confirm_select()
 unconfirmed = set()
 tags = iter(range(1, 1 << 62))
@@ -284,16 +240,10 @@ def start_handlers(stack: ExitStack, uri: str, workdir: Path) -> dict[str, Any]:
         handled = Handled()
         stack.enter_context(service([python, "-c", handler, uri], "ready", on_line=handled.on_line))
         impls[impl] = ([python, "-c", dispatcher, uri], handled)
-    nameko = nameko_python()
-    if nameko is None:
-        print("nameko: scripts/nameko-venv.sh failed, Nameko is left out")
-        return impls
-    (workdir / "nameko_events.py").write_text(NAMEKO_HANDLER)
-    (workdir / "config.yaml").write_text(json.dumps({"AMQP_URI": uri, "LOGGING": NAMEKO_LOGGING}))
-    run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml", "nameko_events"]
     handled = Handled()
-    stack.enter_context(service(run, "services started", workdir, on_line=handled.on_line))
-    impls["nameko"] = ([nameko, "-c", NAMEKO_CLIENT, uri], handled)
+    nameko = start_nameko(stack, uri, workdir, NAMEKO_HANDLER, handled.on_line)
+    if nameko is not None:
+        impls["nameko"] = ([nameko, "-c", NAMEKO_CLIENT, uri], handled)
     return impls
 
 

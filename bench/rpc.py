@@ -88,17 +88,10 @@ def measure(open_caller):
     print(json.dumps(result), flush=True)
 """
 
-SANDBOX_SERVICE = """
+# Runs the service class ``Bench`` defined before it, until killed.
+SANDBOX_RUN = """
 import sys, threading
-from sandbox.rpc import rpc
 from sandbox.runners import ServiceRunner
-
-class Bench:
-    name = "bench_sandbox"
-
-    @rpc
-    def echo(self, value):
-        return value
 
 runner = ServiceRunner({"AMQP_URI": sys.argv[1]})
 runner.add_service(Bench)
@@ -106,6 +99,20 @@ runner.start()
 print("ready", flush=True)
 threading.Event().wait()
 """
+
+SANDBOX_SERVICE = (
+    """
+from sandbox.rpc import rpc
+
+class Bench:
+    name = "bench_sandbox"
+
+    @rpc
+    def echo(self, value):
+        return value
+"""
+    + SANDBOX_RUN
+)
 
 # The service's clients share one proxy, as threads of a notebook or a web app would.
 SANDBOX_CLIENT = (
@@ -172,6 +179,13 @@ def connect(uri):
     channel = connection.channel()
     channel.exchange_declare("nameko-rpc", "topic", durable=True, auto_delete=False)
     return connection, channel
+
+def serve(connection, channel, queue, callback):
+    channel.basic_qos(0, 10, False)
+    channel.basic_consume(queue, callback=callback)
+    print("ready", flush=True)
+    while True:
+        connection.drain_events()
 """
 
 RAW_SERVICE = (
@@ -189,11 +203,7 @@ def on_request(message):
     channel.basic_publish(reply, exchange="nameko-rpc", routing_key=message.properties["reply_to"])
     channel.basic_ack(message.delivery_tag)
 
-channel.basic_qos(0, 10, False)
-channel.basic_consume("rpc-bench_raw", callback=on_request)
-print("ready", flush=True)
-while True:
-    connection.drain_events()
+serve(connection, channel, "rpc-bench_raw", on_request)
 """
 )
 
@@ -344,16 +354,29 @@ def start_services(stack: ExitStack, uri: str, workdir: Path) -> dict[str, list[
         "sandbox": [python, "-c", SANDBOX_CLIENT, uri],
         "raw-amqp": [python, "-c", RAW_CLIENT, uri],
     }
+    nameko = start_nameko(stack, uri, workdir, NAMEKO_SERVICE)
+    if nameko is not None:
+        clients["nameko"] = [nameko, "-c", NAMEKO_CLIENT, uri]
+    return clients
+
+
+def start_nameko(
+    stack: ExitStack,
+    uri: str,
+    workdir: Path,
+    source: str,
+    on_line: Callable[[str], object] = str,
+) -> str | None:
+    """``nameko run`` the service in ``source``; the Nameko venv's python, None without it."""
     nameko = nameko_python()
     if nameko is None:
         print("nameko: scripts/nameko-venv.sh failed, Nameko is left out")
-        return clients
-    (workdir / "nameko_bench.py").write_text(NAMEKO_SERVICE)
+        return None
+    (workdir / "nameko_bench.py").write_text(source)
     (workdir / "config.yaml").write_text(json.dumps({"AMQP_URI": uri, "LOGGING": NAMEKO_LOGGING}))
-    nameko_run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml"]
-    stack.enter_context(service([*nameko_run, "nameko_bench"], "services started", workdir))
-    clients["nameko"] = [nameko, "-c", NAMEKO_CLIENT, uri]
-    return clients
+    run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml", "nameko_bench"]
+    stack.enter_context(service(run, "services started", workdir, on_line))
+    return nameko
 
 
 def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:
