@@ -16,7 +16,7 @@ import sys
 from contextlib import ExitStack
 
 from bench import Row
-from bench.rpc import MEASURE, SANDBOX_SERVICE, best_of, client, service, vhost
+from bench.rpc import MEASURE, SANDBOX_RUN, SANDBOX_SERVICE, best_of, client, service, vhost
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CALLS = int(os.environ.get("BENCH_RPC_CALLS", "2000"))
@@ -27,19 +27,11 @@ SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "5"))
 # measurement: "sequential CALLS" or "load RATE SECONDS". Prints one JSON line.
 CLIENT = (
     MEASURE
+    + SANDBOX_SERVICE.removesuffix(SANDBOX_RUN)  # bench/rpc's service class, without its runner
     + """
-import contextlib
 from sandbox.load import LoadRun
-from sandbox.rpc import rpc
 from sandbox.runners import ServiceRunner
 from sandbox.standalone.rpc import ClusterRpcProxy
-
-class Bench:
-    name = "bench_sandbox"
-
-    @rpc
-    def echo(self, value):
-        return value
 
 config = {"AMQP_URI": sys.argv[1] or "memory://"}
 if not sys.argv[1]:

@@ -12,8 +12,7 @@ from typing import Any
 
 from sandbox.load import EVENT, HTTP, LoadResult, LoadRun, LoadTarget, LoadWindow, milliseconds
 from sandbox.notebook.session import RUNNING, ServiceHandle
-from sandbox.notebook.widgets.base import View, message_html
-from sandbox.runtime import get_runtime
+from sandbox.notebook.widgets.base import PollingView, message_html
 
 PLOT_WIDTH, PLOT_HEIGHT = 520, 46
 # (label, colour, how to read it off a window): one small line plot per row.
@@ -60,17 +59,13 @@ def _serves_route(entrypoint: Any, target: LoadTarget) -> bool:
     return True
 
 
-class LoadView(View):
+class LoadView(PollingView):
     """A load run as a live plot; ``.throughput``, ``.p50``, ``.p99``, ``.errors`` and
     ``.table()`` wait for the run to end, ``.result()`` returns the whole LoadResult."""
 
     def __init__(self, run: LoadRun, session: Any, service: str | None, interval: float = 0.5):
         self.run, self.session, self.service, self.interval = run, session, service, interval
-        self._closed = False
         super().__init__()
-        if self.widget is not None:
-            self.refresh()
-            get_runtime().call_later(self.interval, self._poll)
 
     def build(self) -> Any:
         import ipywidgets as w
@@ -117,12 +112,8 @@ class LoadView(View):
         handle = self._handle()
         return handle.busy_workers if handle is not None else None
 
-    def _poll(self) -> None:
-        if self._closed or self.widget is None:
-            return
-        self.refresh()
-        if not self.run.done:
-            get_runtime().call_later(self.interval, self._poll)
+    def polling(self) -> bool:
+        return not self.run.done
 
     def refresh(self) -> None:
         if self.widget is None:
@@ -169,10 +160,6 @@ class LoadView(View):
 
     def stop(self) -> None:
         self.run.stop()
-
-    def close(self) -> None:
-        self._closed = True
-        super().close()
 
     def text(self) -> str:
         if self.run.done:
