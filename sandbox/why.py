@@ -26,6 +26,13 @@ _DEATHS = {
 }
 
 
+class Explanation(str):
+    """The paragraph, shown as it is (no quotes) when a cell returns it."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def explain(record: Record, amqp_uri: str, later: Iterable[Record] = (), **options: Any) -> str:
     """What became of ``record``'s message; ``later`` are the records after it (they tell
     what pushed it out of a full queue on RabbitMQ). ``options`` go to ``broker_state``."""
