@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import kombu
 
-from sandbox import serialization
+from sandbox import faults, serialization
 from sandbox.amqp.connection import amqp_uri, connection_options
 from sandbox.amqp.consume import AmqpConsumer, QueueSubscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
@@ -267,6 +267,9 @@ class Consumer(Entrypoint, HeaderDecoder):
             body = serialization.decode(message)
         except Exception as exc:
             reject_malformed(message, exc)
+            return
+        if faults.dropped(self, (body,)):
+            ack(message)
             return
         try:
             # In this green thread, which has nothing else to do: one less per message.

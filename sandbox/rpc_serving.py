@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import kombu
 import kombu.exceptions
 
-from sandbox import recorder, serialization
+from sandbox import faults, recorder, serialization
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage
 from sandbox.exceptions import (
@@ -342,6 +342,9 @@ class Rpc(Entrypoint, HeaderDecoder):
         self.rpc_consumer.unregister_provider(self)
 
     def handle_request(self, message: kombu.Message, args: list, kwargs: dict) -> None:
+        if faults.dropped(self, args, kwargs):  # acked unanswered: the caller times out
+            ack(message)
+            return
         # Known from now on: a redelivered copy that comes while this one waits for a worker
         # slot must not start a second run either.
         requests = self.rpc_consumer.requests

@@ -55,6 +55,7 @@ class WorkerContext:
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.fault: str | None = None  # what sandbox.faults injected, for the records
 
     @property
     def context_data(self) -> dict[str, Any]:
