@@ -91,16 +91,18 @@ def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
 
 def consumer_for(config: Mapping[str, Any], uri: str | None = None, **options: Any) -> AmqpConsumer:
     """A consumer set up from ``config`` (of broker ``uri`` when given), held to its message
-    limits; ``options`` (``thread_reader``) go to :class:`~sandbox.amqp.consume.AmqpConsumer`.
+    limits unless ``options`` give ``limits``; ``options`` (``limits``, ``thread_reader``) go
+    to :class:`~sandbox.amqp.consume.AmqpConsumer`.
 
     Raises ConfigurationError for a bad ``MAX_MESSAGE_SIZE`` or ``ACCEPT_COMPRESSION``."""
+    if "limits" not in options:
+        options["limits"] = MessageLimits.from_config(config)
     return AmqpConsumer(
         uri or amqp_uri(config),
         heartbeat=config.get("HEARTBEAT", DEFAULTS["HEARTBEAT"]),
         prefetch_count=config.get("PREFETCH_COUNT", DEFAULT_PREFETCH_COUNT),
         accept=serialization.setup(config).accept,
         retry_policy=config.get("TRANSPORT_OPTIONS"),
-        limits=MessageLimits.from_config(config),
         **connection_options(config),
         **options,
     )
@@ -137,13 +139,13 @@ class QueueConsumer(SharedExtension, ProviderCollector):
     @property
     def consumer(self) -> AmqpConsumer:
         if self._consumer is None:
-            self._consumer = consumer_for(self.container.config)
+            # Held to the config's limits in setup: a property must not raise (inspect reads
+            # it when the container is killed), and a bad limit must fail the setup.
+            self._consumer = consumer_for(self.container.config, limits=MessageLimits())
         return self._consumer
 
     def setup(self) -> None:
-        # Made here at the latest, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails
-        # the container's setup.
-        self._consumer = self.consumer
+        self.consumer.limits = MessageLimits.from_config(self.container.config)
 
     def consume(
         self,
