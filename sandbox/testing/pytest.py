@@ -59,39 +59,44 @@ def predictable_call_ids() -> Iterator[mock.Mock]:
         yield new_call_id
 
 
+def _killed_after(build: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: ``build``'s products, each killed when the test ends."""
+    made = []
+
+    def make(*args: Any) -> Any:
+        product = build(*args)
+        made.append(product)
+        return product
+
+    yield make
+    for product in made:
+        product.kill()
+
+
+def _container(service_cls: type, config: Mapping[str, Any] | None = None) -> Any:
+    return get_container_cls(config)(service_cls, config)
+
+
+def _runner(*args: Any) -> ServiceRunner:
+    config = None
+    if args and isinstance(args[0], Mapping):
+        config, args = args[0], args[1:]
+    runner = ServiceRunner(config)
+    for service_cls in args:
+        runner.add_service(service_cls)
+    return runner
+
+
 @pytest.fixture
 def container_factory():
     """``container_factory(ServiceCls, config=None)``: containers killed after the test."""
-    containers = []
-
-    def make(service_cls: type, config: Mapping[str, Any] | None = None):
-        container = get_container_cls(config)(service_cls, config)
-        containers.append(container)
-        return container
-
-    yield make
-    for container in containers:
-        container.kill()
+    yield from _killed_after(_container)
 
 
 @pytest.fixture
 def runner_factory():
     """``runner_factory([config,] *ServiceClasses)``: runners killed after the test."""
-    runners = []
-
-    def make(*args: Any) -> ServiceRunner:
-        config = None
-        if args and isinstance(args[0], Mapping):
-            config, args = args[0], args[1:]
-        runner = ServiceRunner(config)
-        for service_cls in args:
-            runner.add_service(service_cls)
-        runners.append(runner)
-        return runner
-
-    yield make
-    for runner in runners:
-        runner.kill()
+    yield from _killed_after(_runner)
 
 
 @pytest.fixture
