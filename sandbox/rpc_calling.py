@@ -193,7 +193,7 @@ class RpcCaller:
         # Its queue went away since we checked (the service stopped for good).
         correlation_id = message.properties.get("correlation_id")
         if message.properties.get("reply_to") is None or not self.replies.waiting(correlation_id):
-            return  # a reply (see _reply_returned), or another caller's request
+            return  # a reply (see rpc_serving._reply_returned), or another caller's request
         service_name = routing_key.partition(".")[0]
         self.pool.forget_queue(RPC_QUEUE_TEMPLATE.format(service_name))
         self.replies.fail(correlation_id, UnknownService(service_name))
