@@ -68,7 +68,6 @@ def reply_serializer(content_type: str | None, serialization: SerializationConfi
 JSON = "application/json"
 
 
-
 class _ModelEncoder(kombu.utils.json.JSONEncoder):
     """kombu's encoder, which also sends a pydantic model as its JSON dict: what a method that
     validates its arguments (config VALIDATE) turns back into the model."""
