@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import recorder, serialization
+from sandbox import faults, recorder, serialization
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -118,6 +118,7 @@ class WorkerContext:
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.fault: str | None = None  # what sandbox.faults injected, for the records
 
     @property
     def context_data(self) -> dict[str, Any]:
@@ -384,13 +385,18 @@ class ServiceContainer:
 
     def _run_worker(self, worker_ctx: WorkerContext, handle_result: ResultHandler | None) -> None:
         worker_ctx.started_at = time.time()
+        strike = faults.worker_faults(worker_ctx)
         recorder.notify("worker_started", worker_ctx)
         result = exc_info = None
         try:
             self._inject_dependencies(worker_ctx)
             method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
             try:
+                if strike is not None:
+                    strike.before_method()
                 result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                if strike is not None:
+                    strike.after_method()
             except Exception as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import kombu
 
-from sandbox import serialization
+from sandbox import faults, serialization
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import Subscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
@@ -257,6 +257,9 @@ class Consumer(Entrypoint, HeaderDecoder):
             body = serialization.decode(message)
         except Exception as exc:
             reject_malformed(message, exc)
+            return
+        if faults.dropped(self, (body,)):
+            ack(message)
             return
         args, kwargs = (body,), {}
         if self.validator is not None:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
+import eventlet.wsgi
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
+from sandbox import faults
 from sandbox.containers import WorkerContext
 from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
@@ -94,7 +97,9 @@ class HttpRequestHandler(ServerEntrypoint):
 
     # --- one request ----------------------------------------------------------------------
 
-    def handle_request(self, request: Request) -> Response:
+    def handle_request(self, request: Request) -> Response | Callable:
+        if faults.dropped(self, (), request.path_values):
+            return close_unanswered
         try:
             result = self._run_worker(request)
         except Exception as exc:
@@ -174,6 +179,12 @@ class HttpRequestHandler(ServerEntrypoint):
             text += "\n" + trace
         json_form = error_response(status, error["exc_type"], message, headers, trace)
         return ErrorResponse(text, json_form, status=status, headers=headers)
+
+
+def close_unanswered(environ: dict, start_response: Callable) -> list[bytes]:
+    """A WSGI app that closes the connection with no response (a ``drop`` fault)."""
+    eventlet.wsgi.WSGI_LOCAL.already_handled = True
+    return []
 
 
 def run_inline(
