@@ -28,7 +28,7 @@ class ShopV1:
 
     @rpc
     def add(self, a, b):
-        return a + b
+        return [a, b]
 
     @rpc
     def price(self, item: Item):
