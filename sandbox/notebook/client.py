@@ -161,6 +161,35 @@ class Client:
         form.refresh()
         return form
 
+    def topology(self):
+        """The running system as a live graph: services, exchanges, queues and bindings, with
+        queue depths and messages flowing; click a node for its details. Text elsewhere.
+
+        On RabbitMQ it reads the management API (config ``RABBIT_MANAGEMENT_URI``, by default
+        port 15672 of the broker's host) and says so when that does not answer.
+        """
+        from sandbox.notebook.widgets.topology import Topology
+
+        return self._view("topology", lambda: Topology(self._snapshot))
+
+    def _snapshot(self) -> dict[str, Any]:
+        from sandbox.topology import snapshot
+
+        containers = [h.container for h in self._session.running() if h.container is not None]
+        return snapshot(config["AMQP_URI"], containers, config.get("RABBIT_MANAGEMENT_URI"))
+
+    def why(self, record: Record | int) -> str:
+        """What became of a recorded message (``sb.why(sb.trace[-1])`` or a record id), in one
+        paragraph: the queues and consumers it reached, or why it reached none."""
+        from sandbox.why import Explanation, explain
+
+        if isinstance(record, int):
+            record = self.trace.find(record)
+        records = self._recorder.records()
+        later = records[records.index(record) + 1 :] if record in records else []
+        management = config.get("RABBIT_MANAGEMENT_URI")
+        return Explanation(explain(record, config["AMQP_URI"], later, management=management))
+
     def _view(self, name: str, make: Callable[[], Any]) -> Any:
         if name not in self._views:
             self._views[name] = make()

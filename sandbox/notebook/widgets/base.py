@@ -78,7 +78,9 @@ class View:
         bundle: dict[str, Any] = {}
         widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # None once closed
         if callable(widget_bundle):
-            bundle.update(widget_bundle(include=include, exclude=exclude) or {})
+            shown = widget_bundle(include=include, exclude=exclude) or {}
+            # anywidget answers (data, metadata)
+            bundle.update(shown[0] if isinstance(shown, tuple) else shown)
         bundle["text/plain"] = self.text()
         bundle["application/json"] = self.data()
         return bundle
