@@ -35,6 +35,8 @@ class Client:
         self._rpc: NotebookRpc | None = None
         self._calls: PendingCalls | None = None
         self._dispatch = None
+        # The client's own broker config once connected alone; None: the kernel's config.
+        self._alone: dict[str, Any] | None = None
         self.http = HttpClient(self._mark, call_timeout)
         self._last_action = 0.0
         self._finished = _FinishedWorkers()
@@ -93,9 +95,11 @@ class Client:
         if self._rpc is None:
             from sandbox.standalone.rpc import ClusterRpcProxy
 
-            self._rpc_proxy = ClusterRpcProxy(config)
+            self._rpc_proxy = ClusterRpcProxy(self._settings())
             self._rpc_proxy.start()
-            self._calls = PendingCalls(self._session, self._rpc_proxy.send)
+            # Connected alone, a crash of a kernel service says nothing of the cluster's.
+            watched = self._session if self._alone is None else Session()
+            self._calls = PendingCalls(watched, self._rpc_proxy.send)
             self._rpc = NotebookRpc(self._calls.send)
         self._mark()
         return self._rpc
@@ -105,7 +109,7 @@ class Client:
         if self._dispatch is None:
             from sandbox.standalone.events import event_dispatcher
 
-            self._dispatch = event_dispatcher(config)
+            self._dispatch = event_dispatcher(self._settings())
         self._mark()
         self._dispatch(service_name, event_type, event_data)
 
@@ -225,19 +229,35 @@ class Client:
 
     # --- connection -------------------------------------------------------------------------
 
-    def connect(self, uri: str) -> None:
+    def connect(self, uri: str, services: bool = True, http: str | None = None) -> None:
         """Move the kernel's services and this client to the broker at ``uri``.
 
         ``amqp://user:pass@host:5672/vhost`` joins a RabbitMQ (and the cluster behind it);
         ``memory://`` comes back to the embedded broker.
+
+        ``services=False`` connects this client alone: ``sb.rpc`` and ``sb.dispatch`` reach
+        the cluster while the kernel's services stay where they run, so they do not compete
+        with its deployed replicas for requests. ``http`` is the cluster's web address
+        (``http://host:8000``), where ``sb.http`` then sends its paths.
         """
+        self._disconnect()
+        if http is not None:
+            self.http.base_url = http
+        if not services:
+            self._alone = {**config, "AMQP_URI": uri}
+            kept = sanitize_url(str(config["AMQP_URI"]))
+            print(f"sb connected to {sanitize_url(uri)}; the kernel's services stay on {kept}")
+            return
+        self._alone = None
         running = [h.cls for h in self._session.services.values() if h.state == RUNNING]
         self._session.stop_all()
-        self._disconnect()
         config["AMQP_URI"] = uri
         print(f"connected to {sanitize_url(uri)}")
         for service_cls in running:
             self.start(service_cls)
+
+    def _settings(self) -> Any:
+        return config if self._alone is None else self._alone
 
     def _disconnect(self) -> None:
         if self._rpc is not None:
