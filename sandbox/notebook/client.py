@@ -139,6 +139,47 @@ class Client:
         self._mark()
         return replay(self, record)
 
+    def load(
+        self,
+        target: str,
+        args: Any = (),
+        kwargs: dict[str, Any] | None = None,
+        rate: float = 10,
+        duration: float = 5,
+        concurrency: int = 100,
+        timeout: float = 10,
+    ):
+        """Drive ``target`` at ``rate`` requests a second for ``duration`` seconds.
+
+        ``target``: ``"service.method"`` (RPC), ``"GET /path"`` (HTTP; ``args[0]`` is the
+        JSON body) or ``"event:source.event_type"`` (``args[0]`` is the event data). Returns
+        at once with a live plot and a max_workers slider for the target service;
+        ``.throughput``, ``.p50``, ``.p99``, ``.errors`` and ``.table()`` wait for the end.
+        """
+        from sandbox.load import LoadRun, LoadTarget
+        from sandbox.notebook.widgets.load import LoadView, target_service
+
+        view: LoadView | None = None
+        try:
+            parsed = LoadTarget.parse(target)
+            run = LoadRun(
+                parsed,
+                args,
+                kwargs,
+                rate=rate,
+                duration=duration,
+                concurrency=concurrency,
+                timeout=timeout,
+                busy_workers=lambda: view.busy_workers() if view is not None else None,
+            ).start()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ValueError | TypeError) else describe_error(exc)
+            show_error(f"cannot load {target!r}: {reason}")
+            return None
+        self._mark()
+        view = LoadView(run, self._session, target_service(self._session, parsed))
+        return view
+
     # --- widgets ----------------------------------------------------------------------------
 
     def inspect(self, service=None, kind=None, status=None, text=None):
