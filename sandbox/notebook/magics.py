@@ -149,6 +149,8 @@ class SandboxMagics(Magics):
           sb.docs()                the services' OpenAPI and AsyncAPI documents
           sb.export("services.py") write the services to a module ``sandbox run`` runs
           sb.connect(URI)          move services and client to a broker
+          sb.connect(URI, services=False, http=URL)
+                                   connect the client alone to a cluster
           sb.close()               close the client's connections (``%unload_ext sandbox`` does)
         """
         command, _, rest = line.strip().partition(" ")
