@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox import recorder
 from sandbox.config import config
+from sandbox.notebook.breaking import breaking_notice
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.http import HttpClient
@@ -69,6 +70,9 @@ class Client:
             replaced = previous.cls.__qualname__
             show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
+        notice = breaking_notice(service_cls, self._recorder.records()) if reloading else None
+        if notice is not None:
+            show_error(notice)
         return handle
 
     def stop(self, service: str | type) -> None:
@@ -134,6 +138,47 @@ class Client:
             record = self.trace.find(record)
         self._mark()
         return replay(self, record)
+
+    def load(
+        self,
+        target: str,
+        args: Any = (),
+        kwargs: dict[str, Any] | None = None,
+        rate: float = 10,
+        duration: float = 5,
+        concurrency: int = 100,
+        timeout: float = 10,
+    ):
+        """Drive ``target`` at ``rate`` requests a second for ``duration`` seconds.
+
+        ``target``: ``"service.method"`` (RPC), ``"GET /path"`` (HTTP; ``args[0]`` is the
+        JSON body) or ``"event:source.event_type"`` (``args[0]`` is the event data). Returns
+        at once with a live plot and a max_workers slider for the target service;
+        ``.throughput``, ``.p50``, ``.p99``, ``.errors`` and ``.table()`` wait for the end.
+        """
+        from sandbox.load import LoadRun, LoadTarget
+        from sandbox.notebook.widgets.load import LoadView, target_service
+
+        view: LoadView | None = None
+        try:
+            parsed = LoadTarget.parse(target)
+            run = LoadRun(
+                parsed,
+                args,
+                kwargs,
+                rate=rate,
+                duration=duration,
+                concurrency=concurrency,
+                timeout=timeout,
+                busy_workers=lambda: view.busy_workers() if view is not None else None,
+            ).start()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ValueError | TypeError) else describe_error(exc)
+            show_error(f"cannot load {target!r}: {reason}")
+            return None
+        self._mark()
+        view = LoadView(run, self._session, target_service(self._session, parsed))
+        return view
 
     # --- widgets ----------------------------------------------------------------------------
 

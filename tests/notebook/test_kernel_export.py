@@ -119,8 +119,10 @@ def test_sb_export_with_manifests_writes_the_deployment_files(sandbox_kernel, tm
     result = sandbox_kernel.run("sb.export('ticker.py', manifests=True)")
     assert result.stderr == ""
     assert result.stdout.splitlines()[1].startswith("wrote Dockerfile, compose.yaml, k8s/")
-    assert (tmp_path / "Dockerfile").read_text().endswith(
-        'CMD ["sandbox", "run", "ticker", "--config", "config.yaml"]\n'
+    assert (
+        (tmp_path / "Dockerfile")
+        .read_text()
+        .endswith('CMD ["sandbox", "run", "ticker", "--config", "config.yaml"]\n')
     )
     configmap = (tmp_path / "k8s" / "configmap.yaml").read_text()
     assert "DB_URI: postgresql://app:${DB_PASSWORD}@db/app" in configmap
