@@ -170,6 +170,8 @@ class Client:
                 duration=duration,
                 concurrency=concurrency,
                 timeout=timeout,
+                config=self._settings(),
+                base_url=self.http.base_url,
                 busy_workers=lambda: view.busy_workers() if view is not None else None,
             ).start()
         except Exception as exc:
