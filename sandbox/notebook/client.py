@@ -13,6 +13,7 @@ from sandbox import recorder
 from sandbox.config import config
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
+from sandbox.notebook.faults import KernelFaults, checked_faults
 from sandbox.notebook.http import HttpClient
 from sandbox.notebook.rpc import NotebookRpc, PendingCalls, call_timeout
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
@@ -24,6 +25,7 @@ from sandbox.utils import sanitize_url
 
 if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
+    from sandbox.faults import Faults
 
 
 class Client:
@@ -42,6 +44,7 @@ class Client:
         self.trace = Trace(self._recorder)
         self._logs = ServiceLogs().install()
         self._views: dict[str, Any] = {}
+        self.kernel_faults = KernelFaults(session)  # what %sandbox faults turned on
 
     def _mark(self) -> None:
         self._last_action = time.time()
@@ -162,6 +165,31 @@ class Client:
             self._views[name] = make()
         return self._views[name]
 
+    # --- faults -----------------------------------------------------------------------------
+
+    def faults(
+        self,
+        latency: dict[str, float] | None = None,
+        drop: dict[str, float] | None = None,
+        duplicate: dict[str, float] | None = None,
+        error: dict[str, Any] | None = None,
+        kill_worker: dict[str, float] | None = None,
+        seed: int | None = None,
+    ) -> Faults:
+        """Faults for the kernel's services while a ``with`` block (or decorated function)
+        runs: ``with sb.faults(drop={"shop.buy": 0.3}, seed=1): ...``. Keys are
+        ``service.method`` (patterns allowed); see :mod:`sandbox.faults` for what each does.
+        """
+        return checked_faults(
+            self._session,
+            latency=latency,
+            drop=drop,
+            duplicate=duplicate,
+            error=error,
+            kill_worker=kill_worker,
+            seed=seed,
+        )
+
     # --- documentation ----------------------------------------------------------------------
 
     def docs(self, *services: str | type) -> ApiDocs:
@@ -214,6 +242,7 @@ class Client:
         self._dispatch = None
 
     def close(self) -> None:
+        self.kernel_faults.off()
         recorder.remove_observer(self._finished)
         for view in self._views.values():
             view.close()
