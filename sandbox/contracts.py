@@ -76,7 +76,8 @@ def contract_tests(records: Iterable[Record], module: str = "services") -> Contr
         if reason is not None:
             left_out.append(f"#{record.id} {record.target}: {reason}")
             continue
-        tests.append(_test(len(tests) + 1, record, call, expected))
+        followers = _followers(record, records)
+        tests.append(_test(len(tests) + 1, record, call, expected, followers))
     text = _module_text(module, services, tests, left_out)
     return ContractFile(text, services, len(tests), left_out)
 
@@ -141,18 +142,34 @@ def _call_and_expected(record: Record) -> tuple[str | None, Any]:
     return f"replay.{verb}({', '.join(words)})", expected
 
 
-def _test(number: int, record: Record, call: str, expected: Any) -> str:
+def _followers(record: Record, records: list[Record]) -> list[str]:
+    """The calls ``record`` led to, each time it made one (faulted runs aside)."""
+    return [
+        r.target or ""
+        for r in records
+        if r is not record
+        and r.event is None
+        and record.call_id in r.call_id_stack
+        and not r.fault
+        and r.kind in (RPC, HTTP, EVENT)
+    ]
+
+
+def _test(number: int, record: Record, call: str, expected: Any, followers: list[str]) -> str:
     name = re.sub(r"\W", "_", f"{record.service}_{record.entrypoint}")
     if record.kind == HTTP:
         shown = f"{record.request['method']} {urlsplit(record.request['url']).path}"
     else:
         shown = f"{record.target}({', '.join(_arguments(record))})"
     check = "is None" if expected is None else f"== {_literal(expected)}"
-    return (
+    head = (
         f"def test_{number:03d}_{name}(replay):\n"
         f'    """#{record.id} {record.kind}: {_docstring_safe(shown)}"""\n'
-        f"    assert {call} {check}\n"
     )
+    if not followers:
+        return f"{head}    assert {call} {check}\n"
+    waited = ", ".join(repr(f) for f in followers)
+    return f"{head}    with replay.then({waited}):\n        assert {call} {check}\n"
 
 
 def _module_text(module: str, services: list[str], tests: list[str], left_out: list[str]) -> str:
@@ -184,7 +201,7 @@ def _arguments(record: Record) -> list[str]:
 
 def _literal(value: Any) -> str:
     text = pprint.pformat(value, width=80, sort_dicts=False)
-    return text.replace("\n", "\n        ")
+    return text.replace("\n", "\n            ")
 
 
 def _stable(value: Any, when: float) -> Any:

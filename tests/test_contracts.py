@@ -124,6 +124,7 @@ def test_written_tests_pass_then_fail_naming_the_changed_call(
     # is replayed by shop.order itself, and the faulted call is left out, saying why.
     assert written.tests == 5, text
     assert "replay.rpc('shop', 'order', ['tea', 'cake'], gift=True) == {'order': ANY," in text
+    assert "with replay.then('till.total'):" in text  # waits for what the call led to
     assert "Raised(type='OutOfStock', message='no pie today')" in text
     assert "a fault touched it (error ValueError)" in text
     assert "replay.http('POST', '/orders/7', {'items': ['tea']}" in text

@@ -44,7 +44,7 @@ class Client:
         self.trace = Trace(self._recorder)
         self._logs = ServiceLogs().install()
         self._views: dict[str, Any] = {}
-        self.kernel_faults = KernelFaults(session)  # what %sandbox faults turned on
+        self._kernel_faults = KernelFaults(session)  # what %sandbox faults turned on
 
     def _mark(self) -> None:
         self._last_action = time.time()
@@ -242,7 +242,7 @@ class Client:
         self._dispatch = None
 
     def close(self) -> None:
-        self.kernel_faults.off()
+        self._kernel_faults.off()
         recorder.remove_observer(self._finished)
         for view in self._views.values():
             view.close()

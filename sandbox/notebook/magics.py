@@ -206,7 +206,7 @@ class SandboxMagics(Magics):
         self.client.connect(*_required(rest, "usage: %sandbox connect URI"))
 
     def _sandbox_faults(self, rest: str) -> None:
-        self.client.kernel_faults.command(rest)
+        self.client._kernel_faults.command(rest)
 
     def _sandbox_export(self, rest: str) -> None:
         self.client.export(*(shlex.split(rest) or ["services.py"]))

@@ -9,7 +9,9 @@ come back as JSON-safe data (tuples as lists), the form the records keep.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -18,6 +20,7 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from sandbox.constants import AMQP_URI_CONFIG_KEY, WEB_SERVER_CONFIG_KEY
+from sandbox.containers import WorkerWatch
 from sandbox.contracts import Raised
 from sandbox.exceptions import RemoteError
 from sandbox.records import jsonable
@@ -41,6 +44,28 @@ class ServiceReplay:
             return jsonable(getattr(self._rpc[service], method)(*args, **kwargs))
         except RemoteError as exc:
             return Raised(exc.exc_type, exc.value)
+
+    @contextmanager
+    def then(self, *entrypoints: str) -> Iterator[None]:
+        """Wait, leaving the block, until a worker of each of ``entrypoints`` (one per
+        mention, ``"service.method"``) has finished: the calls the replayed one led to, which
+        later tests may depend on."""
+        expected, seen = Counter(entrypoints), Counter()
+        finished = threading.Event()
+
+        def accept(worker_ctx: Any, result: Any, exc_info: Any) -> bool:
+            key = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
+            if seen[key] < expected[key]:
+                seen[key] += 1
+            return seen == expected
+
+        with WorkerWatch(accept, lambda *outcome: finished.set()):
+            yield
+            if not finished.wait(REPLAY_TIMEOUT):
+                missing = ", ".join((expected - seen).elements())
+                raise AssertionError(
+                    f"these calls did not follow within {REPLAY_TIMEOUT}s: {missing}"
+                )
 
     def event(self, service: str, method: str, payload: Any) -> Any:
         """The handler's result for ``payload`` (or its error, as :meth:`rpc` gives it)."""
