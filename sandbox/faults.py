@@ -213,6 +213,9 @@ def worker_faults(worker_ctx: Any) -> WorkerStrike | None:
             faults.count(DUPLICATE)
             marks.append(DUPLICATE)
             eventlet.spawn(_run_copy, worker_ctx)
+            # The copy takes its worker slot now: a caller answered by this worker finds it
+            # busy (ServiceHandle.busy_workers), not yet to come.
+            eventlet.sleep(0)
         if plan.latency:
             faults.count(LATENCY)
             strike.latency += plan.latency
