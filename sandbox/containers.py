@@ -199,6 +199,21 @@ class ServiceContainer:
     def busy_workers(self) -> int:
         return len(self._worker_threads)
 
+    def set_max_workers(self, count: int) -> None:
+        """Run up to ``count`` workers at once from now on (any thread). Below the busy count,
+        the busy workers finish and new work waits until fewer than ``count`` run."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"max_workers must be a positive integer, not {count!r}")
+        get_runtime().call(self._resize_slots, count)
+
+    def _resize_slots(self, count: int) -> None:
+        grown = count - self.max_workers
+        self.max_workers = count
+        if grown < 0:
+            self._slots.counter += grown  # below zero: releases pay it back first
+        for _ in range(grown):
+            self._slots.release()  # wakes a waiting worker
+
     # --- lifecycle: callable from any thread ------------------------------------------------
 
     def start(self) -> None:
@@ -392,11 +407,10 @@ class ServiceContainer:
             self._inject_dependencies(worker_ctx)
             method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
             try:
-                if strike is not None:
-                    strike.before_method()
-                result = method(*worker_ctx.args, **worker_ctx.kwargs)
-                if strike is not None:
-                    strike.after_method()
+                if strike is None:
+                    result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                else:
+                    result = strike.run(method, worker_ctx.args, worker_ctx.kwargs)
             except Exception as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)

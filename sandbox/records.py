@@ -441,7 +441,7 @@ class Recorder:
         record.source = describe_call_id(stack[-1]) if stack else None
         record.service = exchange[: -len(".events")] if kind == EVENT else None
         record.target = f"{exchange}:{info.get('routing_key', '')}"
-        record.status = OK
+        record.status = ERROR if info.get("returned") else OK
         record.event = info
         self._add(record)
 

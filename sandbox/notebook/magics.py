@@ -116,6 +116,7 @@ class SandboxMagics(Magics):
           faults [KIND=svc.method:VALUE ...] [seed=N] | off
                                    inject faults until "faults off" (KIND: latency, drop,
                                    duplicate, error, kill_worker); alone: what is on
+          topology                 a live graph of services, exchanges, queues and bindings
 
         Magics:
           %rpc service.method ARGS call an RPC method; ARGS as in a Python call
@@ -144,6 +145,8 @@ class SandboxMagics(Magics):
           sb.trace                 recorded messages: sb.trace[-1], .filter(kind="RPC"), .diagram()
           sb.replay(record)        send a recorded request again
           sb.inspect(kind="RPC")   the message inspector, filtered
+          sb.topology()            services, exchanges, queues and bindings as a live graph
+          sb.why(record)           what became of a recorded message, in one paragraph
           sb.dashboard()           services: state, entrypoints, workers, buttons, logs
           sb.call_form()           a form to call an RPC method, HTTP route or event handler
           sb.docs()                the services' OpenAPI and AsyncAPI documents
@@ -154,6 +157,8 @@ class SandboxMagics(Magics):
                                    a pytest file replaying the recorded calls
           sb.export("services.py") write the services to a module ``sandbox run`` runs
           sb.connect(URI)          move services and client to a broker
+          sb.connect(URI, services=False, http=URL)
+                                   connect the client alone to a cluster
           sb.close()               close the client's connections (``%unload_ext sandbox`` does)
         """
         command, _, rest = line.strip().partition(" ")
@@ -172,6 +177,9 @@ class SandboxMagics(Magics):
 
     def _sandbox_inspect(self, rest: str) -> None:
         display(self.client.inspect(**_inspect_filters(rest)))
+
+    def _sandbox_topology(self, rest: str) -> None:
+        display(self.client.topology())
 
     def _sandbox_start(self, rest: str) -> None:
         names = rest.split()
