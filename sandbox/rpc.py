@@ -174,7 +174,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             entrypoint = self._entrypoint_for(message)
             if entrypoint is None:
                 return
-            entrypoint.check_signature(args, kwargs)
+            args, kwargs = entrypoint.check_call(args, kwargs)
         except MalformedRequest as exc:
             self.respond(
                 message, None, _exc_info(exc), settle=partial(reject_malformed, reason=exc)

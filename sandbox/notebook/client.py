@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox import recorder
 from sandbox.config import config
+from sandbox.notebook.breaking import breaking_notice
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.faults import KernelFaults, checked_faults
@@ -72,6 +73,9 @@ class Client:
             replaced = previous.cls.__qualname__
             show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
+        notice = breaking_notice(service_cls, self._recorder.records()) if reloading else None
+        if notice is not None:
+            show_error(notice)
         return handle
 
     def stop(self, service: str | type) -> None:
