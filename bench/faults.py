@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from bench import Row
-from bench.recorder import _throughput
+from bench.recorder import _throughput, echo_client
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
@@ -46,38 +46,18 @@ def idle_faults() -> Any:
 def run() -> list[Row]:
     from sandbox.config import config
 
-    with config.patch({"AMQP_URI": "memory://"}):
-        return rpc_cost() + hook_cost()
+    with config.patch({"AMQP_URI": "memory://"}), echo_client() as (client, container):
+        return rpc_cost(client) + hook_cost(container)
 
 
-def rpc_cost() -> list[Row]:
-    from sandbox.containers import ServiceContainer
-    from sandbox.rpc import rpc
-    from sandbox.standalone.rpc import ClusterRpcProxy
-
-    class Echo:
-        name = "echo"
-
-        @rpc
-        def echo(self, value):
-            return value
-
-    container = ServiceContainer(Echo)
-    container.start()
-    proxy = ClusterRpcProxy()
-    client = proxy.start()
+def rpc_cost(client: Any) -> list[Row]:
     calls, spent = {"none": 0, "idle": 0}, {"none": 0.0, "idle": 0.0}
-    try:
-        _throughput(client, 0.3)  # warm up connections and code paths
-        for _ in range(int(ROUNDS * SECONDS / SLICE)):
-            for setting in calls:
-                with idle_faults() if setting == "idle" else nullcontext():
-                    done, took = _throughput(client, SLICE)
-                calls[setting] += done
-                spent[setting] += took
-    finally:
-        proxy.stop()
-        container.stop()
+    for _ in range(int(ROUNDS * SECONDS / SLICE)):
+        for setting in calls:
+            with idle_faults() if setting == "idle" else nullcontext():
+                done, took = _throughput(client, SLICE)
+            calls[setting] += done
+            spent[setting] += took
     rate = {setting: calls[setting] / spent[setting] for setting in calls}
     cost = 1 - rate["idle"] / rate["none"]
     print(f"an idle sb.faults block costs {cost:.1%} of RPC throughput;")
@@ -88,19 +68,11 @@ def rpc_cost() -> list[Row]:
     ]
 
 
-def hook_cost(count: int = 50_000) -> list[Row]:
+def hook_cost(container: Any, count: int = 50_000) -> list[Row]:
+    """The two hooks alone, on real worker contexts of the benchmarked service."""
     from sandbox import faults
-    from sandbox.containers import ServiceContainer, WorkerContext
-    from sandbox.testing.services import dummy
+    from sandbox.containers import WorkerContext
 
-    class Hooked:
-        name = "hooked"
-
-        @dummy
-        def work(self, index):
-            return index
-
-    container = ServiceContainer(Hooked)
     entrypoint = next(iter(container.entrypoints))
 
     def per_worker() -> float:

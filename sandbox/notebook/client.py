@@ -245,28 +245,14 @@ class Client:
 
     # --- faults -----------------------------------------------------------------------------
 
-    def faults(
-        self,
-        latency: dict[str, float] | None = None,
-        drop: dict[str, float] | None = None,
-        duplicate: dict[str, float] | None = None,
-        error: dict[str, Any] | None = None,
-        kill_worker: dict[str, float] | None = None,
-        seed: int | None = None,
-    ) -> Faults:
+    def faults(self, **rules: Any) -> Faults:
         """Faults for the kernel's services while a ``with`` block (or decorated function)
-        runs: ``with sb.faults(drop={"shop.buy": 0.3}, seed=1): ...``. Keys are
-        ``service.method`` (patterns allowed); see :mod:`sandbox.faults` for what each does.
+        runs: ``with sb.faults(drop={"shop.buy": 0.3}, seed=1): ...``. Rules: ``latency``,
+        ``drop``, ``duplicate``, ``error``, ``kill_worker``, each a dict keyed by
+        ``service.method`` (patterns allowed), and ``seed``; :mod:`sandbox.faults` says what
+        each does.
         """
-        return checked_faults(
-            self._session,
-            latency=latency,
-            drop=drop,
-            duplicate=duplicate,
-            error=error,
-            kill_worker=kill_worker,
-            seed=seed,
-        )
+        return checked_faults(self._session, **rules)
 
     # --- documentation ----------------------------------------------------------------------
 

@@ -27,22 +27,9 @@ from sandbox.notebook.widgets.base import (
     message_html,
     stream_output,
 )
-from sandbox.records import (
-    CALL,
-    DROPPED,
-    ERROR,
-    EVENT,
-    HTTP,
-    MESSAGE,
-    OK,
-    RPC,
-    RUNNING,
-    TIMER,
-    Record,
-)
+from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, RPC, RUNNING, STATUSES, TIMER, Record
 
 KINDS = (RPC, HTTP, EVENT, TIMER, MESSAGE, CALL)
-STATUSES = (OK, ERROR, RUNNING, DROPPED)
 MAX_ROWS = 300  # newest matching records listed; a <select> of 10,000 options drags a browser
 # A refresh (filtering, then traitlets validating every label) runs in the hub: space batches
 # so that it takes at most a tenth of the hub's time, however costly it gets.
