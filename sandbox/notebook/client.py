@@ -267,19 +267,21 @@ class Client:
 
     # --- export -----------------------------------------------------------------------------
 
-    def export(self, path: str = "services.py", *services: str) -> None:
+    def export(self, path: str = "services.py", *services: str, manifests: bool = False) -> None:
         """Write the services (all, or those named) to a module ``sandbox run`` can run.
 
         The module holds the classes with the imports, helpers and constants they use, found
         in the cells run so far; ``config.yaml`` beside it holds the kernel's config, secrets
         as ``${ENV}`` placeholders. Names that cannot be exported are listed as warnings.
+        ``manifests=True`` also writes a Dockerfile, compose.yaml and k8s/ beside them.
         """
         from sandbox.export import ExportError
+        from sandbox.export.manifests import ManifestError
         from sandbox.notebook.export import export_from_kernel
 
         try:
-            export_from_kernel(path, services)
-        except (ExportError, OSError) as exc:
+            export_from_kernel(path, services, manifests)
+        except (ExportError, ManifestError, OSError) as exc:
             show_error(f"cannot export: {exc}")
 
     # --- connection -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ EXPECTED = [
     "05_extensions.ipynb",
     "06_testing.ipynb",
     "07_deployment.ipynb",
+    "08_watching.ipynb",
     "09_faults.ipynb",
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -66,7 +67,7 @@ def read(name: str):
     return nbformat.read(NOTEBOOKS / name, as_version=4)
 
 
-def test_the_course_is_these_notebooks():
+def test_the_course_is_the_listed_notebooks():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == EXPECTED
 
 
@@ -189,6 +190,24 @@ def assert_delayed_retries_and_priorities(nb):
         "tidy up",
         "water the plants",
     ]
+
+
+def test_08_watching(run):
+    nb = run("08_watching.ipynb")
+    assert "--placed--> evt-orders-placed--kitchen.on_placed" in nb["view = sb.topology()"]
+    assert "ready 500, unacked 0, consumers 0" in nb['sb.stop("kitchen")']
+    assert "ready 0, unacked 0, consumers 1" in nb["sb.start(Kitchen)"]
+    lost = nb['sb.dispatch("orders", "order_placed"']
+    assert "No queue is bound for that key" in lost
+    assert "'evt-orders-placed--kitchen.on_placed' for 'placed'" in lost
+    found = nb['with sb.wait_for("kitchen", "on_placed")']
+    assert "delivered to service kitchen (on_placed), which acknowledged it" in found
+    rows = re.findall(r"(\d+)/s asked: +([\d.]+)/s done, p99 +(\d+) ms", nb["for rate in"])
+    done = {int(rate): (float(throughput), int(p99)) for rate, throughput, p99 in rows}
+    assert sorted(done) == [10, 20, 40, 80]
+    assert done[10][0] >= 8  # below saturation the kitchen keeps up
+    assert done[80][0] < 60  # two workers of 50 ms cook 40 a second at best
+    assert done[80][1] > 3 * done[10][1]  # past it, calls wait in the queue
 
 
 def test_04_http(run):
