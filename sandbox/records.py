@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 HTTP, RPC, EVENT, TIMER, MESSAGE, CALL = "HTTP", "RPC", "EVENT", "TIMER", "MESSAGE", "CALL"
 RUNNING, OK, ERROR, DROPPED = "running", "ok", "error", "dropped"
+STATUSES = (OK, ERROR, RUNNING, DROPPED)
 
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
