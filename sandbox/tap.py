@@ -11,12 +11,11 @@ from the services seen calling or being called.
 It runs as one green thread of the hub with a connection of its own; each message becomes a
 ``message_tapped`` notice to the recorder (:mod:`sandbox.records` makes the records, marked
 as seen from outside). Requests to services of this process, and events this process
-published, are left out: their records exist already.
+published (its message ids say so), are left out: their records exist already.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import socket
@@ -29,7 +28,7 @@ import eventlet
 import kombu
 
 from sandbox import recorder, serialization
-from sandbox.amqp.publish import publish_record
+from sandbox.amqp.publish import publish_record, published_here
 from sandbox.amqp.transport import connect
 from sandbox.runtime import get_runtime
 
@@ -59,7 +58,6 @@ class ClusterTap:
         self.rpc_exchange = get_rpc_exchange(config).name
         self.queue = f"sandbox-tap-{uuid.uuid4().hex[:12]}"
         self.tapped: set[str] = set()  # exchanges bound to the tap's queue
-        self._ours: collections.Counter[tuple[str, str]] = collections.Counter()
         self._thread: Any = None
         self._connection: Any = None
         self._channel: Any = None
@@ -68,21 +66,14 @@ class ClusterTap:
     # --- from any thread ----------------------------------------------------------------------
 
     def start(self) -> ClusterTap:
-        recorder.add_observer(self)
         self._thread = get_runtime().spawn(self._run)
         return self
 
     def stop(self) -> None:
-        recorder.remove_observer(self)
         get_runtime().call(self._stop)
 
     def wait_until_ready(self, timeout: float = 10) -> None:
         get_runtime().call(self.ready.wait, timeout=timeout)
-
-    def message_published(self, info: dict[str, Any]) -> None:
-        """A recorder notice: this process published it, so its copy is to be skipped."""
-        if info.get("kind") == "event":
-            self._ours[(info.get("exchange") or "", info.get("routing_key") or "")] += 1
 
     # --- the hub ------------------------------------------------------------------------------
 
@@ -177,10 +168,9 @@ class ClusterTap:
             kind = "rpc-request"
         elif exchange == self.rpc_exchange:
             kind = "rpc-reply"
+        elif published_here(properties.get("message_id")):
+            return  # its publish record exists already
         else:
-            if self._ours[(exchange, routing_key)] > 0:
-                self._ours[(exchange, routing_key)] -= 1
-                return
             kind = "event"
         try:
             payload = serialization.decode(message)
