@@ -29,7 +29,7 @@ from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.publish import AmqpPublisher
 from sandbox.config import DEFAULTS
 from sandbox.constants import DEFAULT_PREFETCH_COUNT, HEADER_PREFIX
-from sandbox.exceptions import ContainerBeingKilled
+from sandbox.exceptions import ContainerBeingKilled, IncorrectSignature
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
 from sandbox.records import MESSAGE
 
@@ -273,12 +273,20 @@ class Consumer(Entrypoint, HeaderDecoder):
         if faults.dropped(self, (body,)):
             ack(message)
             return
+        args, kwargs = (body,), {}
+        if self.validator is not None:
+            try:
+                args, kwargs = self.check_call(args, kwargs)
+            except IncorrectSignature as exc:
+                # As a malformed message: running it again cannot help.
+                reject_malformed(message, exc)
+                return
         try:
             # In this green thread, which has nothing else to do: one less per message.
             self.container.run_worker(
                 self,
-                (body,),
-                {},
+                args,
+                kwargs,
                 context_data=self.unpack_message_headers(message),
                 handle_result=partial(self.handle_result, message),
             )

@@ -118,13 +118,15 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             entrypoint = self._entrypoint_for(message)
             if entrypoint is None:
                 return
-            entrypoint.check_signature(args, kwargs)
+            args, kwargs = entrypoint.check_call(args, kwargs)
         except MalformedRequest as exc:
             self.respond(
                 message, None, _exc_info(exc), settle=partial(reject_malformed, reason=exc)
             )
             return
         except (MethodNotFound, IncorrectSignature) as exc:
+            refused = {"service": self.container.service_name, "entrypoints": self._entrypoints}
+            recorder.notify("call_refused", {**refused, "message": message, "error": exc})
             self.respond(message, None, _exc_info(exc))
             return
         entrypoint.handle_request(message, args, kwargs)
