@@ -79,6 +79,29 @@ class HeaderDecoder:
         return decode_from_headers(message.headers, prefix=self.header_prefix)
 
 
+def run_worker_for(
+    entrypoint: Any,
+    message: kombu.Message,
+    args: tuple | list,
+    kwargs: dict,
+    killed: Callable[[kombu.Message], None] = requeue,
+) -> None:
+    """Run ``entrypoint``'s worker for ``message`` in the calling green thread, which has
+    nothing else to do (one green thread less per message); its result goes to
+    ``entrypoint.handle_result(message, ...)``. ``killed(message)`` settles a message whose
+    worker never ran because the container is being killed."""
+    try:
+        entrypoint.container.run_worker(
+            entrypoint,
+            args,
+            kwargs,
+            context_data=entrypoint.unpack_message_headers(message),
+            handle_result=partial(entrypoint.handle_result, message),
+        )
+    except ContainerBeingKilled:
+        killed(message)
+
+
 def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
     """A publisher set up from ``config``; options (``uri``, ``ssl``, ``serializer``...) win."""
     options = {
@@ -281,17 +304,7 @@ class Consumer(Entrypoint, HeaderDecoder):
                 # As a malformed message: running it again cannot help.
                 reject_malformed(message, exc)
                 return
-        try:
-            # In this green thread, which has nothing else to do: one less per message.
-            self.container.run_worker(
-                self,
-                args,
-                kwargs,
-                context_data=self.unpack_message_headers(message),
-                handle_result=partial(self.handle_result, message),
-            )
-        except ContainerBeingKilled:
-            requeue(message)
+        run_worker_for(self, message, args, kwargs)
 
     def handle_result(
         self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any

@@ -37,6 +37,7 @@ from sandbox.messaging import (
     describe,
     publisher_for,
     reject_malformed,
+    run_worker_for,
 )
 from sandbox.records import RPC
 from sandbox.rpc_routes import RPC_QUEUE_TEMPLATE, get_rpc_exchange, record_published
@@ -349,30 +350,22 @@ class Rpc(Entrypoint, HeaderDecoder):
             return
         # Known from now on: a redelivered copy that comes while this one waits for a worker
         # slot must not start a second run either.
-        requests = self.rpc_consumer.requests
-        requests.start(message)
-        try:
-            # In this green thread, which has nothing else to do: one less per request.
-            self.container.run_worker(
-                self,
-                args,
-                kwargs,
-                context_data=self.unpack_message_headers(message),
-                handle_result=partial(self.handle_result, message),
-            )
-        except ContainerBeingKilled:
-            requests.forget(message)
-            requeue(message)
+        self.rpc_consumer.requests.start(message)
+        run_worker_for(self, message, args, kwargs, killed=self._pass_on)
 
     def handle_result(
         self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any
     ) -> tuple[Any, Any]:
         if exc_info is not None and isinstance(exc_info[1], ContainerBeingKilled):
-            # Killed half way: unanswered, the request goes to the next instance.
-            self.rpc_consumer.requests.forget(message)
-            requeue(message)
+            self._pass_on(message)  # killed half way
             return result, exc_info
         return self.rpc_consumer.respond(message, result, exc_info)
+
+    def _pass_on(self, message: kombu.Message) -> None:
+        """Unanswered, the request goes to the next instance (forgotten first: a copy that
+        comes back here meanwhile must run, not wait for this run)."""
+        self.rpc_consumer.requests.forget(message)
+        requeue(message)
 
 
 rpc = Rpc.decorator
