@@ -26,6 +26,7 @@ EXPECTED = [
     "06_testing.ipynb",
     "07_deployment.ipynb",
     "08_watching.ipynb",
+    "09_faults.ipynb",
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -289,3 +290,22 @@ def test_07_deployment_over_rabbitmq(rabbitmq, run):
     assert "stopping gracefully" in stop and stop.endswith("exit code 0\n")
     everything = "".join(output_text(cell) for cell in nb.cells)
     assert "guest:guest@" not in everything, "the password was shown"
+
+
+def test_09_faults(run):
+    nb = run("09_faults.ipynb")
+    killed = nb["kill_worker={\"payments.charge\": 0.5}, seed=11) as faults"]
+    assert "4 orders, 6 charges: ['B1', 'B1', 'B2', 'B3', 'B3', 'B4']\n" in killed
+    assert "faults injected: {'kill_worker': 2}\n" in killed
+    assert nb['sb.trace.filter(text="fault")'].count("[fault: kill_worker]") == 2
+    assert nb["def wait_idle"].endswith("C1 charged 2 times\n")
+    assert nb["duplicate={\"payments.charge\": 0.5}"].endswith(
+        "4 orders, 4 charges: ['D1', 'D2', 'D3', 'D4']\n"
+    )
+    dropped = nb['drop={"payments.charge": 1}']
+    assert dropped == "no answer: RpcTimeout\nretried: charged 10 for E1\nE1 charged 1 time(s)\n"
+    magic = nb["%sandbox faults latency"]
+    assert "faults on until %sandbox faults off" in magic and magic.endswith("faults off\n")
+    assert "3 tests of payments; 0 left out" in nb["sb.trace.to_pytest("]
+    pytest_output = nb["-m pytest"]
+    assert re.search(r"^3 passed(, \d+ warnings?)? in ", pytest_output, re.M), pytest_output
