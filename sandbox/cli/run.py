@@ -27,15 +27,20 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from sandbox import alias
+from sandbox import alias, metrics, recorder
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
+from sandbox.cli.workers import Supervisor, WorkerLink, check_broker
 from sandbox.config import config
+from sandbox.constants import WEB_SERVER_CONFIG_KEY
+from sandbox.docs.openapi import http_routes
 from sandbox.docs.service import DOCS_CONFIG_KEY, docs_service
 from sandbox.exceptions import CommandError
 from sandbox.extensions import count_entrypoints, is_service_class
+from sandbox.probes import METRICS_PATH_CONFIG_KEY, PROBES_SERVICE_NAME, probe_paths, probes_service
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
+from sandbox.web.server import DEFAULT_WEB_SERVER_ADDRESS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
     add_config_arguments(parser)
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=worker_count,
+        default=1,
+        help="run N worker processes sharing the broker's queues and the HTTP port "
+        "(default 1: this process)",
+    )
+    parser.add_argument(
         "--backdoor-port",
         metavar="[HOST:]PORT",
         type=backdoor_address,
@@ -62,13 +75,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, not {text!r}")
+    return count
+
+
 def run(args: argparse.Namespace) -> int:
     config.setup(config_from_args(args))
-    configure_logging(config)
+    worker = WorkerLink.from_environment()
+    configure_logging(config, worker)
     alias.activate()
     service_classes = load_services(args.services)
-    if alias.is_aliased():
+    if alias.is_aliased() and worker is None:
         log.info(alias.ALIAS_NOTICE)
+    probe_paths(config)  # a bad path fails here, once, rather than in every worker
+    if worker is None and args.workers > 1:
+        return supervise(args, service_classes)
     if config.get(DOCS_CONFIG_KEY):
         docs = docs_service(service_classes, config)
         if docs is not None:
@@ -76,15 +103,40 @@ def run(args: argparse.Namespace) -> int:
     runner = ServiceRunner(config)
     for service_cls in service_classes:
         runner.add_service(service_cls)
+    add_probes(runner, service_classes)
+    if worker is not None:
+        worker.adopt_listening_socket(config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS))
     if args.backdoor_port is not None:
         host, port = serve_backdoor(runner, args.backdoor_port)
         log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
-    return serve(runner, service_classes)
+    return serve(runner, service_classes, worker)
 
 
-def configure_logging(settings: Mapping[str, Any]) -> None:
+def supervise(args: argparse.Namespace, service_classes: list[type]) -> int:
+    if args.backdoor_port is not None:
+        raise CommandError("--backdoor-port serves one process: it cannot go with --workers")
+    check_broker(config)
+    http = bool(probe_paths(config)) or bool(config.get(DOCS_CONFIG_KEY))
+    http = http or any(any(True for _ in http_routes(cls)) for cls in service_classes)
+    return Supervisor(args.command_line, args.workers, config, http).run()
+
+
+def add_probes(runner: ServiceRunner, service_classes: list[type]) -> None:
+    """Add the probes' service to ``runner``, and count its services' work for /metrics."""
+    probes = probes_service(runner, service_classes, config)
+    if probes is None:
+        return
+    runner.add_service(probes)
+    if METRICS_PATH_CONFIG_KEY in probe_paths(config) and metrics.available():
+        recorder.add_observer(metrics.PrometheusObserver(frozenset({PROBES_SERVICE_NAME})))
+
+
+def configure_logging(settings: Mapping[str, Any], worker: WorkerLink | None = None) -> None:
     if "LOGGING" not in settings:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        where = "" if worker is None else f"[worker {worker.index}] "
+        logging.basicConfig(
+            level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", where + "%(name)s")
+        )
         return
     try:
         # dictConfig silences the loggers that already exist unless told otherwise, and the
@@ -151,8 +203,12 @@ def _named_service(module: ModuleType, class_name: str, spec: str) -> type:
 # --- running -------------------------------------------------------------------------------
 
 
-def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
+def serve(
+    runner: ServiceRunner, service_classes: list[type], worker: WorkerLink | None = None
+) -> int:
     """Start ``runner`` and block until it stops; return the process exit code.
+
+    A worker of ``--workers`` tells its supervisor once started, and stops when it is gone.
 
     From then on a stop signal (a process manager's second SIGTERM, a late Ctrl-C) ends the
     process at once with that code: the stop is done, so neither 143 nor a hang at exit.
@@ -163,6 +219,8 @@ def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _queue_signal(events))
     _start(runner, service_classes)
+    if worker is not None:
+        worker.started(lambda: events.put(signal.SIGTERM))
     threading.Thread(target=_wait, args=(runner, events), name="sandbox-wait", daemon=True).start()
     code = _handle_events(runner, events)
     for sig in _STOP_SIGNALS:
