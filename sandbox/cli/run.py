@@ -30,7 +30,7 @@ from typing import Any
 from sandbox import alias, metrics, recorder
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
-from sandbox.cli.workers import Supervisor, WorkerLink, check_broker
+from sandbox.cli.workers import Supervisor, WorkerLink, bind, check_broker
 from sandbox.config import config
 from sandbox.constants import WEB_SERVER_CONFIG_KEY
 from sandbox.docs.openapi import http_routes
@@ -40,7 +40,7 @@ from sandbox.extensions import count_entrypoints, is_service_class
 from sandbox.probes import METRICS_PATH_CONFIG_KEY, PROBES_SERVICE_NAME, probe_paths, probes_service
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
-from sandbox.web.server import DEFAULT_WEB_SERVER_ADDRESS
+from sandbox.web.server import DEFAULT_WEB_SERVER_ADDRESS, base_url, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def worker_count(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    config.setup(config_from_args(args))
+    settings = config_from_args(args)
+    config.setup(settings)
     worker = WorkerLink.from_environment()
     configure_logging(config, worker)
     alias.activate()
@@ -94,41 +95,87 @@ def run(args: argparse.Namespace) -> int:
     if alias.is_aliased() and worker is None:
         log.info(alias.ALIAS_NOTICE)
     probe_paths(config)  # a bad path fails here, once, rather than in every worker
-    if worker is None and args.workers > 1:
-        return supervise(args, service_classes)
     if config.get(DOCS_CONFIG_KEY):
         docs = docs_service(service_classes, config)
         if docs is not None:
             service_classes.append(docs)
+    # The probes alone need no port of their own when none was asked for: several processes
+    # of route-less services may run side by side, as they always could.
+    probes_optional = WEB_SERVER_CONFIG_KEY not in settings and not serves_http(service_classes)
+    if worker is None and args.workers > 1:
+        return supervise(args, service_classes, probes_optional)
     runner = ServiceRunner(config)
     for service_cls in service_classes:
         runner.add_service(service_cls)
-    add_probes(runner, service_classes)
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
     if worker is not None:
-        worker.adopt_listening_socket(config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS))
+        worker.adopt_listening_socket(address)
+    if probes_optional:
+        can_listen = worker.listen_fd is not None if worker is not None else port_free(address)
+    probes = probes_runner(runner, service_classes, not probes_optional or can_listen)
     if args.backdoor_port is not None:
         host, port = serve_backdoor(runner, args.backdoor_port)
         log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
-    return serve(runner, service_classes, worker)
+    try:
+        return serve(runner, service_classes, worker)
+    finally:
+        if probes is not None:
+            probes.stop()
 
 
-def supervise(args: argparse.Namespace, service_classes: list[type]) -> int:
+def serves_http(service_classes: list[type]) -> bool:
+    return any(any(True for _ in http_routes(cls)) for cls in service_classes)
+
+
+def port_free(address: str | int) -> bool:
+    try:
+        bind(parse_address(address)).close()
+    except CommandError:
+        return False
+    return True
+
+
+def supervise(args: argparse.Namespace, service_classes: list[type], probes_optional: bool) -> int:
     if args.backdoor_port is not None:
         raise CommandError("--backdoor-port serves one process: it cannot go with --workers")
     check_broker(config)
-    http = bool(probe_paths(config)) or bool(config.get(DOCS_CONFIG_KEY))
-    http = http or any(any(True for _ in http_routes(cls)) for cls in service_classes)
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    http = serves_http(service_classes) or bool(probe_paths(config))
+    if http and probes_optional and not port_free(address):
+        _probes_not_served(address)
+        http = False
     return Supervisor(args.command_line, args.workers, config, http).run()
 
 
-def add_probes(runner: ServiceRunner, service_classes: list[type]) -> None:
-    """Add the probes' service to ``runner``, and count its services' work for /metrics."""
+def probes_runner(
+    runner: ServiceRunner, service_classes: list[type], can_listen: bool
+) -> ServiceRunner | None:
+    """Start the probes of ``runner``'s services in a runner of their own, which starts
+    before them and stops after them; count the services' work for /metrics."""
     probes = probes_service(runner, service_classes, config)
     if probes is None:
-        return
-    runner.add_service(probes)
+        return None
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    if not can_listen:
+        _probes_not_served(address)
+        return None
     if METRICS_PATH_CONFIG_KEY in probe_paths(config) and metrics.available():
         recorder.add_observer(metrics.PrometheusObserver(frozenset({PROBES_SERVICE_NAME})))
+    probes_runner = ServiceRunner(config)
+    probes_runner.add_service(probes)
+    try:
+        probes_runner.start()
+    except Exception as exc:
+        probes_runner.kill()
+        raise CommandError(f"cannot serve the probes: {exc}") from None
+    return probes_runner
+
+
+def _probes_not_served(address: str | int) -> None:
+    log.warning(
+        "%s is in use: no /healthz, /readyz or /metrics (set WEB_SERVER_ADDRESS to serve them)",
+        base_url(parse_address(address)),
+    )
 
 
 def configure_logging(settings: Mapping[str, Any], worker: WorkerLink | None = None) -> None:

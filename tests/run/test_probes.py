@@ -1,5 +1,7 @@
 """/healthz, /readyz and /metrics of `sandbox run`, as a process of its own."""
 
+import contextlib
+import socket
 import sys
 import urllib.parse
 
@@ -173,3 +175,20 @@ def test_probe_paths_default_and_turn_off():
     assert (
         probes.probe_paths({"HEALTHZ_PATH": None, "READYZ_PATH": False, "METRICS_PATH": ""}) == {}
     )
+
+
+def test_route_less_services_run_side_by_side_without_probes_when_the_port_is_taken(cli):
+    holder = socket.socket()
+    with contextlib.suppress(OSError):  # or someone else holds it: taken either way
+        holder.bind(("127.0.0.1", 8000))
+        holder.listen()
+    try:
+        process = cli("run", "services", modules={"services": RPC_ONLY})
+        line = process.wait_for_line("is in use")
+        assert line.rstrip().endswith(
+            "WARNING sandbox.cli.run: http://127.0.0.1:8000 is in use: no /healthz, /readyz or "
+            "/metrics (set WEB_SERVER_ADDRESS to serve them)"
+        )
+        process.wait_for_line("started service counted")
+    finally:
+        holder.close()
