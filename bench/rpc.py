@@ -21,9 +21,10 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from bench import Row
@@ -87,17 +88,10 @@ def measure(open_caller):
     print(json.dumps(result), flush=True)
 """
 
-SANDBOX_SERVICE = """
+# Runs the service class ``Bench`` defined before it, until killed.
+SANDBOX_RUN = """
 import sys, threading
-from sandbox.rpc import rpc
 from sandbox.runners import ServiceRunner
-
-class Bench:
-    name = "bench_sandbox"
-
-    @rpc
-    def echo(self, value):
-        return value
 
 runner = ServiceRunner({"AMQP_URI": sys.argv[1]})
 runner.add_service(Bench)
@@ -105,6 +99,20 @@ runner.start()
 print("ready", flush=True)
 threading.Event().wait()
 """
+
+SANDBOX_SERVICE = (
+    """
+from sandbox.rpc import rpc
+
+class Bench:
+    name = "bench_sandbox"
+
+    @rpc
+    def echo(self, value):
+        return value
+"""
+    + SANDBOX_RUN
+)
 
 # The service's clients share one proxy, as threads of a notebook or a web app would.
 SANDBOX_CLIENT = (
@@ -171,6 +179,13 @@ def connect(uri):
     channel = connection.channel()
     channel.exchange_declare("nameko-rpc", "topic", durable=True, auto_delete=False)
     return connection, channel
+
+def serve(connection, channel, queue, callback):
+    channel.basic_qos(0, 10, False)
+    channel.basic_consume(queue, callback=callback)
+    print("ready", flush=True)
+    while True:
+        connection.drain_events()
 """
 
 RAW_SERVICE = (
@@ -188,11 +203,7 @@ def on_request(message):
     channel.basic_publish(reply, exchange="nameko-rpc", routing_key=message.properties["reply_to"])
     channel.basic_ack(message.delivery_tag)
 
-channel.basic_qos(0, 10, False)
-channel.basic_consume("rpc-bench_raw", callback=on_request)
-print("ready", flush=True)
-while True:
-    connection.drain_events()
+serve(connection, channel, "rpc-bench_raw", on_request)
 """
 )
 
@@ -293,8 +304,14 @@ def vhost() -> Iterator[str]:
 
 
 @contextmanager
-def service(command: list[str], ready: str, cwd: Path = ROOT) -> Iterator[None]:
-    """A service subprocess, once it printed ``ready`` (stdout or stderr)."""
+def service(
+    command: list[str],
+    ready: str,
+    cwd: Path = ROOT,
+    on_line: Callable[[str], object] = str,
+) -> Iterator[None]:
+    """A service subprocess, once it printed ``ready`` (stdout or stderr); each later line
+    goes to ``on_line``."""
     proc = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -307,11 +324,16 @@ def service(command: list[str], ready: str, cwd: Path = ROOT) -> Iterator[None]:
         else:
             raise RuntimeError(f"{command} ended before it was ready:\n{''.join(output)}")
         # Keep reading, or a chatty service would block on a full pipe.
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        threading.Thread(target=_read_lines, args=(proc.stdout, on_line), daemon=True).start()
         yield
     finally:
         proc.kill()
         proc.wait()
+
+
+def _read_lines(stream: IO[str], on_line: Callable[[str], object]) -> None:
+    for line in stream:
+        on_line(line)
 
 
 def client(command: list[str], *args: object) -> dict[str, float]:
@@ -332,16 +354,29 @@ def start_services(stack: ExitStack, uri: str, workdir: Path) -> dict[str, list[
         "sandbox": [python, "-c", SANDBOX_CLIENT, uri],
         "raw-amqp": [python, "-c", RAW_CLIENT, uri],
     }
+    nameko = start_nameko(stack, uri, workdir, NAMEKO_SERVICE)
+    if nameko is not None:
+        clients["nameko"] = [nameko, "-c", NAMEKO_CLIENT, uri]
+    return clients
+
+
+def start_nameko(
+    stack: ExitStack,
+    uri: str,
+    workdir: Path,
+    source: str,
+    on_line: Callable[[str], object] = str,
+) -> str | None:
+    """``nameko run`` the service in ``source``; the Nameko venv's python, None without it."""
     nameko = nameko_python()
     if nameko is None:
         print("nameko: scripts/nameko-venv.sh failed, Nameko is left out")
-        return clients
-    (workdir / "nameko_bench.py").write_text(NAMEKO_SERVICE)
+        return None
+    (workdir / "nameko_bench.py").write_text(source)
     (workdir / "config.yaml").write_text(json.dumps({"AMQP_URI": uri, "LOGGING": NAMEKO_LOGGING}))
-    nameko_run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml"]
-    stack.enter_context(service([*nameko_run, "nameko_bench"], "services started", workdir))
-    clients["nameko"] = [nameko, "-c", NAMEKO_CLIENT, uri]
-    return clients
+    run = [str(Path(nameko).parent / "nameko"), "run", "--config", "config.yaml", "nameko_bench"]
+    stack.enter_context(service(run, "services started", workdir, on_line))
+    return nameko
 
 
 def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:

@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import recorder, serialization
+from sandbox import faults, recorder, serialization
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -118,6 +118,7 @@ class WorkerContext:
         self.call_id_stack = [*parents, self.call_id]
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.fault: str | None = None  # what sandbox.faults injected, for the records
 
     @property
     def context_data(self) -> dict[str, Any]:
@@ -197,6 +198,21 @@ class ServiceContainer:
     @property
     def busy_workers(self) -> int:
         return len(self._worker_threads)
+
+    def set_max_workers(self, count: int) -> None:
+        """Run up to ``count`` workers at once from now on (any thread). Below the busy count,
+        the busy workers finish and new work waits until fewer than ``count`` run."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"max_workers must be a positive integer, not {count!r}")
+        get_runtime().call(self._resize_slots, count)
+
+    def _resize_slots(self, count: int) -> None:
+        grown = count - self.max_workers
+        self.max_workers = count
+        if grown < 0:
+            self._slots.counter += grown  # below zero: releases pay it back first
+        for _ in range(grown):
+            self._slots.release()  # wakes a waiting worker
 
     # --- lifecycle: callable from any thread ------------------------------------------------
 
@@ -387,13 +403,18 @@ class ServiceContainer:
 
     def _run_worker(self, worker_ctx: WorkerContext, handle_result: ResultHandler | None) -> None:
         worker_ctx.started_at = time.time()
+        strike = faults.worker_faults(worker_ctx)
         recorder.notify("worker_started", worker_ctx)
         result = exc_info = None
         try:
             self._inject_dependencies(worker_ctx)
             method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
             try:
+                if strike is not None:
+                    strike.before_method()
                 result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                if strike is not None:
+                    strike.after_method()
             except Exception as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)

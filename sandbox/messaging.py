@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import kombu
 
-from sandbox import serialization
+from sandbox import faults, serialization
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import Subscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
 from sandbox.amqp.publish import Publisher as AmqpPublisher
 from sandbox.amqp.transport import amqp_uri, connection_options
 from sandbox.constants import HEADER_PREFIX
-from sandbox.exceptions import ContainerBeingKilled
+from sandbox.exceptions import ContainerBeingKilled, IncorrectSignature
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
 from sandbox.records import MESSAGE
 
@@ -263,12 +263,23 @@ class Consumer(Entrypoint, HeaderDecoder):
         except Exception as exc:
             reject_malformed(message, exc)
             return
+        if faults.dropped(self, (body,)):
+            ack(message)
+            return
+        args, kwargs = (body,), {}
+        if self.validator is not None:
+            try:
+                args, kwargs = self.check_call(args, kwargs)
+            except IncorrectSignature as exc:
+                # As a malformed message: running it again cannot help.
+                reject_malformed(message, exc)
+                return
         try:
             # In this green thread, which has nothing else to do: one less per message.
             self.container.run_worker(
                 self,
-                (body,),
-                {},
+                args,
+                kwargs,
                 context_data=self.unpack_message_headers(message),
                 handle_result=partial(self.handle_result, message),
             )

@@ -27,7 +27,7 @@ from sandbox.utils import REDACTED, get_redacted_args
 log = logging.getLogger(__name__)
 
 HTTP, RPC, EVENT, TIMER, MESSAGE, CALL = "HTTP", "RPC", "EVENT", "TIMER", "MESSAGE", "CALL"
-RUNNING, OK, ERROR = "running", "ok", "error"
+RUNNING, OK, ERROR, DROPPED = "running", "ok", "error", "dropped"
 
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
@@ -88,6 +88,7 @@ class Record:
         "target",
         "http",
         "event",
+        "fault",
         "_summary",
         "_text",
     )
@@ -110,6 +111,7 @@ class Record:
         self.target: str | None = None
         self.http: dict[str, Any] | None = None  # request and response, for HTTP records
         self.event: dict[str, Any] | None = None  # the publish, for EVENT/MESSAGE publishes
+        self.fault: str | None = None  # what sandbox.faults did to this message
         self._summary: str | None = None
         self._text: str | None = None
 
@@ -171,10 +173,12 @@ class Record:
             took = f"{self.duration * 1000:.1f}ms"
         else:  # a publish takes no time of its own; a worker without one is still running
             took = "..." if self.status == RUNNING else ""
+        fault = f"  [fault: {self.fault}]" if self.fault else ""
         summary = (
             f"{clock}.{millis:03d} {self.kind:<7} {self.source or '-'} -> {self.target or '-'}"
-            f"  {self.shown_status} {took}"
-        ).rstrip()
+            f"  {self.shown_status} {took}".rstrip()
+            + fault
+        )
         if self.status != RUNNING:
             self._summary = summary
         return summary
@@ -195,6 +199,7 @@ class Record:
             "request": self.request,
             "response": self.response,
             "headers": self.headers,
+            "fault": self.fault,
         }
 
     def text(self) -> str:
@@ -361,6 +366,7 @@ class Recorder:
         record.call_id_stack = worker_ctx.call_id_stack
         record.context = worker_ctx.data
         record.source = describe_call_id(worker_ctx.immediate_parent_call_id)
+        record.fault = getattr(worker_ctx, "fault", None)
         if entrypoint.sensitive_arguments:
             record.kwargs = _redacted(entrypoint, worker_ctx.args, worker_ctx.kwargs)
         else:
@@ -388,6 +394,19 @@ class Recorder:
             record.status = OK
             record.result = result
         self._publish(record)
+
+    def delivery_dropped(self, info: dict[str, Any]) -> None:
+        """A ``drop`` fault took a delivery before any worker ran (see sandbox.faults)."""
+        entrypoint = info["entrypoint"]
+        record = Record(next(self._ids), entrypoint_kind(entrypoint), time.time())
+        record.service = info["service"]
+        record.entrypoint = entrypoint.method_name
+        record.target = f"{record.service}.{record.entrypoint}"
+        record.args, record.kwargs = tuple(info["args"]), dict(info["kwargs"] or {})
+        if entrypoint.sensitive_arguments:
+            record.args, record.kwargs = (), _redacted(entrypoint, record.args, record.kwargs)
+        record.status, record.fault = DROPPED, "drop"
+        self._add(record)
 
     def http_request(self, info: dict[str, Any]) -> None:
         record = self._open_http.pop(info.get("call_id") or "", None)
@@ -422,7 +441,7 @@ class Recorder:
         record.source = describe_call_id(stack[-1]) if stack else None
         record.service = exchange[: -len(".events")] if kind == EVENT else None
         record.target = f"{exchange}:{info.get('routing_key', '')}"
-        record.status = OK
+        record.status = ERROR if info.get("returned") else OK
         record.event = info
         self._add(record)
 

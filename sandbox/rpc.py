@@ -30,7 +30,7 @@ import eventlet.event
 import kombu
 import kombu.exceptions
 
-from sandbox import recorder, serialization
+from sandbox import faults, recorder, serialization
 from sandbox.amqp.consume import Consumer as AmqpConsumer
 from sandbox.amqp.consume import ack, requeue
 from sandbox.amqp.publish import MessageTemplate, UndeliverableMessage, publish_record
@@ -174,7 +174,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             entrypoint = self._entrypoint_for(message)
             if entrypoint is None:
                 return
-            entrypoint.check_signature(args, kwargs)
+            args, kwargs = entrypoint.check_call(args, kwargs)
         except MalformedRequest as exc:
             self.respond(
                 message, None, _exc_info(exc), settle=partial(reject_malformed, reason=exc)
@@ -405,6 +405,9 @@ class Rpc(Entrypoint, HeaderDecoder):
         self.rpc_consumer.unregister_provider(self)
 
     def handle_request(self, message: kombu.Message, args: list, kwargs: dict) -> None:
+        if faults.dropped(self, args, kwargs):  # acked unanswered: the caller times out
+            ack(message)
+            return
         # Known from now on: a redelivered copy that comes while this one waits for a worker
         # slot must not start a second run either.
         requests = self.rpc_consumer.requests

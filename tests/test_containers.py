@@ -3,6 +3,7 @@ import threading
 import eventlet
 import eventlet.event
 import pytest
+from polling import wait_until
 
 from sandbox.containers import ServiceContainer, WorkerContext, get_service_name
 from sandbox.exceptions import (
@@ -181,6 +182,44 @@ def test_max_workers_bound_under_100_concurrent_triggers(container_factory):
 
     get_runtime().call(trigger_100, timeout=30)
     assert state == {"busy": 0, "peak": 4, "done": 100}
+
+
+def test_set_max_workers_resizes_the_pool_of_a_running_container(container_factory):
+    first, second = eventlet.event.Event(), eventlet.event.Event()
+    state = {"started": 0, "done": 0}
+
+    class Svc:
+        name = "resized"
+
+        @dummy
+        def work(self):
+            number = state["started"]
+            state["started"] += 1
+            (first if number < 3 else second).wait()
+            state["done"] += 1
+
+    container = container_factory(Svc, {"max_workers": 1})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def trigger(count):
+        for _ in range(count):
+            eventlet.spawn(container.spawn_worker, entrypoint, (), {})
+
+    get_runtime().call(trigger, 6)
+    wait_until(lambda: state["started"] == 1)
+    container.set_max_workers(3)  # grows at once: two waiting workers start
+    wait_until(lambda: state["started"] == 3)
+    assert container.busy_workers == 3
+
+    container.set_max_workers(2)  # the three busy ones finish; then two run at a time
+    get_runtime().call(first.send, None)
+    wait_until(lambda: state["done"] == 3 and state["started"] == 5)
+    assert container.busy_workers == 2 and container.max_workers == 2
+    get_runtime().call(second.send, None)
+    wait_until(lambda: state["done"] == 6)
+    with pytest.raises(ValueError, match="positive integer"):
+        container.set_max_workers(0)
 
 
 def test_failing_managed_thread_kills_container_and_wait_reraises(container_factory):

@@ -44,7 +44,7 @@ def unused_amqp_uri():
 
 
 def test_by_default_a_test_runs_once_on_rabbitmq(pytester, rabbit_manager):
-    result = run(pytester, MODULE_LEVEL_MOCK, "--amqp-uri", rabbit_manager.amqp_uri)
+    result = run(pytester, MODULE_LEVEL_MOCK, "--sandbox-amqp-uri", rabbit_manager.amqp_uri)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         ["sandbox brokers: rabbitmq at amqp://guest:********@*", "*BROKER amqp"]
@@ -120,9 +120,9 @@ def test_ssl(rabbit_ssl_config, rabbit_config):
     }
 """
     options = ["certfile=/etc/client.pem", "cert_reqs=0", "ciphers=[ECDHE, AES]", "check_hostname"]
-    args = ["--amqp-uri", rabbit_manager.amqp_uri, "--amqp-ssl-port", "5999"]
+    args = ["--sandbox-amqp-uri", rabbit_manager.amqp_uri, "--sandbox-amqp-ssl-port", "5999"]
     for option in options:
-        args += ["--amqp-ssl-option", option]
+        args += ["--sandbox-amqp-ssl-option", option]
     run(pytester, source, *args).assert_outcomes(passed=1)
 
 
@@ -246,7 +246,8 @@ def pytest_addoption(parser):
 """
 
 
-def test_beside_the_real_nameko_its_plugin_owns_the_shared_options(pytester, monkeypatch):
+@pytest.mark.parametrize("option", ["--amqp-uri", "--sandbox-amqp-uri"])
+def test_beside_the_real_nameko_its_plugin_owns_the_shared_options(pytester, monkeypatch, option):
     # An installed distribution named nameko whose pytest11 plugin registers Nameko's options:
     # with both plugins loaded, a second registration would end pytest before it starts.
     site = pytester.mkdir("site")
@@ -260,8 +261,23 @@ def test_beside_the_real_nameko_its_plugin_owns_the_shared_options(pytester, mon
 def test_options(pytestconfig):
     assert pytestconfig.option.RABBIT_AMQP_URI == "amqp://nobody:nothing@127.0.0.1/"
 """
-    result = run(pytester, test, "--amqp-uri", "amqp://nobody:nothing@127.0.0.1/")
+    result = run(pytester, test, option, "amqp://nobody:nothing@127.0.0.1/")
     result.assert_outcomes(passed=1)
+
+
+def test_the_sandbox_option_wins_over_nameko_s_name(pytester):
+    test = """
+def test_options(pytestconfig):
+    assert pytestconfig.option.RABBIT_AMQP_URI == "amqp://ours:x@127.0.0.1/"
+    assert pytestconfig.option.RABBIT_API_URI == "http://ours:x@127.0.0.1:15672"
+"""
+    args = [
+        "--amqp-uri",
+        "amqp://theirs:x@127.0.0.1/",
+        "--sandbox-amqp-uri",
+        "amqp://ours:x@127.0.0.1/",
+    ]
+    run(pytester, test, *args).assert_outcomes(passed=1)
 
 
 def test_a_management_api_that_refuses_the_credentials_means_the_embedded_broker(

@@ -7,7 +7,9 @@ reported to the recorder (``message_published``), whatever published it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,11 @@ from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Message ids unique to this process and cheap on the hot path: what lets ``sb.why`` find a
+# recorded message's fate in the broker.
+_ID_PREFIX = secrets.token_hex(6)
+_message_numbers = itertools.count(1)
 
 
 class UndeliverableMessage(Exception):
@@ -109,6 +116,8 @@ class Publisher:
         retry = kwargs.pop("retry", self.retry)
         retry_policy = kwargs.pop("retry_policy", self.retry_policy)
         options = {**self.publish_kwargs, **kwargs, "headers": headers, "declare": declare}
+        if options.get("message_id") is None:
+            options["message_id"] = f"{_ID_PREFIX}-{next(_message_numbers)}"
         content_type, content_encoding, body = serialization.dumps(payload, serializer)
         options.update(content_type=content_type, content_encoding=content_encoding)
         return OutgoingMessage(payload, body, options, kind, _delays(retry, retry_policy))
@@ -120,6 +129,7 @@ class Publisher:
             returned = _retrying(partial(self._send, message), message.retry_delays)
         if returned:
             exc, exchange, routing_key = returned[0]
+            recorder.notify("message_published", {**message.record(), "returned": str(exc)})
             raise UndeliverableMessage(
                 f"{exc} (exchange {exchange!r}, routing key {routing_key!r})"
             )
@@ -207,6 +217,9 @@ def publish_record(
         "payload": payload,
         "correlation_id": properties.get("correlation_id"),
         "reply_to": properties.get("reply_to"),
+        "message_id": properties.get("message_id"),
+        "mandatory": bool(properties.get("mandatory")),
+        "expiration": properties.get("expiration"),
     }
 
 

@@ -23,6 +23,7 @@ from amqp.exceptions import (
 )
 
 from .deadletter import REJECTED
+from .fates import ACKED, DELIVERED, REQUEUED, Step
 from .queues import Entry, Message, Queue
 
 if TYPE_CHECKING:
@@ -301,6 +302,7 @@ class Channel:
         if entry is None:
             return None
         tag = next(self._delivery_tags)
+        self._delivered(source, entry, None)
         if not no_ack:
             self.unacked[tag] = _Unacked(source, entry, None)
         return Delivery(self, None, tag, entry.redelivered, entry.message, len(source))
@@ -308,11 +310,16 @@ class Channel:
     def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
         """Called by the broker's dispatch: hand one message to one of our consumers."""
         tag = next(self._delivery_tags)
+        self._delivered(queue, entry, consumer.tag)
         if not consumer.no_ack:
             self.unacked[tag] = _Unacked(queue, entry, consumer)
             consumer.unacked += 1
             self.consumer_unacked += 1
         self.connection.post(Delivery(self, consumer.tag, tag, entry.redelivered, entry.message))
+
+    def _delivered(self, queue: Queue, entry: Entry, consumer_tag: str | None) -> None:
+        queue.delivered += 1
+        self.broker.fates.note(entry.message, Step(DELIVERED, queue.name, consumer_tag))
 
     # -- acknowledgements and flow control -------------------------------------------------
 
@@ -369,10 +376,15 @@ class Channel:
     def _settle(self, settled: Iterable[_Unacked], requeue: bool | None) -> None:
         """Requeue (True), dead-letter as rejected (False) or forget (None, an ack)."""
         returned: dict[Queue, list[Entry]] = {}
+        fates = self.broker.fates
         for queue, entry, consumer in settled:
             if consumer is not None:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
+            if requeue is None:
+                fates.note(entry.message, Step(ACKED, queue.name))
+            elif requeue:
+                fates.note(entry.message, Step(REQUEUED, queue.name))
             if requeue is not None and self.broker.is_live(queue):
                 returned.setdefault(queue, []).append(entry)
         for queue, entries in returned.items():

@@ -92,6 +92,8 @@ class Queue:
         self._arrivals = itertools.count()
         self.consumers: list[Consumer] = []
         self.had_consumers = False
+        self.received = 0  # messages taken in, and handed to consumers: counts for watchers
+        self.delivered = 0
         self.expiry_timer: TimerHandle | None = None  # x-expires
         self.ttl_timer: TimerHandle | None = None  # expiry of the head message
         self.ttl_due: float | None = None

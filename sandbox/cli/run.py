@@ -14,6 +14,7 @@ With config ``DOCS: true`` the web server also serves the services' documents at
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import logging.config
@@ -301,10 +302,19 @@ def _start(runner: ServiceRunner, service_classes: list[type]) -> None:
     except Exception as exc:
         log.debug("starting the services failed", exc_info=True)
         runner.kill()
-        raise CommandError(f"cannot start services: {exc}") from None
+        raise CommandError(f"cannot start services: {exc}{_address_hint(exc)}") from None
     for service_cls in service_classes:
         count = count_entrypoints(service_cls)
         log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
+
+
+def _address_hint(exc: Exception) -> str:
+    if not (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE):
+        return ""
+    return (
+        "; another process serves there: pass --define WEB_SERVER_ADDRESS=HOST:PORT "
+        "(or set $WEB_SERVER_ADDRESS for an exported config.yaml)"
+    )
 
 
 def _wait(runner: ServiceRunner, events: queue.SimpleQueue) -> None:

@@ -15,6 +15,7 @@ from IPython import get_ipython
 from sandbox.config import config
 from sandbox.export import ExportError, export_cells
 from sandbox.notebook.errors import show_error
+from sandbox.notebook.extension import asked_web_address
 
 
 def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) -> None:
@@ -27,7 +28,8 @@ def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) ->
         ip.history_manager.input_hist_raw[1:],  # entry 0 is a placeholder
         notebook_name(ip.user_ns),
         services,
-        settings=dict(config),
+        # The port a busy kernel fell back to is no deployment's: export the one asked for.
+        settings={**config, "WEB_SERVER_ADDRESS": asked_web_address()},
         local_dir=Path.cwd(),
         module_name=output.stem,
     )

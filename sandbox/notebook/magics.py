@@ -113,6 +113,7 @@ class SandboxMagics(Magics):
                                    write the services (or those named) to FILE (services.py),
                                    with the helpers they need, and config.yaml beside it
           inspect [kind=RPC ...]   the message inspector (filters: service, kind, status, text)
+          topology                 a live graph of services, exchanges, queues and bindings
 
         Magics:
           %rpc service.method ARGS call an RPC method; ARGS as in a Python call
@@ -141,11 +142,15 @@ class SandboxMagics(Magics):
           sb.trace                 recorded messages: sb.trace[-1], .filter(kind="RPC"), .diagram()
           sb.replay(record)        send a recorded request again
           sb.inspect(kind="RPC")   the message inspector, filtered
+          sb.topology()            services, exchanges, queues and bindings as a live graph
+          sb.why(record)           what became of a recorded message, in one paragraph
           sb.dashboard()           services: state, entrypoints, workers, buttons, logs
           sb.call_form()           a form to call an RPC method, HTTP route or event handler
           sb.docs()                the services' OpenAPI and AsyncAPI documents
           sb.export("services.py") write the services to a module ``sandbox run`` runs
           sb.connect(URI)          move services and client to a broker
+          sb.connect(URI, services=False, http=URL)
+                                   connect the client alone to a cluster
           sb.close()               close the client's connections (``%unload_ext sandbox`` does)
         """
         command, _, rest = line.strip().partition(" ")
@@ -164,6 +169,9 @@ class SandboxMagics(Magics):
 
     def _sandbox_inspect(self, rest: str) -> None:
         display(self.client.inspect(**_inspect_filters(rest)))
+
+    def _sandbox_topology(self, rest: str) -> None:
+        display(self.client.topology())
 
     def _sandbox_start(self, rest: str) -> None:
         names = rest.split()

@@ -164,8 +164,18 @@ def _nameko_installed() -> bool:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sandbox")
+    _add_sandbox_options(group)
     if not _nameko_installed():
         _add_nameko_options(group)
+    parser.addini(
+        "sandbox_brokers",
+        "the brokers each rabbit_config test runs on, as --sandbox-brokers",
+        default="",
+    )
+
+
+def _add_sandbox_options(group: pytest.OptionGroup) -> None:
+    """The plugin's own options, in its namespace, so they live beside any other plugin's."""
     group.addoption(
         "--sandbox-brokers",
         dest="sandbox_brokers",
@@ -174,36 +184,62 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the brokers each rabbit_config test runs on (default: rabbitmq when it answers, "
         "else memory)",
     )
-    parser.addini(
-        "sandbox_brokers",
-        "the brokers each rabbit_config test runs on, as --sandbox-brokers",
-        default="",
+    group.addoption(
+        "--sandbox-amqp-uri",
+        dest="sandbox_amqp_uri",
+        default=None,
+        help="the RabbitMQ that rabbit_config uses, in a vhost of its own per test "
+        f"(default: $SANDBOX_TEST_AMQP_URI, else {DEFAULT_TEST_AMQP_URI})",
+    )
+    group.addoption(
+        "--sandbox-rabbit-api-uri",
+        dest="sandbox_rabbit_api_uri",
+        default=None,
+        help="its management API, which makes the vhosts "
+        "(default: http://user:password@<AMQP host>:15672)",
+    )
+    group.addoption(
+        "--sandbox-amqp-ssl-port",
+        dest="sandbox_amqp_ssl_port",
+        type=int,
+        default=None,
+        help="RabbitMQ's TLS port, for rabbit_ssl_config (default: 5671)",
+    )
+    group.addoption(
+        "--sandbox-amqp-ssl-option",
+        dest="sandbox_amqp_ssl_options",
+        type=parse_config_option,
+        action="append",
+        metavar="KEY=VALUE",
+        default=None,
+        help="an ssl option of rabbit_ssl_config (AMQP_SSL), repeatable; values are read as "
+        "YAML: --sandbox-amqp-ssl-option cert_reqs=0",
     )
 
 
 def _add_nameko_options(group: pytest.OptionGroup) -> None:
+    """Nameko's option names, so Nameko projects' command lines and conftests work unchanged.
+    They are registered only without the real Nameko, whose own plugin registers them."""
     group.addoption(
         "--amqp-uri",
         "--rabbit-amqp-uri",
         dest="RABBIT_AMQP_URI",
         default=os.environ.get("SANDBOX_TEST_AMQP_URI") or DEFAULT_TEST_AMQP_URI,
-        help="the RabbitMQ that rabbit_config uses, in a vhost of its own per test "
-        "(default: $SANDBOX_TEST_AMQP_URI, else %(default)s)",
+        help="Nameko's name of --sandbox-amqp-uri",
     )
     group.addoption(
         "--rabbit-api-uri",
         "--rabbit-ctl-uri",
         dest="RABBIT_API_URI",
         default=None,
-        help="its management API, which makes the vhosts "
-        "(default: http://user:password@<AMQP host>:15672)",
+        help="Nameko's name of --sandbox-rabbit-api-uri",
     )
     group.addoption(
         "--amqp-ssl-port",
         dest="AMQP_SSL_PORT",
         type=int,
         default=5671,
-        help="RabbitMQ's TLS port, for rabbit_ssl_config (default: %(default)s)",
+        help="Nameko's name of --sandbox-amqp-ssl-port",
     )
     group.addoption(
         "--amqp-ssl-option",
@@ -212,8 +248,7 @@ def _add_nameko_options(group: pytest.OptionGroup) -> None:
         action="append",
         metavar="KEY=VALUE",
         default=list(DEFAULT_AMQP_SSL_OPTIONS),
-        help="an ssl option of rabbit_ssl_config (AMQP_SSL), repeatable; values are read as "
-        "YAML: --amqp-ssl-option cert_reqs=0",
+        help="Nameko's name of --sandbox-amqp-ssl-option",
     )
     group.addoption(
         "--blocking-detection",
@@ -224,11 +259,33 @@ def _add_nameko_options(group: pytest.OptionGroup) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if config.option.RABBIT_API_URI is None:
-        amqp = urllib.parse.urlsplit(config.option.RABBIT_AMQP_URI)
+def _resolve_options(config: pytest.Config) -> None:
+    """Each setting from the sandbox option when given, else from Nameko's (ours or the real
+    Nameko plugin's), else the default; written back under Nameko's names, which Nameko
+    projects' conftests read."""
+    option = config.option
+    amqp_uri = (
+        option.sandbox_amqp_uri
+        or getattr(option, "RABBIT_AMQP_URI", None)
+        or os.environ.get("SANDBOX_TEST_AMQP_URI")
+        or DEFAULT_TEST_AMQP_URI
+    )
+    api_uri = option.sandbox_rabbit_api_uri or getattr(option, "RABBIT_API_URI", None)
+    if api_uri is None:
+        amqp = urllib.parse.urlsplit(amqp_uri)
         credentials = amqp.netloc.rpartition("@")[0] or "guest:guest"
-        config.option.RABBIT_API_URI = f"http://{credentials}@{amqp.hostname or 'localhost'}:15672"
+        api_uri = f"http://{credentials}@{amqp.hostname or 'localhost'}:15672"
+    ssl_port = option.sandbox_amqp_ssl_port or getattr(option, "AMQP_SSL_PORT", None) or 5671
+    # Like Nameko's, the given ssl options extend the defaults (a later key wins).
+    ssl_options = getattr(option, "AMQP_SSL_OPTIONS", None) or list(DEFAULT_AMQP_SSL_OPTIONS)
+    if option.sandbox_amqp_ssl_options is not None:
+        ssl_options = list(DEFAULT_AMQP_SSL_OPTIONS) + option.sandbox_amqp_ssl_options
+    option.RABBIT_AMQP_URI, option.RABBIT_API_URI = amqp_uri, api_uri
+    option.AMQP_SSL_PORT, option.AMQP_SSL_OPTIONS = ssl_port, ssl_options
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _resolve_options(config)
     config.stash[_chosen_brokers] = _configured_brokers(config)
 
 
@@ -356,8 +413,8 @@ def amqp_uri(rabbit_config: dict[str, Any]) -> str:
 
 @pytest.fixture
 def rabbit_ssl_config(request: pytest.FixtureRequest, rabbit_config: dict[str, Any]):
-    """``rabbit_config`` over TLS: the ``--amqp-ssl-port`` and ``AMQP_SSL`` from
-    ``--amqp-ssl-option`` (skips on the embedded broker, which has no TLS)."""
+    """``rabbit_config`` over TLS: the ``--sandbox-amqp-ssl-port`` and ``AMQP_SSL`` from
+    ``--sandbox-amqp-ssl-option`` (skips on the embedded broker, which has no TLS)."""
     uri = rabbit_config[AMQP_URI_CONFIG_KEY]
     if uri.startswith("memory"):
         pytest.skip("TLS needs RabbitMQ: the embedded broker has no TLS listener")

@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
+import eventlet.wsgi
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
+from sandbox import faults
 from sandbox.containers import WorkerContext
 from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
 from sandbox.records import HTTP
+from sandbox.validation import ArgumentsRejected, RequestBody
 from sandbox.web.server import (
     CALL_ID_ENVIRON_KEY,
     ErrorResponse,
@@ -54,6 +58,8 @@ class ServerEntrypoint(Entrypoint):
 class HttpRequestHandler(ServerEntrypoint):
     record_kind = HTTP
     server = WebServer()
+    # The request's hint may declare its JSON body: Annotated[Request, Model], or Model.
+    request_body = RequestBody(Request, Request.get_json)
 
     def __init__(
         self,
@@ -91,7 +97,9 @@ class HttpRequestHandler(ServerEntrypoint):
 
     # --- one request ----------------------------------------------------------------------
 
-    def handle_request(self, request: Request) -> Response:
+    def handle_request(self, request: Request) -> Response | Callable:
+        if faults.dropped(self, (), request.path_values):
+            return close_unanswered
         try:
             result = self._run_worker(request)
         except Exception as exc:
@@ -147,6 +155,9 @@ class HttpRequestHandler(ServerEntrypoint):
         400 for expected exceptions and bad requests, 500 for the rest. werkzeug's exceptions
         keep their own status and headers, and ``abort(response)`` answers with its response.
         """
+        if isinstance(exc, ArgumentsRejected):
+            body = {"error": type(exc).__name__, "message": str(exc), "errors": exc.errors}
+            return Response(json.dumps(body), 400, mimetype="application/json")
         headers: list[tuple[str, str]] = []
         error = serialize(exc)
         message = error["value"]
@@ -170,6 +181,12 @@ class HttpRequestHandler(ServerEntrypoint):
         return ErrorResponse(text, json_form, status=status, headers=headers)
 
 
+def close_unanswered(environ: dict, start_response: Callable) -> list[bytes]:
+    """A WSGI app that closes the connection with no response (a ``drop`` fault)."""
+    eventlet.wsgi.WSGI_LOCAL.already_handled = True
+    return []
+
+
 def run_inline(
     entrypoint: Entrypoint, args: tuple, kwargs: dict[str, Any], context_data: dict[str, Any]
 ) -> tuple[WorkerContext, Any, tuple | None]:
@@ -178,7 +195,7 @@ def run_inline(
     For entrypoints whose green thread would only wait for a spawned worker (an HTTP request,
     a websocket frame). A call whose arguments do not fit the method raises IncorrectSignature.
     """
-    entrypoint.check_signature(args, kwargs)
+    args, kwargs = entrypoint.check_call(args, kwargs)
     outcome: list[tuple[Any, tuple | None]] = []
 
     def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):

@@ -322,7 +322,8 @@ class Inspector(View):
             self.detail_widget.outputs = ()
             return
         chain = chain_outputs(record, self.recorder.records())
-        self.detail_widget.outputs = tuple(detail_outputs(record) + chain)
+        why = why_outputs(self.client, record)
+        self.detail_widget.outputs = tuple(detail_outputs(record) + why + chain)
 
     def _message(self, text: str, error: bool = False) -> None:
         if self.widget is not None:
@@ -359,6 +360,17 @@ def detail_outputs(record: Record) -> list[dict[str, Any]]:
     outputs.append(json_output(record.headers, "headers and context data"))
     outputs.append(json_output(record.call_id_stack, "call_id_stack"))
     return outputs
+
+
+def why_outputs(client: Any, record: Record) -> list[dict[str, Any]]:
+    """``sb.why`` of a published message (a worker's record tells its own story)."""
+    if record.event is None:
+        return []
+    try:
+        why = client.why(record)
+    except Exception as exc:  # a broker gone away must not take the detail view with it
+        why = f"sb.why could not tell: {exc}"
+    return [html_output(f"<i>why:</i> {html.escape(why)}", f"why: {why}")]
 
 
 def chain_outputs(record: Record, records: list[Record]) -> list[dict[str, Any]]:
