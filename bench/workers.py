@@ -107,7 +107,12 @@ def run() -> list[Row]:
         best = {key: best_of(measured) for key, measured in rounds.items()}
     print(LIMITS)
     return [
-        Row(f"rpc {method} {CALLERS} callers, {count} worker(s)", "sandbox", figures["throughput"], "calls/s")
+        Row(
+            f"rpc {method} {CALLERS} callers, {count} worker(s)",
+            "sandbox",
+            figures["throughput"],
+            "calls/s",
+        )
         for (count, method), figures in sorted(best.items(), key=lambda item: item[0][::-1])
     ]
 
