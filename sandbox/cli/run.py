@@ -131,7 +131,7 @@ def serves_http(service_classes: list[type]) -> bool:
 def port_free(address: str | int) -> bool:
     try:
         bind(parse_address(address)).close()
-    except CommandError:
+    except OSError:
         return False
     return True
 
@@ -145,7 +145,10 @@ def supervise(args: argparse.Namespace, service_classes: list[type], probes_opti
     if http and probes_optional and not port_free(address):
         _probes_not_served(address)
         http = False
-    return Supervisor(args.command_line, args.workers, config, http).run()
+    try:
+        return Supervisor(args.command_line, args.workers, config, http).run()
+    except OSError as exc:  # binding the shared port
+        raise CommandError(f"cannot start services: {exc}{_address_hint(exc)}") from None
 
 
 def probes_runner(
@@ -164,11 +167,7 @@ def probes_runner(
         recorder.add_observer(metrics.PrometheusObserver(frozenset({PROBES_SERVICE_NAME})))
     probes_runner = ServiceRunner(config)
     probes_runner.add_service(probes)
-    try:
-        probes_runner.start()
-    except Exception as exc:
-        probes_runner.kill()
-        raise CommandError(f"cannot serve the probes: {exc}") from None
+    start_or_fail(probes_runner)
     return probes_runner
 
 
@@ -297,15 +296,20 @@ def _exit_with(code: int) -> Callable[[int, Any], None]:
 
 def _start(runner: ServiceRunner, service_classes: list[type]) -> None:
     log.info("broker %s", sanitize_url(str(config["AMQP_URI"])))
+    start_or_fail(runner)
+    for service_cls in service_classes:
+        count = count_entrypoints(service_cls)
+        log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
+
+
+def start_or_fail(runner: ServiceRunner) -> None:
+    """Start ``runner``; a failure kills it and is the command's one-line error."""
     try:
         runner.start()
     except Exception as exc:
         log.debug("starting the services failed", exc_info=True)
         runner.kill()
         raise CommandError(f"cannot start services: {exc}{_address_hint(exc)}") from None
-    for service_cls in service_classes:
-        count = count_entrypoints(service_cls)
-        log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
 
 
 def _address_hint(exc: Exception) -> str:

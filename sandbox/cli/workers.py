@@ -353,5 +353,6 @@ def bind(address: BindAddress) -> socket.socket:
             (address.address, address.port), family=family, backlog=LISTEN_BACKLOG
         )
     except OSError as exc:
-        raise CommandError(f"cannot listen on {base_url(address)}: {exc.strerror}") from None
+        reason = os.strerror(exc.errno) if exc.errno else exc
+        raise OSError(exc.errno, f"cannot listen on {base_url(address)}: {reason}") from None
     return sock

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,3 +155,29 @@ def test_worker_option_errors_are_one_line(cli, args, message):
     assert code == 2
     lines = [line for line in stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and message in lines[0], stderr
+
+
+def test_the_shared_port_in_use_says_which_option_to_pass(cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        process = cli(
+            "run",
+            "services",
+            "--workers",
+            "2",
+            "--broker",
+            "amqp://localhost/",
+            "-d",
+            f"WEB_SERVER_ADDRESS={address}",
+            modules={"services": SERVICE},
+        )
+        code, stderr = process.finish()
+    assert code == 2
+    assert stderr.splitlines()[-1] == (
+        f"sandbox: error: cannot start services: [Errno 98] cannot listen on http://{address}: "
+        "Address already in use; another process serves there: pass --define "
+        "WEB_SERVER_ADDRESS=HOST:PORT (or set $WEB_SERVER_ADDRESS for an exported config.yaml)"
+    )
+    assert "started worker" not in stderr
