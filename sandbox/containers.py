@@ -410,11 +410,10 @@ class ServiceContainer:
             self._inject_dependencies(worker_ctx)
             method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
             try:
-                if strike is not None:
-                    strike.before_method()
-                result = method(*worker_ctx.args, **worker_ctx.kwargs)
-                if strike is not None:
-                    strike.after_method()
+                if strike is None:
+                    result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                else:
+                    result = strike.run(method, worker_ctx.args, worker_ctx.kwargs)
             except Exception as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)

@@ -34,7 +34,7 @@ import contextlib
 import fnmatch
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,15 +78,16 @@ class WorkerStrike:
     error: BaseException | None = None
     kill: bool = False
 
-    def before_method(self) -> None:
+    def run(self, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Run the worker's method, meeting the faults drawn (in the worker's green thread)."""
         if self.latency:
             eventlet.sleep(self.latency)
         if self.error is not None:
             raise self.error
-
-    def after_method(self) -> None:
+        result = method(*args, **kwargs)
         if self.kill:
             raise WorkerKilled("worker killed by a kill_worker fault")
+        return result
 
 
 class Faults(contextlib.ContextDecorator):
@@ -213,6 +214,9 @@ def worker_faults(worker_ctx: Any) -> WorkerStrike | None:
             faults.count(DUPLICATE)
             marks.append(DUPLICATE)
             eventlet.spawn(_run_copy, worker_ctx)
+            # The copy takes its worker slot now: a caller answered by this worker finds it
+            # busy (ServiceHandle.busy_workers), not yet to come.
+            eventlet.sleep(0)
         if plan.latency:
             faults.count(LATENCY)
             strike.latency += plan.latency

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 HTTP, RPC, EVENT, TIMER, MESSAGE, CALL = "HTTP", "RPC", "EVENT", "TIMER", "MESSAGE", "CALL"
 RUNNING, OK, ERROR, DROPPED = "running", "ok", "error", "dropped"
+STATUSES = (OK, ERROR, RUNNING, DROPPED)
 
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
@@ -408,6 +409,26 @@ class Recorder:
         record.status, record.fault = DROPPED, "drop"
         self._add(record)
 
+    def call_refused(self, info: dict[str, Any]) -> None:
+        """An RPC request answered with an error before any worker ran: MethodNotFound, or
+        IncorrectSignature (its arguments do not fit the method)."""
+        message, error = info["message"], info["error"]
+        record = Record(next(self._ids), RPC, time.time())
+        record.service = info["service"]
+        record.entrypoint = message.delivery_info.get("routing_key", "").rpartition(".")[2]
+        record.target = f"{record.service}.{record.entrypoint}"
+        stack = decode_call_stack(message.headers)
+        record.call_id_stack, record.source = stack, describe_call_id(stack[-1] if stack else None)
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        args, kwargs = payload.get("args") or (), payload.get("kwargs") or {}
+        entrypoint = info["entrypoints"].get(record.entrypoint)
+        if entrypoint is not None and entrypoint.sensitive_arguments:
+            args, kwargs = (), _redacted(entrypoint, tuple(args), dict(kwargs))
+        record.args, record.kwargs = tuple(args), dict(kwargs)
+        record.status, record.duration = ERROR, 0.0
+        record.error = {"type": type(error).__name__, "message": str(error), "traceback": ""}
+        self._add(record)
+
     def http_request(self, info: dict[str, Any]) -> None:
         record = self._open_http.pop(info.get("call_id") or "", None)
         if record is None:  # no worker ran: an unknown route, a body too large...
@@ -435,15 +456,19 @@ class Recorder:
         exchange = info.get("exchange") or ""
         kind = EVENT if published == "event" else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
-        headers = info.get("headers") or {}
-        stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []
-        record.call_id_stack = list(stack)
+        stack = decode_call_stack(info.get("headers"))
+        record.call_id_stack = stack
         record.source = describe_call_id(stack[-1]) if stack else None
         record.service = exchange[: -len(".events")] if kind == EVENT else None
         record.target = f"{exchange}:{info.get('routing_key', '')}"
         record.status = ERROR if info.get("returned") else OK
         record.event = info
         self._add(record)
+
+
+def decode_call_stack(headers: dict[str, Any] | None) -> list[str]:
+    """The call id stack a message's headers carry (the newest call last)."""
+    return list((headers or {}).get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or [])
 
 
 def _redacted(entrypoint: Any, args: tuple, kwargs: dict) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sandbox.config import config
 from sandbox.notebook.breaking import breaking_notice
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
+from sandbox.notebook.faults import KernelFaults, checked_faults
 from sandbox.notebook.http import HttpClient
 from sandbox.notebook.rpc import NotebookRpc, PendingCalls, call_timeout
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
@@ -25,6 +26,7 @@ from sandbox.utils import sanitize_url
 
 if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
+    from sandbox.faults import Faults
 
 
 class Client:
@@ -45,6 +47,7 @@ class Client:
         self.trace = Trace(self._recorder)
         self._logs = ServiceLogs().install()
         self._views: dict[str, Any] = {}
+        self._kernel_faults = KernelFaults(session)  # what %sandbox faults turned on
 
     def _mark(self) -> None:
         self._last_action = time.time()
@@ -170,6 +173,8 @@ class Client:
                 duration=duration,
                 concurrency=concurrency,
                 timeout=timeout,
+                config=self._settings(),
+                base_url=self.http.base_url,
                 busy_workers=lambda: view.busy_workers() if view is not None else None,
             ).start()
         except Exception as exc:
@@ -240,6 +245,17 @@ class Client:
             self._views[name] = make()
         return self._views[name]
 
+    # --- faults -----------------------------------------------------------------------------
+
+    def faults(self, **rules: Any) -> Faults:
+        """Faults for the kernel's services while a ``with`` block (or decorated function)
+        runs: ``with sb.faults(drop={"shop.buy": 0.3}, seed=1): ...``. Rules: ``latency``,
+        ``drop``, ``duplicate``, ``error``, ``kill_worker``, each a dict keyed by
+        ``service.method`` (patterns allowed), and ``seed``; :mod:`sandbox.faults` says what
+        each does.
+        """
+        return checked_faults(self._session, **rules)
+
     # --- documentation ----------------------------------------------------------------------
 
     def docs(self, *services: str | type) -> ApiDocs:
@@ -253,19 +269,21 @@ class Client:
 
     # --- export -----------------------------------------------------------------------------
 
-    def export(self, path: str = "services.py", *services: str) -> None:
+    def export(self, path: str = "services.py", *services: str, manifests: bool = False) -> None:
         """Write the services (all, or those named) to a module ``sandbox run`` can run.
 
         The module holds the classes with the imports, helpers and constants they use, found
         in the cells run so far; ``config.yaml`` beside it holds the kernel's config, secrets
         as ``${ENV}`` placeholders. Names that cannot be exported are listed as warnings.
+        ``manifests=True`` also writes a Dockerfile, compose.yaml and k8s/ beside them.
         """
         from sandbox.export import ExportError
+        from sandbox.export.manifests import ManifestError
         from sandbox.notebook.export import export_from_kernel
 
         try:
-            export_from_kernel(path, services)
-        except (ExportError, OSError) as exc:
+            export_from_kernel(path, services, manifests)
+        except (ExportError, ManifestError, OSError) as exc:
             show_error(f"cannot export: {exc}")
 
     # --- connection -------------------------------------------------------------------------
@@ -308,6 +326,7 @@ class Client:
         self._dispatch = None
 
     def close(self) -> None:
+        self._kernel_faults.off()
         recorder.remove_observer(self._finished)
         for view in self._views.values():
             view.close()

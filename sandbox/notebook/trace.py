@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.contracts import ContractFile, write_contract_tests
 from sandbox.docs.diagram import SequenceDiagram, call_chain
+from sandbox.notebook.errors import show_error
 from sandbox.records import Record, Recorder
 
 SHOWN = 20  # rows in the text view; the rest is one index away
@@ -74,6 +76,20 @@ class Trace:
             if call is None:
                 raise KeyError("no call recorded yet")
         return SequenceDiagram(call_chain(records, call))
+
+    def to_pytest(
+        self, path: str = "test_contract.py", module: str = "services"
+    ) -> ContractFile | None:
+        """Write a pytest file that replays the recorded calls against the services of
+        ``module`` (what ``sb.export`` writes) and asserts their recorded results."""
+        try:
+            written = write_contract_tests(path, self.recorder.records(), module)
+        except (ValueError, OSError) as exc:
+            show_error(f"cannot write contract tests: {exc}")
+            return None
+        left_out = f"; {len(written.left_out)} left out (listed in the file)"
+        print(f"wrote {path}: {written.tests} tests of {', '.join(written.services)}{left_out}")
+        return written
 
     def __getitem__(self, index):
         found = self.recorder.records()[index]

@@ -27,10 +27,9 @@ from sandbox.notebook.widgets.base import (
     message_html,
     stream_output,
 )
-from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, OK, RPC, RUNNING, TIMER, Record
+from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, RPC, RUNNING, STATUSES, TIMER, Record
 
 KINDS = (RPC, HTTP, EVENT, TIMER, MESSAGE, CALL)
-STATUSES = (OK, ERROR, RUNNING)
 MAX_ROWS = 300  # newest matching records listed; a <select> of 10,000 options drags a browser
 # A refresh (filtering, then traitlets validating every label) runs in the hub: space batches
 # so that it takes at most a tenth of the hub's time, however costly it gets.
@@ -349,6 +348,8 @@ def detail_outputs(record: Record) -> list[dict[str, Any]]:
         f"<span style='color:{colour}'>{html.escape(record.shown_status)}</span> "
         f"in {took} at {clock}<br><small>call id {html.escape(record.call_id or '-')}</small>"
     )
+    if record.fault:
+        markup += f"<br><b style='color:#e65100'>fault injected: {html.escape(record.fault)}</b>"
     outputs = [
         html_output(markup, record.summary()),
         json_output(record.request, "request", expanded=True),
