@@ -181,6 +181,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             )
             return
         except (MethodNotFound, IncorrectSignature) as exc:
+            refused = {"service": self.container.service_name, "entrypoints": self._entrypoints}
+            recorder.notify("call_refused", {**refused, "message": message, "error": exc})
             self.respond(message, None, _exc_info(exc))
             return
         entrypoint.handle_request(message, args, kwargs)

@@ -42,6 +42,11 @@ _ID_PREFIX = secrets.token_hex(6)
 _message_numbers = itertools.count(1)
 
 
+def published_here(message_id: str | None) -> bool:
+    """Whether this process published the message with that id (and chose the id itself)."""
+    return bool(message_id) and message_id.startswith(f"{_ID_PREFIX}-")
+
+
 class UndeliverableMessage(Exception):
     """A ``mandatory`` message that no queue took."""
 

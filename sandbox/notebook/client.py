@@ -39,6 +39,7 @@ class Client:
         self._dispatch = None
         # The client's own broker config once connected alone; None: the kernel's config.
         self._alone: dict[str, Any] | None = None
+        self._cluster_tap: Any = None
         self.http = HttpClient(self._mark, call_timeout)
         self._last_action = 0.0
         self._finished = _FinishedWorkers()
@@ -173,6 +174,8 @@ class Client:
                 duration=duration,
                 concurrency=concurrency,
                 timeout=timeout,
+                config=self._settings(),
+                base_url=self.http.base_url,
                 busy_workers=lambda: view.busy_workers() if view is not None else None,
             ).start()
         except Exception as exc:
@@ -304,6 +307,7 @@ class Client:
             self._alone = {**config, "AMQP_URI": uri}
             kept = sanitize_url(str(config["AMQP_URI"]))
             print(f"sb connected to {sanitize_url(uri)}; the kernel's services stay on {kept}")
+            self._tap()
             return
         self._alone = None
         running = [h.cls for h in self._session.services.values() if h.state == RUNNING]
@@ -312,11 +316,32 @@ class Client:
         print(f"connected to {sanitize_url(uri)}")
         for service_cls in running:
             self.start(service_cls)
+        self._tap()
 
     def _settings(self) -> Any:
         return config if self._alone is None else self._alone
 
+    def _tap(self) -> None:
+        """Watch the cluster's RPC and event traffic, so calls handled elsewhere are listed."""
+        from sandbox.management import ManagementApi, management_uri
+        from sandbox.tap import ClusterTap
+
+        settings = self._settings()
+        if not str(settings["AMQP_URI"]).startswith(("amqp://", "amqps://")):
+            return
+        uri = management_uri(settings["AMQP_URI"], config.get("RABBIT_MANAGEMENT_URI"))
+        # Services of the kernel on another broker are not the cluster's: none is local then.
+        local = self._session if self._alone is None else Session()
+
+        def is_local(name: str) -> bool:
+            return any(handle.name == name for handle in local.running())
+
+        self._cluster_tap = ClusterTap(settings, is_local, ManagementApi(uri)).start()
+
     def _disconnect(self) -> None:
+        if self._cluster_tap is not None:
+            self._cluster_tap.stop()
+            self._cluster_tap = None
         if self._rpc is not None:
             self._calls.close()
             self._rpc_proxy.stop()
