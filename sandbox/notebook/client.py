@@ -204,12 +204,16 @@ class Client:
 
         return self._view("dashboard", lambda: Dashboard(self._session, self._logs))
 
-    def call_form(self):
-        """A form to call an RPC method, HTTP route or event handler and see the reply."""
+    def call_form(self, target: str | None = None):
+        """A form to call an RPC method, HTTP route or event handler and see the reply;
+        ``target`` (``"greeter.hello"``) chooses one, else the first is chosen. The arguments
+        start as a template of the method's parameters."""
         from sandbox.notebook.widgets.call_form import CallForm
 
         form = self._view("call_form", lambda: CallForm(self, self._session))
         form.refresh()
+        if target is not None:
+            form.choose(target)
         return form
 
     def topology(self):
