@@ -305,6 +305,25 @@ def test_call_form_chooses_a_target_and_fills_its_arguments_from_the_signature(k
     assert "CALL typed.book replied in" in state["status"]
 
 
+def test_trace_is_a_table_and_a_cell_s_call_is_the_notebook_s(k):
+    k.run(
+        "from sandbox.rpc import rpc\n"
+        "class Clock:\n"
+        "    name = 'clock'\n"
+        "    @rpc\n"
+        "    def now(self):\n"
+        "        return 'noon'\n"
+    )
+    assert k.run("print(sb.rpc.clock.now())").stdout == "noon\n"
+    shown = k.run("sb.trace.filter(service='clock')").data[-1]
+    source = k.run("print(sb.trace.filter(service='clock')[-1].source)").stdout
+    k.run("sb.stop('clock')")
+    assert "application/json" not in shown
+    assert "<table>" in shown["text/html"] and "<td>clock.now</td>" in shown["text/html"]
+    assert "<td>notebook</td>" in shown["text/html"]
+    assert source == "notebook\n"
+
+
 def test_magics_show_widgets_with_text_fallbacks(k):
     inspect = k.run("%sandbox inspect kind=CALL").data[0]
     status = k.run("%sandbox status").data[0]
