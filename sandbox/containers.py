@@ -372,8 +372,11 @@ class ServiceContainer:
     def _new_worker(self, entrypoint, args, kwargs, context_data) -> WorkerContext:
         if self._killer is not None:
             raise ContainerBeingKilled()
+        stopped = self._entrypoints_stopped
         self._slots.acquire()
-        if self._killer is not None:  # killed while we waited for a slot
+        # Killed, or stopped, while we waited for a slot: the work has not started, so it goes
+        # back (a request to its queue) rather than start once the stop found no worker busy.
+        if self._killer is not None or (self._entrypoints_stopped and not stopped):
             self._slots.release()
             raise ContainerBeingKilled()
         if self._idle.ready():

@@ -131,6 +131,11 @@ class QueueConsumer(SharedExtension, ProviderCollector):
             )
         return self._consumer
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up; True before the consumer is made."""
+        return self._consumer is None or self._consumer.connected
+
     def setup(self) -> None:
         # In setup, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails the container's.
         self.consumer.limits = MessageLimits.from_config(self.container.config)
