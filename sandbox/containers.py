@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import faults, recorder, serialization
+from sandbox import faults, recorder, serialization, tracing
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -151,6 +151,7 @@ class ServiceContainer:
         self.max_workers = int(self.config.get("max_workers", 10))
         self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
         self.serializer, self.accept = serialization.setup(self.config)
+        tracing.install()  # spans for its workers, when OpenTelemetry is installed
 
         self.shared_extensions: dict[Any, Extension] = {}
         self.dependencies: set[DependencyProvider] = set()
