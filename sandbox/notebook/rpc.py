@@ -16,6 +16,7 @@ from sandbox.config import DEFAULTS, config
 from sandbox.notebook.errors import ServiceCrashed, abandoned_on_interrupt
 from sandbox.notebook.session import CRASHED, ServiceHandle, Session
 from sandbox.rpc import Client, RpcReply, Send
+from sandbox.standalone.rpc import ClusterRpcProxy
 
 CALL_TIMEOUT_KEY = "NOTEBOOK_CALL_TIMEOUT"
 
@@ -31,6 +32,12 @@ class NotebookRpc(Client):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with abandoned_on_interrupt(f"{self.service_name}.{self.method_name}"):
             return super().__call__(*args, **kwargs)
+
+
+class NotebookRpcProxy(ClusterRpcProxy):
+    """The proxy behind ``sb.rpc``: the inspector shows its calls as the notebook's."""
+
+    caller = "notebook"
 
 
 class PendingCalls:
