@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import faults, recorder, serialization
+from sandbox import faults, recorder, serialization, tracing
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -85,6 +85,7 @@ class ServiceContainer:
         self.max_workers = int(self.config.get("max_workers", 10))
         self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
         self.serializer, self.accept = serialization.setup(self.config)
+        tracing.install()  # spans for its workers, when OpenTelemetry is installed
 
         self.shared_extensions: dict[Any, Extension] = {}
         self.dependencies: set[DependencyProvider] = set()
@@ -306,8 +307,11 @@ class ServiceContainer:
     def _new_worker(self, entrypoint, args, kwargs, context_data) -> WorkerContext:
         if self._killer is not None:
             raise ContainerBeingKilled()
+        stopped = self._entrypoints_stopped
         self._slots.acquire()
-        if self._killer is not None:  # killed while we waited for a slot
+        # Killed, or stopped, while we waited for a slot: the work has not started, so it goes
+        # back (a request to its queue) rather than start once the stop found no worker busy.
+        if self._killer is not None or (self._entrypoints_stopped and not stopped):
             self._slots.release()
             raise ContainerBeingKilled()
         if self._idle.ready():

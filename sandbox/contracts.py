@@ -6,9 +6,10 @@ the exported module (:mod:`sandbox.testing.replay`) and asserts the recorded res
 The calls those made in turn are not replayed on their own: the services make them again.
 Tests run in the recorded order against one set of services, so state carries over as it did.
 
-Left out, with a comment saying why: timers, messages a fault touched, calls still running,
-calls whose arguments cannot be written back as Python literals. Values that change from run
-to run (timestamps, UUIDs, times near the recording) are asserted as ``ANY``.
+Timers are not replayed: they fire by themselves. Left out, with a comment saying why: calls
+a fault touched, calls still running, calls with redacted arguments or arguments that cannot
+be written back as Python literals. Values that change from run to run (timestamps, UUIDs,
+numbers within a day of the recording's time) are asserted as ``ANY``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from sandbox.records import EVENT, HTTP, OK, RPC, Record, describe_call_id, jsonable
+from sandbox.records import ERROR, EVENT, HTTP, OK, RPC, Record, describe_call_id, jsonable
 from sandbox.utils import REDACTED
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
@@ -107,7 +108,7 @@ def _from_outside(record: Record, services: list[str]) -> bool:
 def _left_out_because(record: Record) -> str | None:
     if record.fault:
         return f"a fault touched it ({record.fault})"
-    if record.status not in (OK, "error") or (record.kind == HTTP and record.http is None):
+    if record.status not in (OK, ERROR) or (record.kind == HTTP and record.http is None):
         return f"no outcome recorded ({record.shown_status})"
     if record.kind != HTTP and REDACTED in record.kwargs.values():
         return "its arguments are redacted"

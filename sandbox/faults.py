@@ -13,6 +13,8 @@ are ``"service.method"``, shell patterns allowed (``"orders.*"``, ``"*"``). What
 - ``duplicate={key: rate}``: the delivery is handled twice: a second worker runs the method
   with the same arguments and context. The delivery is settled, and answered, once (the
   copy's outcome is dropped, as a caller drops a second reply), so only side effects double.
+  For RPC this is a copy reaching another instance: the copy check an instance makes of the
+  requests it ran lately is not involved.
 - ``kill_worker={key: rate}``: the method runs, then its worker is killed before its result
   is handled: an AMQP delivery is requeued and comes back, at least once, as RabbitMQ
   redelivers a dead consumer's unacked messages; an HTTP client gets 503.
@@ -23,8 +25,12 @@ where a message reaches a service of this process, so they work on every broker;
 other processes are not touched. Leaving the block, by any exception or KeyboardInterrupt too,
 removes them.
 
-The core calls :func:`worker_faults` as each worker starts and :func:`dropped` as each
-delivery arrives at an entrypoint; both return at once when no block is active.
+The core calls :func:`worker_faults` as each worker starts (every entrypoint) and
+:func:`dropped` as a delivery arrives at ``@rpc``, ``@event_handler``, ``@consume`` and
+``@http`` entrypoints (a websocket frame is never dropped); both return at once when no block
+is active. An entrypoint of your own gets latency, error, duplicate and kill_worker from the
+container; to support ``drop``, call ``dropped(self, args, kwargs)`` where a delivery arrives
+and settle it without a worker when it says so.
 """
 
 from __future__ import annotations

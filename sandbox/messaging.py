@@ -167,6 +167,11 @@ class QueueConsumer(SharedExtension, ProviderCollector):
             self._consumer = consumer_for(self.container.config, limits=MessageLimits())
         return self._consumer
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up; True before the consumer is made."""
+        return self._consumer is None or self._consumer.connected
+
     def setup(self) -> None:
         self.consumer.limits = MessageLimits.from_config(self.container.config)
 

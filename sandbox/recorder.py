@@ -5,7 +5,8 @@ any of ``worker_started(worker_ctx)``, ``worker_finished(worker_ctx, result, exc
 ``message_published(record)`` (its ``kind`` one of the ``PUBLISHED_*`` below) and
 ``http_request(record)`` (the access log: method, path, status, duration, service, entrypoint,
 call_id, and the werkzeug request and response; ``path`` and ``url``, when not None, have the
-route's sensitive arguments masked); a failing observer is logged and never breaks the
+route's sensitive arguments masked) and ``broker_reconnected(amqp_uri)`` (a consumer's
+connection came back after a loss); a failing observer is logged and never breaks the
 worker that notified it.
 """
 

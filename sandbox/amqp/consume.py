@@ -31,6 +31,7 @@ import kombu
 import kombu.serialization
 from amqp.exceptions import ConsumerCancelled
 
+from sandbox import recorder
 from sandbox.amqp import wire
 from sandbox.amqp.connection import CONNECTION_ERRORS, close_quietly, connect, retry_delays
 from sandbox.amqp.frame_reader import FrameReader, GreenTCPTransport
@@ -254,6 +255,7 @@ class AmqpConsumer:
                 self._connect()
                 if lost:
                     log.info("Reconnected to broker at %s", sanitize_url(self.amqp_uri))
+                    recorder.notify("broker_reconnected", sanitize_url(self.amqp_uri))
                     lost = False
                 delays = retry_delays({**self.retry_policy, "max_retries": None})
                 if not self._ready.ready():

@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors, already printed
         return int(exc.code or 0)
+    args.command_line = list(argv)  # for commands that start copies of themselves
     try:
         return args.handler(args)
     except (CommandError, ConfigurationError) as exc:

@@ -17,6 +17,7 @@ from sandbox.notebook.errors import ServiceCrashed, abandoned_on_interrupt
 from sandbox.notebook.session import CRASHED, ServiceHandle, Session
 from sandbox.rpc_calling import RpcClient, Send
 from sandbox.rpc_replies import RpcReply
+from sandbox.standalone.rpc import ClusterRpcProxy
 
 CALL_TIMEOUT_KEY = "NOTEBOOK_CALL_TIMEOUT"
 
@@ -32,6 +33,12 @@ class NotebookRpc(RpcClient):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with abandoned_on_interrupt(f"{self.service_name}.{self.method_name}"):
             return super().__call__(*args, **kwargs)
+
+
+class NotebookRpcProxy(ClusterRpcProxy):
+    """The proxy behind ``sb.rpc``: the inspector shows its calls as the notebook's."""
+
+    caller = "notebook"
 
 
 class PendingCalls:

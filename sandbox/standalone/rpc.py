@@ -37,6 +37,8 @@ class ClusterRpcProxy:
     call; ``timeout`` (seconds) bounds each call with RpcTimeout.
     """
 
+    caller = f"{REPLY_QUEUE_OWNER}.call"  # what its calls' ids, and so the inspector, call it
+
     def __init__(
         self,
         config: Mapping[str, Any] | None = None,
@@ -108,7 +110,7 @@ class ClusterRpcProxy:
                 f"{type(self).__name__} is not running: use it in a `with` block, "
                 "or call start() first (and not after stop())"
             )
-        call_id = f"{REPLY_QUEUE_OWNER}.call.{unique_id()}"
+        call_id = f"{self.caller}.{unique_id()}"
         context_data = {**self.context_data, "call_id_stack": [call_id]}
         return self._caller.send(service_name, method_name, args, kwargs, context_data)
 

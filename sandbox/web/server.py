@@ -282,7 +282,19 @@ class Listener:
 LISTEN_BACKLOG = 1024
 
 
+# Listening sockets bound by a parent process (``sandbox run --workers``), by the address
+# asked for: its workers share one accept queue, so no client is refused while one restarts.
+_adopted: dict[BindAddress, Any] = {}
+
+
+def adopt_listening_socket(address: BindAddress, sock: Any) -> None:
+    """Serve ``address`` from ``sock`` (green, bound and listening) instead of binding it."""
+    _adopted[address] = sock
+
+
 def listen(address: BindAddress) -> Any:
+    if address in _adopted:
+        return _adopted.pop(address)
     family = socket.AF_INET6 if ":" in address.address else socket.AF_INET
     try:
         # No SO_REUSEPORT: another process asking for this port must fail, not share it.

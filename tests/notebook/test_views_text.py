@@ -1,5 +1,7 @@
 """Outside a kernel (terminal IPython, scripts) the same calls give text and JSON, no widgets."""
 
+import html
+
 import pytest
 
 from sandbox.notebook.client import NotebookClient
@@ -38,9 +40,14 @@ def price(sb, *args, **kwargs):
 
 def test_views_are_text_and_json(sb):
     price(sb, "apple")
-    for view in (sb.inspect(), sb.dashboard(), sb.call_form(), sb.trace):
+    for view in (sb.inspect(), sb.dashboard(), sb.call_form()):
         bundle = view._repr_mimebundle_()
         assert set(bundle) == {"text/plain", "application/json"}, view
+    # A table, not a JSON tree (which JupyterLab would prefer to HTML, collapsed).
+    trace = sb.trace._repr_mimebundle_()
+    assert set(trace) == {"text/plain", "text/html"}
+    assert "<td>shop.price</td>" in trace["text/html"]
+    assert '<td>{"args": ["apple"], "kwargs": {}}</td>' in html.unescape(trace["text/html"])
     assert sb.inspect().widget is None
     assert "shop.price  ok" in sb.inspect()._repr_mimebundle_()["text/plain"]
     assert sb.inspect()._repr_mimebundle_()["application/json"][0]["request"] == {
