@@ -170,7 +170,7 @@ class QueueDepth:
     declare; None while the queue does not exist."""
 
     def __init__(self, uri: str, queue: str):
-        from sandbox.amqp.transport import connect
+        from sandbox.amqp.connection import connect
 
         self._connection = connect(uri)
         self._queue = queue
@@ -261,8 +261,10 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
 class LoadRun:
     """One load run: ``start()`` returns at once, ``wait()`` returns the :class:`LoadResult`.
 
-    ``busy_workers`` (called in the hub at each sample) and ``queue`` (a queue whose depth is
-    sampled; an RPC target's own queue by default) feed the timeline.
+    ``config`` says which broker (the global config by default), ``base_url`` which HTTP
+    server (this process's by default). ``busy_workers`` (called in the hub at each sample)
+    and ``queue`` (a queue whose depth is sampled; an RPC target's own queue by default) feed
+    the timeline.
     """
 
     def __init__(
@@ -276,6 +278,7 @@ class LoadRun:
         concurrency: int = 100,
         timeout: float = 10,
         config: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
         busy_workers: Callable[[], int] | None = None,
         queue: str | None = None,
         interval: float = 0.25,
@@ -290,6 +293,7 @@ class LoadRun:
         self.rate, self.duration = float(rate), float(duration)
         self.concurrency, self.timeout = int(concurrency), float(timeout)
         self.config = global_config if config is None else config
+        self.base_url = base_url
         self.busy_workers = busy_workers
         if queue is None and self.target.kind == RPC:
             queue = f"rpc-{self.target.name}"
@@ -331,7 +335,7 @@ class LoadRun:
         return self._result
 
     def _open(self) -> None:
-        from sandbox.amqp.transport import amqp_uri
+        from sandbox.amqp.connection import amqp_uri
 
         if self.target.kind == RPC:
             self._driver = RpcLoadDriver(self.target, self.config, self.timeout)
@@ -340,7 +344,7 @@ class LoadRun:
         else:
             from sandbox.web.server import get_base_url
 
-            base_url = get_base_url()
+            base_url = self.base_url or get_base_url()
             if base_url is None:
                 raise RuntimeError("no HTTP server is running (no service has an @http route)")
             self._driver = HttpLoadDriver(self.target, base_url, self.timeout)

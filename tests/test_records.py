@@ -5,6 +5,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from sandbox import recorder
+from sandbox.exceptions import IncorrectSignature, MethodNotFound
 from sandbox.extensions import Entrypoint
 from sandbox.records import (
     CALL,
@@ -19,6 +20,8 @@ from sandbox.records import (
     entrypoint_kind,
     jsonable,
 )
+from sandbox.rpc import rpc
+from sandbox.standalone.rpc import ClusterRpcProxy
 from sandbox.testing.services import dummy, entrypoint_hook, entrypoint_waiter
 from sandbox.timer import timer
 from sandbox.utils import REDACTED
@@ -234,3 +237,41 @@ def test_jsonable_renders_anything():
         "t": [1, [2]],
         "o": repr(object),
     }
+
+
+class Vault:
+    name = "vault"
+
+    @rpc
+    def open(self, user, password):
+        return user
+
+    @rpc(sensitive_arguments=("password",))
+    def unlock(self, password):
+        return True
+
+
+def test_rpc_calls_refused_before_a_worker_runs_are_recorded(rec, rabbit_config, container_factory):
+    container_factory(Vault, rabbit_config).start()
+    with ClusterRpcProxy(rabbit_config) as cluster:
+        with pytest.raises(MethodNotFound):
+            cluster.vault.missing(1, key="x")
+        with pytest.raises(IncorrectSignature):
+            cluster.vault.open("ada")
+        with pytest.raises(IncorrectSignature):
+            cluster.vault.unlock("secret", "extra")
+    missing, wrong, hidden = [r for r in rec.records() if r.kind == RPC]
+    assert (missing.target, missing.status, missing.error["type"]) == (
+        "vault.missing",
+        ERROR,
+        "MethodNotFound",
+    )
+    assert (missing.args, missing.kwargs) == ((1,), {"key": "x"})
+    assert missing.source == "standalone_rpc_proxy.call" and missing.call_id_stack
+    assert (wrong.target, wrong.error["type"], wrong.args) == (
+        "vault.open",
+        "IncorrectSignature",
+        ("ada",),
+    )
+    assert "password" in wrong.error["message"]
+    assert hidden.args == () and "secret" not in str(hidden.kwargs)

@@ -3,8 +3,9 @@
 The graph is an anywidget whose JavaScript and CSS ship in the package (nothing loads from
 a CDN, so it works offline in JupyterLab, Notebook 7 and Voila). A plain thread reads a
 snapshot (:mod:`sandbox.topology`) every ``interval`` seconds and syncs it only when it
-changed: a burst of ten thousand messages costs the front end a few syncs a second, which
-it shows as grown counts and a capped number of dots running along the edges.
+changed (a thread, not the hub as ``PollingView`` polls: RabbitMQ's management API is read
+over blocking HTTP): a burst of ten thousand messages costs the front end a few syncs a
+second, which it shows as grown counts and a capped number of dots running along the edges.
 """
 
 from __future__ import annotations

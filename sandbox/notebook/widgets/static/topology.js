@@ -24,6 +24,13 @@ function text(parent, x, y, value, cls) {
   return node;
 }
 
+function byQueue(snapshot) {
+  // Services in the order of the queues they consume, so that edges cross less.
+  const order = new Map((snapshot.queues || []).map((q, i) => [q.name, i]));
+  const first = (s) => Math.min(...(s.queues || []).map((q) => order.get(q) ?? 1e9), 1e9);
+  return [...(snapshot.services || [])].sort((a, b) => first(a) - first(b));
+}
+
 function layout(snapshot) {
   const nodes = new Map();
   const place = (kind, items, height) => {
@@ -38,7 +45,7 @@ function layout(snapshot) {
   const bottom = Math.max(
     place("exchange", snapshot.exchanges || [], () => 38),
     place("queue", snapshot.queues || [], () => 52),
-    place("service", snapshot.services || [], (s) => 24 + 14 * Math.max(1, s.entrypoints.length)),
+    place("service", byQueue(snapshot), (s) => 24 + 14 * Math.max(1, s.entrypoints.length)),
   );
   return { nodes, height: bottom + 10 };
 }
@@ -118,6 +125,7 @@ function render({ model, el }) {
 
   let previous = null;
   let syncs = 0;
+  let launched = 0; // dots ever started: data-launched, with data-syncs, for tests
   let dots = [];
   let dotLayer = null;
   let frame = null;
@@ -155,6 +163,7 @@ function render({ model, el }) {
       for (let i = 0; i < count && dots.length < MAX_DOTS; i++) {
         const circle = make("circle", { r: 3.5, class: "dot" }, dotLayer);
         dots.push({ circle, path: edge.path, length: edge.path.getTotalLength(), start: start + i * 90 });
+        launched += 1;
       }
     }
     if (dots.length && frame === null) frame = requestAnimationFrame(animate);
@@ -183,6 +192,7 @@ function render({ model, el }) {
       if (again) { dot.path = again.path; }
     }
     launch(found, snapshot);
+    root.dataset.launched = String(launched);
     previous = snapshot;
   }
 
