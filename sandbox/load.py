@@ -169,7 +169,7 @@ class QueueDepth:
     declare; None while the queue does not exist."""
 
     def __init__(self, uri: str, queue: str):
-        from sandbox.amqp.transport import connect
+        from sandbox.amqp.connection import connect
 
         self._connection = connect(uri)
         self._queue = queue
@@ -335,7 +335,7 @@ class LoadRun:
         return self._result
 
     def _open(self) -> None:
-        from sandbox.amqp.transport import amqp_uri
+        from sandbox.amqp.connection import amqp_uri
 
         if self.target.kind == RPC:
             self._driver = RpcLoadDriver(self.target, self.config, self.timeout)

@@ -33,7 +33,7 @@ STATUSES = (OK, ERROR, RUNNING, DROPPED)
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
 
-_RPC_PUBLISHES = ("rpc-request", "rpc-reply")
+_RPC_PUBLISHES = (recorder.PUBLISHED_RPC_REQUEST, recorder.PUBLISHED_RPC_REPLY)
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -251,7 +251,7 @@ class Record:
         return f"<Record #{self.id} {self.summary()}>"
 
 
-class Subscription:
+class RecordSubscription:
     """Delivers new and updated records to ``callback`` in batches, at most every ``interval``.
 
     The callback runs in the hub thread, so a burst of messages costs one call per interval.
@@ -309,7 +309,7 @@ class Recorder:
         self._open_http: dict[str, Record] = {}  # call id -> HTTP record awaiting its response
         # correlation id -> a tapped request awaiting its reply (see sandbox.tap)
         self._open_tapped: OrderedDict[str | None, Record] = OrderedDict()
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[RecordSubscription] = []
 
     @property
     def size(self) -> int:
@@ -342,12 +342,12 @@ class Recorder:
 
     def subscribe(
         self, callback: Callable[[list[Record]], None], interval: float = 0.15
-    ) -> Subscription:
-        subscription = Subscription(self, callback, interval)
+    ) -> RecordSubscription:
+        subscription = RecordSubscription(self, callback, interval)
         self._subscriptions.append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: RecordSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
@@ -497,7 +497,7 @@ class Recorder:
     def _published(self, info: dict[str, Any]) -> Record:
         published = info.get("kind")
         exchange = info.get("exchange") or ""
-        kind = EVENT if published == "event" else MESSAGE
+        kind = EVENT if published == recorder.PUBLISHED_EVENT else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
         stack = decode_call_stack(info.get("headers"))
         record.call_id_stack = stack

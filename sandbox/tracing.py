@@ -7,7 +7,8 @@ spans). Without it, :func:`install` is one cached import check.
 
 - An entrypoint run is a span named ``service.entrypoint``: kind SERVER for RPC and HTTP,
   CONSUMER for events and other messages, INTERNAL for timers; started and ended in the worker's
-  green thread, with the worker's ``call_id`` and, on failure, the exception.
+  green thread, current there (spans the service's own code makes are its children), with the
+  worker's ``call_id`` and, on failure, the exception.
 - Its parent is the W3C trace context the call came with: an HTTP request's ``traceparent``
   header, or the ``traceparent`` of a message's context data. The span's own context goes into
   the worker's context data, so every RPC request and event the worker sends carries it, as the
@@ -57,12 +58,13 @@ class SpanObserver:
     """A recorder observer that turns workers and publishes into spans."""
 
     def __init__(self) -> None:
-        from opentelemetry import trace
+        from opentelemetry import context, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         from sandbox import __version__
 
         self._trace = trace
+        self._context = context
         self._propagator = TraceContextTextMapPropagator()
         self._tracer = trace.get_tracer("sandbox", __version__)
         self._open: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -86,15 +88,19 @@ class SpanObserver:
             attributes=attributes,
             start_time=_nanoseconds(worker_ctx.started_at),
         )
-        self._open[worker_ctx] = span
+        context = self._trace.set_span_in_context(span)
+        # Current in the worker's green thread, which has a context of its own: spans the
+        # service's code makes are children of its entrypoint's.
+        self._open[worker_ctx] = span, self._context.attach(context)
         propagated: dict[str, str] = {}
-        self._propagator.inject(propagated, context=self._trace.set_span_in_context(span))
+        self._propagator.inject(propagated, context=context)
         worker_ctx.data.update(propagated)
 
     def worker_finished(self, worker_ctx: Any, result: Any, exc_info: tuple | None) -> None:
-        span = self._open.pop(worker_ctx, None)
+        span, token = self._open.pop(worker_ctx, (None, None))
         if span is None:
             return
+        self._context.detach(token)
         status = getattr(result, "status_code", None)
         if isinstance(status, int):
             span.set_attribute("http.response.status_code", status)

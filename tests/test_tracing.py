@@ -21,6 +21,7 @@ from polling import wait_until
 
 from sandbox import recorder
 from sandbox.notebook.http import HttpClient
+from sandbox.testing.services import dummy, entrypoint_hook
 from sandbox.testing.utils import find_free_port
 
 
@@ -213,3 +214,22 @@ def test_without_opentelemetry_nothing_observes_the_workers(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "False False\n"
+
+
+class Stock:
+    name = "stock"
+
+    @dummy
+    def count(self, item):
+        with trace.get_tracer("stock").start_as_current_span("lookup"):
+            return 3
+
+
+def test_spans_of_the_service_code_are_children_of_its_entrypoint_span(container_factory, spans):
+    container = container_factory(Stock)
+    container.start()
+    with entrypoint_hook(container, "count") as count:
+        assert count("apple") == 3
+    lookup, entry = describe(spans.get_finished_spans())
+    assert (lookup["name"], entry["name"], entry["kind"]) == ("lookup", "stock.count", "INTERNAL")
+    assert lookup["parent_id"] == entry["span_id"] and entry["parent_id"] is None

@@ -4,7 +4,7 @@ import html
 
 import pytest
 
-from sandbox.notebook.client import Client
+from sandbox.notebook.client import NotebookClient
 from sandbox.notebook.session import Session
 from sandbox.records import CALL
 from sandbox.testing.services import dummy, entrypoint_hook
@@ -25,7 +25,7 @@ class Shop:
 @pytest.fixture
 def sb():
     session = Session()
-    client = Client(session)
+    client = NotebookClient(session)
     session.start(Shop)
     client.trace.clear()
     yield client
