@@ -23,6 +23,7 @@ from sandbox.notebook.trace import Trace
 from sandbox.notebook.widgets.logs import ServiceLogs
 from sandbox.records import Record, get_recorder
 from sandbox.utils import sanitize_url
+from sandbox.validation import VALIDATE_CONFIG_KEY
 
 if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
@@ -74,7 +75,10 @@ class NotebookClient:
             replaced = previous.cls.__qualname__
             show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
-        notice = breaking_notice(service_cls, self._recorder.records()) if reloading else None
+        notice = None
+        if reloading:
+            validating = bool(handle.container.config.get(VALIDATE_CONFIG_KEY))
+            notice = breaking_notice(service_cls, self._recorder.records(), validating)
         if notice is not None:
             show_error(notice)
         return handle
