@@ -34,6 +34,7 @@ from amqp import method_framing
 from amqp.exceptions import MessageNacked, NotFound, UnexpectedFrame
 
 from sandbox.amqp import memory, wire
+from sandbox.amqp.confirms import ConfirmPipeline
 from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE, unopened_message
 from sandbox.config import DEFAULTS
 from sandbox.exceptions import BrokerUnavailable
@@ -606,6 +607,9 @@ class ConnectionPool:
         self._idle: list[PooledChannel] = []
         self._slots = eventlet.semaphore.Semaphore(limit)
         self._known_queues: set[str] = set()
+        self.pipelines = confirms and uri.partition("://")[0].lower() in GREEN_SCHEMES
+        self._pipeline: ConfirmPipeline | None = None
+        self._opening = eventlet.semaphore.Semaphore()
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[PooledChannel]:
@@ -625,6 +629,14 @@ class ConnectionPool:
 
     def _open(self) -> PooledChannel:
         return PooledChannel(connect(self.uri, **self._options))
+
+    def pipeline(self) -> ConfirmPipeline:
+        """The connection that publishes with confirms in flight at once (RabbitMQ only, see
+        :attr:`pipelines`); a new one when the last one failed."""
+        with self._opening:
+            if self._pipeline is None or self._pipeline.broken is not None:
+                self._pipeline = ConfirmPipeline(connect(self.uri, **self._options))
+            return self._pipeline
 
     def queue_exists(self, name: str) -> bool:
         """Whether the broker has queue ``name``; a yes is remembered until :meth:`forget_queue`."""
@@ -652,6 +664,9 @@ class ConnectionPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.close()
 
 
 # Connections belong to the hub of the thread that made them, so each thread has its own pools.
