@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import eventlet.event
 
 from sandbox.exceptions import IncorrectSignature
+from sandbox.validation import CallValidator, RequestBody, validator_for
 
 if TYPE_CHECKING:
     from sandbox.containers import ServiceContainer, WorkerContext
@@ -154,6 +155,10 @@ class Entrypoint(Extension):
     # workers: HTTP, RPC, EVENT, TIMER or MESSAGE for sandbox's own (see sandbox.records);
     # an entrypoint of your own records as CALL unless it says otherwise.
     record_kind: str = "CALL"
+    # Set by bind(): see make_validator.
+    validator: CallValidator | None = None
+    # How the first argument carries a body whose type its hint declares (HTTP's request).
+    request_body: RequestBody | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # ``sensitive_variables``, the argument's name before Nameko 2.7, is still taken (as by
@@ -185,7 +190,21 @@ class Entrypoint(Extension):
     def bind(self, container: ServiceContainer, method_name: str) -> Entrypoint:
         instance = super().bind(container)
         instance.method_name = method_name
+        instance.validator = instance.make_validator()
         return instance
+
+    def make_validator(self) -> CallValidator | None:
+        """Called once by bind(). With config ``VALIDATE`` on, the check of each call's arguments
+        against the method's type hints; None when it is off or no hint asks for a check.
+
+        An entrypoint runs it in the green thread that received the call, before a worker
+        starts (``check_call`` does): it returns the arguments the method gets (pydantic models
+        as instances) or raises ``ArgumentsRejected``. An entrypoint whose first argument is a
+        request sets ``request_body`` so that the request's hint can declare its body.
+        """
+        method = getattr(self.container.service_cls, self.method_name)
+        label = f"{self.container.service_name}.{self.method_name}"
+        return validator_for(self.container.config, method, label, self.request_body)
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:
@@ -217,6 +236,14 @@ class Entrypoint(Extension):
             self._signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise IncorrectSignature(f"{self.method_name}() {exc}") from None
+
+    def check_call(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """``check_signature``, then the validator's check when there is one: the arguments
+        the method is to run with."""
+        self.check_signature(args, kwargs)
+        if self.validator is None:
+            return args, kwargs
+        return self.validator(args, kwargs)
 
     @classmethod
     def decorator(cls, *args: Any, **kwargs: Any) -> Callable:

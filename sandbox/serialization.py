@@ -67,8 +67,19 @@ def reply_serializer(content_type: str | None, serialization: SerializationConfi
 
 JSON = "application/json"
 
+
+class _ModelEncoder(kombu.utils.json.JSONEncoder):
+    """kombu's encoder, which also sends a pydantic model as its JSON dict: what a method that
+    validates its arguments (config VALIDATE) turns back into the model."""
+
+    def default(self, o: Any) -> Any:
+        if hasattr(type(o), "__pydantic_serializer__"):
+            return o.model_dump(mode="json")
+        return super().default(o)
+
+
 # kombu's JSON serializer makes an encoder per message; its encoder keeps no state.
-_json_encoder = kombu.utils.json.JSONEncoder()
+_json_encoder = _ModelEncoder()
 
 
 def dumps(payload: Any, serializer: str) -> tuple[str, str, Any]:

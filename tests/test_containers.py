@@ -3,8 +3,9 @@ import threading
 import eventlet
 import eventlet.event
 import pytest
+from polling import wait_until
 
-from sandbox.containers import ServiceContainer, WorkerContext, get_service_name
+from sandbox.containers import ServiceContainer, get_service_name
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -183,6 +184,44 @@ def test_max_workers_bound_under_100_concurrent_triggers(container_factory):
     assert state == {"busy": 0, "peak": 4, "done": 100}
 
 
+def test_set_max_workers_resizes_the_pool_of_a_running_container(container_factory):
+    first, second = eventlet.event.Event(), eventlet.event.Event()
+    state = {"started": 0, "done": 0}
+
+    class Svc:
+        name = "resized"
+
+        @dummy
+        def work(self):
+            number = state["started"]
+            state["started"] += 1
+            (first if number < 3 else second).wait()
+            state["done"] += 1
+
+    container = container_factory(Svc, {"max_workers": 1})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def trigger(count):
+        for _ in range(count):
+            eventlet.spawn(container.spawn_worker, entrypoint, (), {})
+
+    get_runtime().call(trigger, 6)
+    wait_until(lambda: state["started"] == 1)
+    container.set_max_workers(3)  # grows at once: two waiting workers start
+    wait_until(lambda: state["started"] == 3)
+    assert container.busy_workers == 3
+
+    container.set_max_workers(2)  # the three busy ones finish; then two run at a time
+    get_runtime().call(first.send, None)
+    wait_until(lambda: state["done"] == 3 and state["started"] == 5)
+    assert container.busy_workers == 2 and container.max_workers == 2
+    get_runtime().call(second.send, None)
+    wait_until(lambda: state["done"] == 6)
+    with pytest.raises(ValueError, match="positive integer"):
+        container.set_max_workers(0)
+
+
 def test_failing_managed_thread_kills_container_and_wait_reraises(container_factory):
     class Boom(Exception):
         pass
@@ -276,20 +315,6 @@ def test_kill_does_not_wait_for_workers(container_factory):
     assert torn_down == [True]
     with pytest.raises(ContainerBeingKilled):
         get_runtime().call(container.spawn_worker, entrypoint, (), {})
-
-
-def test_worker_context_call_id_stack_bounded(container_factory):
-    container = container_factory(Service, {"parent_calls_tracked": 3})
-    (entrypoint,) = [e for e in container.entrypoints if e.method_name == "echo"]
-    parents = [f"parent.{i}" for i in range(10)]
-    ctx = WorkerContext(container, None, entrypoint, data={"call_id_stack": parents, "lang": "en"})
-    assert ctx.call_id.startswith("service.echo.")
-    assert ctx.call_id_stack == ["parent.7", "parent.8", "parent.9", ctx.call_id]
-    assert ctx.context_data == {"call_id_stack": ctx.call_id_stack, "lang": "en"}
-    assert ctx.origin_call_id == "parent.0"  # the chain as sent, as Nameko keeps it
-    assert ctx.immediate_parent_call_id == "parent.9"
-    root = WorkerContext(container, None, entrypoint)
-    assert root.call_id_stack == [root.call_id] and root.immediate_parent_call_id is None
 
 
 def test_entrypoint_waiter_sees_worker_result(container_factory):

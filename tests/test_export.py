@@ -544,7 +544,7 @@ def test_config_keeps_the_keys_set_with_secrets_as_placeholders(monkeypatch):
         monkeypatch.setenv(name, value)
     assert load_config(result.config) == {
         "AMQP_URI": "amqp://user:p4ss@rabbit:5672/vhost",
-        "WEB_SERVER_ADDRESS": "127.0.0.1:8000",
+        "WEB_SERVER_ADDRESS": "0.0.0.0:8000",
         "API_TOKEN": "t0ken",
         "DATABASE": {"url": "postgresql://app:s3cret@db/app", "pool": 4},
         "GREETING": "hello",
@@ -555,7 +555,9 @@ def test_config_keeps_the_keys_set_with_secrets_as_placeholders(monkeypatch):
 
 def test_config_from_sb_connect_and_from_live_settings():
     connected = export(SETUP, PRICES, SHOP, 'sb.connect("amqp://guest:pw@127.0.0.1:5672/")\n')
-    assert "AMQP_URI: amqp://guest:${AMQP_PASSWORD}@127.0.0.1:5672/\n" in connected.config
+    assert (
+        "AMQP_URI: ${AMQP_URI:amqp://guest:${AMQP_PASSWORD}@127.0.0.1:5672/}\n" in connected.config
+    )
     live = export(
         SETUP,
         PRICES,
@@ -569,8 +571,8 @@ def test_config_from_sb_connect_and_from_live_settings():
         },
     )
     assert live.config.splitlines()[2:] == [
-        "AMQP_URI: memory://",
-        "WEB_SERVER_ADDRESS: 127.0.0.1:8123",
+        "AMQP_URI: ${AMQP_URI:amqp://guest:guest@localhost:5672/}",
+        "WEB_SERVER_ADDRESS: ${WEB_SERVER_ADDRESS:0.0.0.0:8123}",
         "SESSION_SECRET: ${SESSION_SECRET}",
     ]
     assert live.warnings == ["config key 'CLIENT' holds a object: not exported"]

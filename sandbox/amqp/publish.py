@@ -7,7 +7,9 @@ reported to the recorder (``message_published``), whatever published it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,26 +24,30 @@ from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder, serialization
 from sandbox.amqp.confirms import ConfirmPipeline
-from sandbox.amqp.transport import (
-    CONNECTION_ERRORS,
-    ConnectionPool,
-    PooledChannel,
-    broker_errors,
-    get_pool,
-    retry_delays,
-)
+from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_delays
+from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Message ids unique to this process and cheap on the hot path: what lets ``sb.why`` find a
+# recorded message's fate in the broker.
+_ID_PREFIX = secrets.token_hex(6)
+_message_numbers = itertools.count(1)
+
+
+def published_here(message_id: str | None) -> bool:
+    """Whether this process published the message with that id (and chose the id itself)."""
+    return bool(message_id) and message_id.startswith(f"{_ID_PREFIX}-")
+
 
 class UndeliverableMessage(Exception):
     """A ``mandatory`` message that no queue took."""
 
 
-class Publisher:
+class AmqpPublisher:
     """Publishes messages to ``amqp_uri``; call options override the constructor's.
 
     Must be used in the thread whose hub owns the connections: the runtime's hub thread.
@@ -93,14 +99,14 @@ class Publisher:
         """Publish ``payload``; raise UndeliverableMessage when mandatory and unroutable.
 
         ``headers`` merge: the constructor's, then the call's, then ``extra_headers``.
-        ``kind`` names the message for the recorder (``"message"`` by default).
+        ``kind`` names the message for the recorder (a ``recorder.PUBLISHED_*``).
         """
         self.send(self.prepare(payload, **kwargs))
 
     def prepare(self, payload: Any, **kwargs: Any) -> OutgoingMessage:
         """Encode a message for :meth:`send`: a value that cannot be serialized fails here,
         before any connection is used. Takes :meth:`publish`'s arguments."""
-        kind = kwargs.pop("kind", "message")
+        kind = kwargs.pop("kind", recorder.PUBLISHED_MESSAGE)
         headers = {
             **(self.publish_kwargs.get("headers") or {}),
             **(kwargs.pop("headers", None) or {}),
@@ -111,6 +117,8 @@ class Publisher:
         retry = kwargs.pop("retry", self.retry)
         retry_policy = kwargs.pop("retry_policy", self.retry_policy)
         options = {**self.publish_kwargs, **kwargs, "headers": headers, "declare": declare}
+        if options.get("message_id") is None:
+            options["message_id"] = f"{_ID_PREFIX}-{next(_message_numbers)}"
         content_type, content_encoding, body = serialization.dumps(payload, serializer)
         options.update(content_type=content_type, content_encoding=content_encoding)
         return OutgoingMessage(payload, body, options, kind, _delays(retry, retry_policy))
@@ -122,6 +130,7 @@ class Publisher:
             returned = _retrying(partial(self._send, message), message.retry_delays)
         if returned:
             exc, exchange, routing_key = returned[0]
+            recorder.notify("message_published", {**message.record(), "returned": str(exc)})
             raise UndeliverableMessage(
                 f"{exc} (exchange {exchange!r}, routing key {routing_key!r})"
             )
@@ -191,6 +200,10 @@ class Publisher:
                 pipeline.known.add(exchange)
 
 
+# Nameko's name (``nameko.amqp.publish.Publisher``); unique names inside sandbox.
+Publisher = AmqpPublisher
+
+
 def _delays(retry: bool, policy: Mapping[str, Any]) -> Iterator[float]:
     return retry_delays(policy) if retry else iter(())
 
@@ -252,6 +265,9 @@ def publish_record(
         "payload": payload,
         "correlation_id": properties.get("correlation_id"),
         "reply_to": properties.get("reply_to"),
+        "message_id": properties.get("message_id"),
+        "mandatory": bool(properties.get("mandatory")),
+        "expiration": properties.get("expiration"),
     }
 
 
@@ -279,7 +295,7 @@ class MessageTemplate:
     ``compression``, and any other AMQP property by name.
     """
 
-    def __init__(self, publisher: Publisher):
+    def __init__(self, publisher: AmqpPublisher):
         self.serializer = publisher.serializer
         self.compression, self.headers, self.properties = message_fields(publisher.publish_kwargs)
 

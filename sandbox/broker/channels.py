@@ -23,6 +23,7 @@ from amqp.exceptions import (
 )
 
 from .deadletter import REJECTED
+from .fates import ACKED, DELIVERED, REQUEUED, Step
 from .queues import Entry, Message, Queue
 
 if TYPE_CHECKING:
@@ -80,10 +81,10 @@ Event = Delivery | Returned | Cancelled
 class _Unacked(NamedTuple):
     queue: Queue
     entry: Entry
-    consumer: Consumer | None  # None for basic.get
+    consumer: BrokerConsumer | None  # None for basic.get
 
 
-class Consumer:
+class BrokerConsumer:
     __slots__ = ("tag", "queue", "channel", "no_ack", "exclusive", "prefetch", "unacked")
 
     def __init__(
@@ -146,7 +147,7 @@ class Channel:
         self.connection = connection
         self.broker = connection.broker
         self.is_open = True
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, BrokerConsumer] = {}
         self.unacked: dict[int, _Unacked] = {}
         self.prefetch_count = 0  # per consumer, for consumers started from now on
         self.global_prefetch = 0
@@ -271,7 +272,7 @@ class Channel:
                 f"ACCESS_REFUSED - queue '{queue}' in vhost '{broker.vhost}' in exclusive use",
                 spec.Basic.Consume,
             )
-        consumer = Consumer(tag, source, self, no_ack=no_ack, exclusive=exclusive)
+        consumer = BrokerConsumer(tag, source, self, no_ack=no_ack, exclusive=exclusive)
         source.add_consumer(consumer)
         self.consumers[tag] = consumer
         broker.touch(source)
@@ -301,18 +302,24 @@ class Channel:
         if entry is None:
             return None
         tag = next(self._delivery_tags)
+        self._delivered(source, entry, None)
         if not no_ack:
             self.unacked[tag] = _Unacked(source, entry, None)
         return Delivery(self, None, tag, entry.redelivered, entry.message, len(source))
 
-    def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
+    def deliver(self, consumer: BrokerConsumer, queue: Queue, entry: Entry) -> None:
         """Called by the broker's dispatch: hand one message to one of our consumers."""
         tag = next(self._delivery_tags)
+        self._delivered(queue, entry, consumer.tag)
         if not consumer.no_ack:
             self.unacked[tag] = _Unacked(queue, entry, consumer)
             consumer.unacked += 1
             self.consumer_unacked += 1
         self.connection.post(Delivery(self, consumer.tag, tag, entry.redelivered, entry.message))
+
+    def _delivered(self, queue: Queue, entry: Entry, consumer_tag: str | None) -> None:
+        queue.delivered += 1
+        self.broker.fates.note(entry.message, Step(DELIVERED, queue.name, consumer_tag))
 
     # -- acknowledgements and flow control -------------------------------------------------
 
@@ -369,10 +376,15 @@ class Channel:
     def _settle(self, settled: Iterable[_Unacked], requeue: bool | None) -> None:
         """Requeue (True), dead-letter as rejected (False) or forget (None, an ack)."""
         returned: dict[Queue, list[Entry]] = {}
+        fates = self.broker.fates
         for queue, entry, consumer in settled:
             if consumer is not None:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
+            if requeue is None:
+                fates.note(entry.message, Step(ACKED, queue.name))
+            elif requeue:
+                fates.note(entry.message, Step(REQUEUED, queue.name))
             if requeue is not None and self.broker.is_live(queue):
                 returned.setdefault(queue, []).append(entry)
         for queue, entries in returned.items():

@@ -28,9 +28,10 @@ from .arguments import (
     check_exchange_arguments,
     check_queue_arguments,
 )
-from .channels import Cancelled, Connection, Consumer
+from .channels import BrokerConsumer, Cancelled, Connection
 from .deadletter import EXPIRED, MAXLEN, REJECTED, dead_lettered, is_cycle
 from .exchanges import EXCHANGE_TYPES, Exchange
+from .fates import DIED, QUEUED, REFUSED, ROUTED, Fates, Step
 from .queues import Entry, Message, Queue
 
 _PREDECLARED = {
@@ -86,6 +87,7 @@ class Broker:
         }
         self.queues: dict[str, Queue] = {}
         self.connections: set[Connection] = set()
+        self.fates = Fates()
 
     def connect(self) -> Connection:
         connection = Connection(self)
@@ -338,8 +340,9 @@ class Broker:
         matches); ``refused`` when a queue's ``x-overflow`` turned it away."""
         ttl = _expiration_ms(message)
         if message.exchange:
-            self.exchange(message.exchange, spec.Basic.Publish)
+            self.exchange(message.exchange, spec.Basic.Publish).published += 1
         targets = self._route(message)
+        self.fates.note(message, Step(ROUTED, detail=[q.name for q in targets]))
         now = self.clock.now()
         refused = False
         for queue in targets:
@@ -368,13 +371,16 @@ class Broker:
         of it, else into the queue. False when ``x-overflow`` refuses it."""
         entry = queue.entry(message, now, ttl)
         if queue.overflow != "drop-head" and queue.would_overflow(entry):
+            self.fates.note(message, Step(REFUSED, queue.name))
             if queue.overflow == "reject-publish-dlx":
                 self.dead_letter(queue, [entry], MAXLEN)
             return False
-        consumer = None if len(queue) else queue.next_consumer(Consumer.has_room)
+        queue.received += 1
+        consumer = None if len(queue) else queue.next_consumer(BrokerConsumer.has_room)
         if consumer is not None:
             consumer.channel.deliver(consumer, queue, entry)  # even with a TTL of 0
             return True
+        self.fates.note(message, Step(QUEUED, queue.name))
         queue.put(entry)
         self.trim(queue)
         self.dispatch(queue)
@@ -394,8 +400,12 @@ class Broker:
     def dead_letter(self, queue: Queue, entries: list[Entry], reason: str) -> None:
         """Republish ``entries`` to the queue's dead-letter exchange, if it has one."""
         name = queue.dead_letter_exchange
-        if name is None or not entries or (name and name not in self.exchanges):
-            return  # no dead-letter exchange (or a missing one): the messages are dropped
+        if name is not None and name and name not in self.exchanges:
+            name = None  # a missing dead-letter exchange drops the messages as none does
+        for entry in entries:
+            self.fates.note(entry.message, Step(DIED, queue.name, (reason, name)))
+        if name is None or not entries:
+            return
         now, timestamp = self.clock.now(), self.clock.timestamp()
         for entry in entries:
             message = dead_lettered(
@@ -410,7 +420,7 @@ class Broker:
         """Drop expired heads, push ready messages to consumers that have room, and set the
         timer for the next head to expire (the wake-up point)."""
         while (entry := self._live_head(queue)) is not None:
-            consumer = queue.next_consumer(Consumer.has_room)
+            consumer = queue.next_consumer(BrokerConsumer.has_room)
             if consumer is None:
                 break
             queue.pop()

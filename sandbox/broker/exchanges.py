@@ -89,6 +89,7 @@ class Exchange:
             alternate.decode() if isinstance(alternate, bytes) else alternate
         )
         self.bindings: dict[tuple, Binding] = {}
+        self.published = 0  # messages published to it: a count for watchers
         self._matches = _MATCHERS[type]
 
     def bind(self, queue: str, routing_key: str = "", arguments: Mapping | None = None) -> None:

@@ -1,7 +1,9 @@
 """``sandbox shell``: IPython with ``sb`` and ``n`` connected to the configured broker.
 
 ``sb.rpc.<service>.<method>(...)``, ``sb.dispatch(...)`` and ``sb.http`` reach the services of
-the cluster the config names; the magics (``%rpc``, ``%dispatch``...) work as in a notebook.
+the cluster the config names: ``sb.http`` sends paths to ``--http URL``, else to the config's
+WEB_SERVER_ADDRESS (on this host when it binds every interface); the magics (``%rpc``,
+``%dispatch``...) work as in a notebook.
 ``n`` is ``nameko shell``'s: ``n.rpc.<service>.<method>(...)``,
 ``n.dispatch_event(service, event_type, event_data)``, ``n.config`` and ``n.disconnect()``.
 Without IPython it falls back to Python's plain interactive console.
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from types import CodeType, ModuleType
 from typing import Any
 
-from sandbox import alias
+from sandbox import __version__, alias
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.config import config
 from sandbox.exceptions import CommandError
@@ -45,6 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--command", metavar="CODE", help="run CODE in the shell and exit (for scripts)"
     )
     parser.add_argument(
+        "--http",
+        metavar="URL",
+        help="where sb.http sends its requests, e.g. http://my-cluster:8000 "
+        "(default: the config's WEB_SERVER_ADDRESS)",
+    )
+    parser.add_argument(
         "--plain", action="store_true", help="use Python's plain console even if IPython is here"
     )
     parser.set_defaults(handler=shell)
@@ -57,11 +65,11 @@ def shell(args: argparse.Namespace) -> int:
     try:
         if not args.plain:
             try:
-                return ipython_shell(args.command, helper)
+                return ipython_shell(args.command, helper, args.http)
             except ModuleNotFoundError as exc:
                 if (exc.name or "").partition(".")[0] != "IPython":
                     raise
-        return plain_shell(args.command, helper)
+        return plain_shell(args.command, helper, args.http)
     finally:
         helper.disconnect()
 
@@ -99,7 +107,7 @@ class NamekoShellHelper(ModuleType):
         self._proxy.stop()
 
 
-def ipython_shell(command: str | None, helper: NamekoShellHelper) -> int:
+def ipython_shell(command: str | None, helper: NamekoShellHelper, http: str | None) -> int:
     from IPython.terminal.ipapp import TerminalIPythonApp
     from traitlets.config import Config
 
@@ -113,6 +121,7 @@ def ipython_shell(command: str | None, helper: NamekoShellHelper) -> int:
     app = TerminalIPythonApp.instance(config=settings, user_ns={"n": helper})
     stop = None
     try:
+        _extension_options["http"] = http
         app.initialize(["-c", command] if command is not None else [])
         if command is None and not sys.stdin.isatty():
             stop = FirstFailure(app.shell)
@@ -149,27 +158,35 @@ def exit_code(error: BaseException) -> int:
     return error.code if isinstance(error.code, int) else 1
 
 
+# What the shell tells the extension, which IPython loads by name.
+_extension_options: dict[str, Any] = {}
+
+
 def load_ipython_extension(ip) -> None:
     """How the shell's IPython loads sandbox: WEB_SERVER_ADDRESS is the cluster's, to call."""
     from sandbox.notebook.extension import load
 
-    load(ip, keep_web_address=True)
+    load(ip, console=True)
+    client = ip.user_ns["sb"]
+    client.http.base_url = _extension_options.get("http")
+    print(banner(client))
 
 
-def plain_shell(command: str | None, helper: NamekoShellHelper) -> int:
+def plain_shell(command: str | None, helper: NamekoShellHelper, http: str | None) -> int:
     try:
-        from sandbox.notebook.client import Client
+        from sandbox.notebook.client import NotebookClient
         from sandbox.notebook.session import Session
     except ModuleNotFoundError as exc:
         raise CommandError(
             f"the shell needs {exc.name}: pip install 'service-sandbox[notebook]'"
         ) from None
-    client = Client(Session())
+    client = NotebookClient(Session())
+    client.http.base_url = http
     namespace = {"sb": client, "n": helper, "config": config, "__name__": "__console__"}
     try:
         if command is None:
             console = PipedConsole(namespace, stop_at_failure=not sys.stdin.isatty())
-            console.interact(banner=banner(), exitmsg="")
+            console.interact(banner=banner(client), exitmsg="")
             return 0
         try:
             exec(compile(command, "<command>", "exec"), namespace)
@@ -200,10 +217,11 @@ class PipedConsole(code.InteractiveConsole):
                 raise SystemExit(1) from None
 
 
-def banner() -> str:
+def banner(client: Any) -> str:
     return (
-        f"sandbox shell, Python {sys.version.split()[0]}, broker "
-        f"{sanitize_url(str(config['AMQP_URI']))}. `sb` is the client: "
+        f"sandbox shell {__version__}, Python {sys.version.split()[0]}: broker "
+        f"{sanitize_url(str(config['AMQP_URI']))}, HTTP to {client.http.url_of('')}. "
+        "`sb` is the client: "
         "sb.rpc.SERVICE.METHOD(...), sb.dispatch(SERVICE, EVENT, PAYLOAD), sb.http.get(PATH). "
         "`n` is Nameko's: n.rpc.SERVICE.METHOD(...), n.dispatch_event(SERVICE, EVENT, PAYLOAD)."
     )

@@ -203,7 +203,9 @@ class Schemas:
 
     def _free_name(self, cls: type) -> str:
         # Two classes may share a name (two modules, a class redefined in a notebook cell).
-        candidates = [cls.__name__, f"{cls.__module__}.{cls.__qualname__}"]
+        return self._free_name_of([cls.__name__, f"{cls.__module__}.{cls.__qualname__}"])
+
+    def _free_name_of(self, candidates: list[str]) -> str:
         for candidate in candidates:
             name = re.sub(r"[^\w.\-]", "_", candidate)
             if name not in self.components:
@@ -250,10 +252,76 @@ class Schemas:
         return schema
 
     def _pydantic(self, cls: type) -> dict[str, Any]:
+        # pydantic names the nested types of each model on its own, by class name: two models
+        # whose nested classes share a name (two modules' Address) would share one component.
+        # Each nested class gets the component its class has (or a free name), as ours do.
         schema = cls.model_json_schema(ref_template=REF_PREFIX + "{model}")
-        for name, definition in schema.pop("$defs", {}).items():
-            self.components.setdefault(name, definition)
+        definitions = schema.pop("$defs", {})
+        nested = _named_types(cls)
+        names: dict[str, str] = {}
+        new: list[str] = []
+        for name, definition in definitions.items():
+            owner = nested.get(name)
+            if owner is not None and owner in self._names:
+                names[name] = self._names[owner]
+                continue
+            if owner is not None:
+                names[name] = self._names[owner] = self._free_name(owner)
+            elif self.components.get(name, definition) == definition:
+                names[name] = name
+            else:
+                names[name] = self._free_name_of([name])
+            self.components[names[name]] = {}  # taken: the next one picks another name
+            new.append(name)
+        for name in new:
+            self.components[names[name]] = _renamed(definitions[name], names)
+        schema = _renamed(schema, names)
+        own = self._names[cls]
+        if schema == {"$ref": REF_PREFIX + own}:  # a recursive model: pydantic defines it aside
+            return _renamed(definitions[_key_of(names, own)], names)
         return schema
+
+
+def _named_types(cls: type) -> dict[str, type]:
+    """The classes that pydantic may define aside in ``cls``'s schema, by class name (a name
+    two of them share is left out: pydantic qualifies those itself)."""
+    found: dict[str, type | None] = {}
+    pending: list[Any] = [cls]
+    seen: set[int] = set()
+    while pending:
+        hint = pending.pop()
+        if id(hint) in seen:
+            continue
+        seen.add(id(hint))
+        pending.extend(typing.get_args(hint))
+        if not isinstance(hint, type):
+            continue
+        if found.setdefault(hint.__name__, hint) is not hint:
+            found[hint.__name__] = None
+        fields = getattr(hint, "model_fields", None)
+        if isinstance(fields, dict):
+            pending.extend(field.annotation for field in fields.values())
+        elif dataclasses.is_dataclass(hint) or typing.is_typeddict(hint):
+            pending.extend(type_hints(hint).values())
+    return {name: found_cls for name, found_cls in found.items() if found_cls is not None}
+
+
+def _renamed(schema: Any, names: dict[str, str]) -> Any:
+    """``schema`` with its references to components renamed by ``names``."""
+    if isinstance(schema, list):
+        return [_renamed(item, names) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    renamed = {key: _renamed(value, names) for key, value in schema.items()}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith(REF_PREFIX):
+        target = ref[len(REF_PREFIX) :]
+        renamed["$ref"] = REF_PREFIX + names.get(target, target)
+    return renamed
+
+
+def _key_of(names: dict[str, str], value: str) -> str:
+    return next(key for key, name in names.items() if name == value)
 
 
 def _enum(cls: type[enum.Enum]) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 From a notebook file the keys come from literals: ``%sandbox connect URI``, ``sb.connect(URI)``,
 ``config["KEY"] = value`` and ``config.update(...)``. From a live kernel they come from the
 global config itself.
+
+AMQP_URI and WEB_SERVER_ADDRESS are written as ``${AMQP_URI:...}`` and
+``${WEB_SERVER_ADDRESS:...}``, so that a deployment sets them from its environment; their
+defaults are deployable: a RabbitMQ instead of ``memory://``, and every interface on the port
+the notebook asked for (8000 when it asked for any free one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from sandbox.export.source import Statement
 from sandbox.utils import is_secret_key, sanitize_url
 
 ALWAYS = ("AMQP_URI", "WEB_SERVER_ADDRESS")
+DEPLOYED_AMQP_URI = "amqp://guest:guest@localhost:5672/"
+DEPLOYED_PORT = 8000
 _CONFIG_OBJECTS = frozenset({"sandbox.config", "sandbox.config.config"})
 _QUERY_PARAMETER = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s]+)=)(?P<value>[^&;#\s]+)")
 _URI_SUFFIX = re.compile(r"_?(URI|URL)$")
@@ -117,7 +124,10 @@ def render_config(settings: Mapping[str, Any], header: list[str]) -> tuple[str, 
         if not _is_plain(value):
             warnings.append(f"config key {key!r} holds a {type(value).__name__}: not exported")
             continue
-        written[str(key)] = _placeholders(value, (str(key),), environment)
+        if key in ALWAYS:
+            written[key] = _deployable(key, value, environment)
+        else:
+            written[str(key)] = _placeholders(value, (str(key),), environment)
     lines = [*header]
     if environment:
         needed = ", ".join(sorted(set(environment)))
@@ -125,6 +135,18 @@ def render_config(settings: Mapping[str, Any], header: list[str]) -> tuple[str, 
     text = "".join(f"# {line}\n" for line in lines)
     text += yaml.safe_dump(written, default_flow_style=False, sort_keys=False, allow_unicode=True)
     return text, warnings
+
+
+def _deployable(key: str, value: Any, environment: list[str]) -> str:
+    """``${KEY:default}``: the environment decides, else a default that works once deployed."""
+    if key == "AMQP_URI":
+        uri = str(value)
+        embedded = uri.startswith("memory://")
+        default = DEPLOYED_AMQP_URI if embedded else _uri_placeholders(uri, (key,), environment)
+    else:
+        port = str(value).rpartition(":")[2]
+        default = f"0.0.0.0:{port if port not in ('', '0') else DEPLOYED_PORT}"
+    return f"${{{key}:{default}}}"
 
 
 def _is_plain(value: Any) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from sandbox import __version__, alias, recorder
 from sandbox.config import config
 from sandbox.notebook import errors
-from sandbox.notebook.client import Client
+from sandbox.notebook.client import NotebookClient
 from sandbox.notebook.definitions import Definitions
 from sandbox.notebook.magics import SandboxMagics
 from sandbox.notebook.notices import CellNotices
@@ -20,23 +20,25 @@ from sandbox.runtime import add_context_capturer, get_runtime, remove_context_ca
 from sandbox.utils import sanitize_url
 
 _loaded: dict[str, Any] = {}
+# (asked, taken) when the configured web address was busy and the kernel took a free port.
+_moved_web_address: dict[str, str] = {}
 
 
-def load(ip, keep_web_address: bool = False) -> None:
+def load(ip, console: bool = False) -> None:
     """Give ``ip`` the runtime, ``sb``, the magics and hot start.
 
-    ``keep_web_address`` when WEB_SERVER_ADDRESS names a server to call rather than one to
-    bind: in ``sandbox shell``, ``sb.http`` talks to the cluster's running server.
+    ``console`` for ``sandbox shell``, which prints its own banner: WEB_SERVER_ADDRESS then
+    names a server to call rather than one to bind, the cluster's.
     """
     if _loaded:
         return
     get_runtime()  # one hub thread per kernel; %reload_ext finds it running and reuses it
     add_context_capturer(capture_cell)
-    if not keep_web_address:
+    if not console:
         _choose_web_address()
     session = Session()
     session.forget(ip.user_ns.values())
-    client = Client(session)
+    client = NotebookClient(session)
     definitions = Definitions(ip, session, client)
     ip.register_magics(SandboxMagics(ip, session, client, definitions))
     ip.push({"sb": client})
@@ -57,6 +59,8 @@ def load(ip, keep_web_address: bool = False) -> None:
         notices=notices,
     )
     nameko = ", `nameko` is sandbox (Nameko is not installed)" if alias.activate() else ""
+    if console:
+        return
     print(
         f"sandbox {__version__}: broker {_describe_broker()}, "
         f"HTTP on {_describe_web_address()}{nameko}. "
@@ -104,7 +108,15 @@ def _choose_web_address() -> None:
     with socket.socket() as sock:
         sock.bind((host, 0))
         config["WEB_SERVER_ADDRESS"] = f"{host}:{sock.getsockname()[1]}"
+    _moved_web_address.update(asked=f"{host}:{port}", taken=config["WEB_SERVER_ADDRESS"])
     print(f"sandbox: port {port} is taken, using {config['WEB_SERVER_ADDRESS']}", file=sys.stderr)
+
+
+def asked_web_address() -> str:
+    """The WEB_SERVER_ADDRESS the user asked for: the configured one, unless the kernel only
+    holds it because the address asked for was busy when sandbox loaded."""
+    address = str(config["WEB_SERVER_ADDRESS"])
+    return _moved_web_address["asked"] if _moved_web_address.get("taken") == address else address
 
 
 def _port_free(host: str, port: int) -> bool:

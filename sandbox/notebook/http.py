@@ -9,14 +9,24 @@ from typing import Any
 
 import requests
 
+from sandbox import tracing
 from sandbox.config import config
 from sandbox.notebook.errors import HttpTimeout, abandoned_on_interrupt
 from sandbox.web.server import get_base_url
 
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
 
 def base_url() -> str:
-    """Where this kernel serves HTTP; else the configured address (a cluster, from the shell)."""
-    return get_base_url() or f"http://{config['WEB_SERVER_ADDRESS']}"
+    """Where this kernel serves HTTP; else the configured address (a cluster, from the shell).
+
+    A config that binds every interface (``0.0.0.0:8000``, as exported) is reached on this host.
+    """
+    served = get_base_url()
+    if served:
+        return served
+    host, _, port = str(config["WEB_SERVER_ADDRESS"]).rpartition(":")
+    return f"http://{'127.0.0.1' if host in _WILDCARDS else host}:{port}"
 
 
 class HttpResponse:
@@ -67,7 +77,13 @@ class HttpResponse:
 
 
 class HttpClient:
-    """``sb.http.get("/path")``, ``.post``, ``.put``, ``.patch``, ``.delete``, ``.request``."""
+    """``sb.http.get("/path")``, ``.post``, ``.put``, ``.patch``, ``.delete``, ``.request``.
+
+    A path is sent to ``base_url`` when set (a cluster's address: ``sandbox shell --http``,
+    ``sb.connect(..., http=URL)``), else to this kernel's web server.
+    """
+
+    base_url: str | None = None
 
     def __init__(
         self,
@@ -86,13 +102,19 @@ class HttpClient:
         if self._on_call is not None:
             self._on_call()
         method = method.upper()
-        url = path if path.startswith(("http://", "https://")) else base_url() + _slash(path)
+        url = path if path.startswith(("http://", "https://")) else self.url_of(path)
         timeout = kwargs.setdefault("timeout", self._timeout())
-        with abandoned_on_interrupt(f"{method} {path}"):
+        with abandoned_on_interrupt(f"{method} {path}"), tracing.http_call(method, url) as call:
+            kwargs["headers"] = {**call.headers, **(kwargs.get("headers") or {})}
             try:
-                return HttpResponse(self._session.request(method, url, **kwargs))
+                response = self._session.request(method, url, **kwargs)
             except requests.Timeout:
                 raise HttpTimeout(f"{method} {path} timed out after {timeout}s") from None
+            call.answered(response.status_code)
+            return HttpResponse(response)
+
+    def url_of(self, path: str) -> str:
+        return (self.base_url or base_url()).rstrip("/") + _slash(path)
 
     def get(self, path: str, **kwargs: Any) -> HttpResponse:
         return self.request("GET", path, **kwargs)
@@ -113,7 +135,7 @@ class HttpClient:
         self._session.close()
 
     def __repr__(self) -> str:
-        return f"<sb.http on {base_url()}>"
+        return f"<sb.http on {self.base_url or base_url()}>"
 
 
 def _slash(path: str) -> str:

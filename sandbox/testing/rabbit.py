@@ -6,43 +6,17 @@ and dicts decoded from JSON); vhost and other names may hold any character.
 
 from __future__ import annotations
 
-import base64
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Client", "HTTPError", "RabbitManager"]
+from sandbox.management import ApiResponse, HTTPError, ManagementApi, quote_name
+
+__all__ = ["ApiResponse", "Client", "HTTPError", "RabbitManager"]
 
 
-@dataclass
-class ApiResponse:
-    """What the management API answered to a refused request."""
-
-    status_code: int
-    reason: str
-    text: str
-
-    def json(self) -> Any:
-        return json.loads(self.text)
-
-
-class HTTPError(Exception):
-    """The management API refused a request; ``response.status_code`` says how (404...)."""
-
-    def __init__(self, message: str, response: ApiResponse):
-        super().__init__(message)
-        self.response = response
-
-
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
-
-
-class RabbitManager:
-    """The management API at ``uri`` (``http://user:password@host:15672``).
+class RabbitManager(ManagementApi):
+    """The management API at ``uri`` (``http://user:password@host:15672``), with the
+    writes tests need.
 
     Creating one checks that the API answers. ``amqp_uri`` is the broker that
     :meth:`uri_for` points into a vhost (by default port 5672 of the API's host, with the
@@ -50,52 +24,14 @@ class RabbitManager:
     """
 
     def __init__(self, uri: str, amqp_uri: str | None = None, timeout: float = 10):
-        parts = urllib.parse.urlsplit(uri)
-        user = urllib.parse.unquote(parts.username or "guest")
-        password = urllib.parse.unquote(parts.password or "guest")
-        self.api_url = f"{parts.scheme or 'http'}://{parts.hostname}:{parts.port or 15672}/api"
-        self.amqp_uri = amqp_uri or (
-            f"amqp://{_quote(user)}:{_quote(password)}@{parts.hostname}:5672/"
-        )
-        self.timeout = timeout
-        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._authorization = f"Basic {credentials}"
+        super().__init__(uri, timeout)
+        self.amqp_uri = amqp_uri or self.default_amqp_uri
         self.request("GET", "/overview")
-
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send ``body`` as JSON to ``path`` (under ``/api``, names quoted); the decoded answer.
-
-        Raises :class:`HTTPError` when the API refuses, ConnectionError when it is not there.
-        """
-        url = f"{self.api_url}{path}"
-        data = json.dumps(body).encode() if body is not None else None
-        http_request = urllib.request.Request(url, data=data, method=method)
-        http_request.add_header("Authorization", self._authorization)
-        http_request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
-                text = response.read()
-        except urllib.error.HTTPError as exc:
-            answer = ApiResponse(exc.code, str(exc.reason), exc.read().decode(errors="replace"))
-            raise HTTPError(f"{exc.code} {exc.reason} for {method} {url}", answer) from None
-        except OSError as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ConnectionError(
-                f"the RabbitMQ management HTTP API at {url} does not answer ({reason}); "
-                "is the management plugin enabled?"
-            ) from None
-        return json.loads(text) if text else None
-
-    def _path(self, *names: str) -> str:
-        return "".join(f"/{_quote(name)}" for name in names)
-
-    def _call(self, method: str, *names: str, body: Any = None) -> Any:
-        return self.request(method, self._path(*names), body)
 
     def uri_for(self, vhost: str) -> str:
         """The AMQP URI of ``vhost`` on this broker."""
         parts = urllib.parse.urlsplit(self.amqp_uri)
-        return urllib.parse.urlunsplit(parts._replace(path="/" + _quote(vhost)))
+        return urllib.parse.urlunsplit(parts._replace(path="/" + quote_name(vhost)))
 
     # --- connections ----------------------------------------------------------------------
 
@@ -139,10 +75,11 @@ class RabbitManager:
         permissions = {"configure": configure, "read": read, "write": write}
         return self._call("PUT", "permissions", vhost, username, body=permissions)
 
-    # --- exchanges, queues, bindings --------------------------------------------------------
+    def clear_vhost_permissions(self, vhost: str, username: str) -> None:
+        """Take every permission on ``vhost`` from ``username``: it can no longer connect."""
+        return self._call("DELETE", "permissions", vhost, username)
 
-    def get_exchanges(self, vhost: str) -> list[dict]:
-        return self._call("GET", "exchanges", vhost)
+    # --- exchanges, queues, bindings --------------------------------------------------------
 
     def create_exchange(self, vhost: str, name: str, **properties: Any) -> None:
         """Declare exchange ``name``: ``type="topic"``, ``durable=True``... (default: direct)."""
@@ -150,12 +87,6 @@ class RabbitManager:
 
     def delete_exchange(self, vhost: str, name: str) -> None:
         return self._call("DELETE", "exchanges", vhost, name)
-
-    def get_queues(self, vhost: str) -> list[dict]:
-        return self._call("GET", "queues", vhost)
-
-    def get_queue(self, vhost: str, name: str) -> dict:
-        return self._call("GET", "queues", vhost, name)
 
     def create_queue(self, vhost: str, name: str, **properties: Any) -> None:
         """Declare queue ``name``: ``durable=False``, ``arguments={...}``..."""

@@ -26,13 +26,9 @@ from sandbox.containers import WorkerContext
 from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
 from sandbox.records import HTTP
-from sandbox.web.server import (
-    CALL_ID_ENVIRON_KEY,
-    ErrorResponse,
-    Request,
-    WebServer,
-    error_response,
-)
+from sandbox.validation import ArgumentsRejected, RequestBody
+from sandbox.web.responses import ErrorResponse, error_response
+from sandbox.web.server import CALL_ID_ENVIRON_KEY, Request, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +53,8 @@ class ServerEntrypoint(Entrypoint):
 class HttpRequestHandler(ServerEntrypoint):
     record_kind = HTTP
     server = WebServer()
+    # The request's hint may declare its JSON body: Annotated[Request, Model], or Model.
+    request_body = RequestBody(Request, Request.get_json)
 
     def __init__(
         self,
@@ -152,6 +150,9 @@ class HttpRequestHandler(ServerEntrypoint):
         400 for expected exceptions and bad requests, 500 for the rest. werkzeug's exceptions
         keep their own status and headers, and ``abort(response)`` answers with its response.
         """
+        if isinstance(exc, ArgumentsRejected):
+            body = {"error": type(exc).__name__, "message": str(exc), "errors": exc.errors}
+            return Response(json.dumps(body), 400, mimetype="application/json")
         headers: list[tuple[str, str]] = []
         error = serialize(exc)
         message = error["value"]
@@ -189,7 +190,7 @@ def run_inline(
     For entrypoints whose green thread would only wait for a spawned worker (an HTTP request,
     a websocket frame). A call whose arguments do not fit the method raises IncorrectSignature.
     """
-    entrypoint.check_signature(args, kwargs)
+    args, kwargs = entrypoint.check_call(args, kwargs)
     outcome: list[tuple[Any, tuple | None]] = []
 
     def keep(worker_ctx: WorkerContext, result: Any, exc_info: tuple | None):

@@ -11,8 +11,7 @@ from amqp.exceptions import MessageNacked
 from polling import wait_until
 
 from sandbox.amqp import confirms
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.publish import UndeliverableMessage
+from sandbox.amqp.publish import AmqpPublisher, UndeliverableMessage
 from sandbox.exceptions import BrokerUnavailable
 from sandbox.runtime import get_runtime
 

@@ -89,7 +89,7 @@ def test_export_writes_the_module_and_config_yaml(tmp_path, notebook, capsys):
     assert "def message(count):\n    # The line the test waits for." in module
     assert "entrypoint_hook" not in module and "sandbox status" not in module
     config = (tmp_path / "config.yaml").read_text()
-    assert "AMQP_URI: amqp://guest:${AMQP_PASSWORD}@127.0.0.1:5672/\n" in config
+    assert "AMQP_URI: ${AMQP_URI:amqp://guest:${AMQP_PASSWORD}@127.0.0.1:5672/}\n" in config
     assert "GREETING: hello\n" in config and "hunter2" not in config
 
 

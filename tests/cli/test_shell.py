@@ -51,8 +51,10 @@ def test_command_runs_with_sb_connected_to_the_configured_broker(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("sandbox 0.1.0: broker memory:// (embedded), HTTP on http://")
-    assert lines[1] == "Client hello"
+    assert lines[0].startswith("sandbox shell 0.1.0, Python ")
+    assert ": broker memory://, HTTP to http://127.0.0.1:8000/. `sb` is the client" in lines[0]
+    assert "cell" not in lines[0]
+    assert lines[1] == "NotebookClient hello"
 
 
 def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path):
@@ -67,6 +69,28 @@ def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"<sb.http on http://{address}>"
     assert "taken" not in done.stderr
+
+
+@pytest.mark.parametrize("console", [[], ["--plain"]])
+def test_sb_http_calls_the_cluster_address_given_with_http(tmp_path, console):
+    # A cluster's config binds every interface; --http names where it is reached from here.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        config = f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n"
+        (tmp_path / "config.yaml").write_text(config)
+        bound = shell(
+            *console, "-c", "config.yaml", "--command", "print(sb.http)", tmp_path=tmp_path
+        )
+        url = f"http://localhost:{port}/api"
+        given = shell(
+            *console, "--http", url, "--command", "print(sb.http.url_of('/x'))", tmp_path=tmp_path
+        )
+    assert bound.returncode == 0, bound.stderr
+    assert bound.stdout.splitlines()[-1] == f"<sb.http on http://127.0.0.1:{port}>"
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.splitlines()[-1] == f"{url}/x"
 
 
 def test_piped_stdin_is_read_like_typed_input(tmp_path):
@@ -85,9 +109,9 @@ def test_a_failing_command_exits_1(tmp_path):
 def test_plain_console(tmp_path):
     done = shell("--plain", stdin='print("got", type(sb).__name__)\n', tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("sandbox shell, Python ")
-    assert "broker memory://. `sb` is the client" in done.stderr
-    assert "got Client" in done.stdout
+    assert done.stderr.startswith("sandbox shell 0.1.0, Python ")
+    assert "broker memory://, HTTP to http://127.0.0.1:8000/. `sb` is the client" in done.stderr
+    assert "got NotebookClient" in done.stdout
     failed = shell("--plain", "--command", "1 / 0", tmp_path=tmp_path)
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
 
@@ -99,8 +123,8 @@ def test_without_ipython_the_plain_console_is_used(tmp_path):
         prelude="import sys; sys.modules['IPython'] = None; ",
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("sandbox shell, Python ")
-    assert "got Client" in done.stdout
+    assert done.stderr.startswith("sandbox shell 0.1.0, Python ")
+    assert "got NotebookClient" in done.stdout
 
 
 # Nameko's `n`, next to `sb`, reaching a service that the same shell defines.

@@ -203,3 +203,32 @@ def test_every_schema_is_valid_json_schema_in_both_dialects():
             validator.check_schema(schemas.of(hint))
         for schema in schemas.components.values():
             validator.check_schema(schema)
+
+
+def test_nested_pydantic_models_that_share_a_class_name_stay_apart():
+    from pydantic import BaseModel, create_model
+
+    street = create_model("Address", __module__="shop_a", street=(str, ...))
+    point = create_model("Address", __module__="shop_b", lat=(float, ...))
+    order = create_model("Order", __base__=BaseModel, ship_to=(street, ...))
+    depot = create_model("Depot", __base__=BaseModel, where=(point, ...))
+    both = create_model("Both", __base__=BaseModel, one=(point, ...), other=(street, ...))
+    tree = create_model("Tree", name=(str, ...), children=(list["Tree"], []))  # noqa: F821
+
+    schemas = Schemas()
+    schemas.of(order), schemas.of(depot), schemas.of(both), schemas.of(tree)
+    components = schemas.components
+
+    def target(model, field):
+        name = components[model]["properties"][field]["$ref"].rsplit("/", 1)[1]
+        return set(components[name]["properties"])
+
+    assert target("Order", "ship_to") == {"street"}
+    assert target("Depot", "where") == {"lat"}
+    assert (target("Both", "one"), target("Both", "other")) == ({"lat"}, {"street"})
+    assert schemas.of(street) == components["Order"]["properties"]["ship_to"]  # one component
+    assert components["Tree"]["properties"]["children"]["items"] == {
+        "$ref": "#/components/schemas/Tree"
+    }
+    for schema in components.values():
+        Draft202012Validator.check_schema(schema)

@@ -157,14 +157,16 @@ def test_round_trip_over_rabbitmq(vhost_uri, cli, sandbox_kernel, tmp_path, caps
     write_notebook(tmp_path / "shop.ipynb", address, f"%sandbox connect {vhost_uri}")
     export(tmp_path, capsys)
     vhost = vhost_uri.rsplit("/", 1)[1]
+    port = address.rpartition(":")[2]
     assert (
-        f"AMQP_URI: amqp://guest:${{AMQP_PASSWORD}}@127.0.0.1:5672/{vhost}\n"
-        in (tmp_path / "config.yaml").read_text()
-    )
+        f"AMQP_URI: ${{AMQP_URI:amqp://guest:${{AMQP_PASSWORD}}@127.0.0.1:5672/{vhost}}}\n"
+        f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n"
+    ) in (tmp_path / "config.yaml").read_text()
 
     proc = cli("run", "services", "--config", "config.yaml", env={"AMQP_PASSWORD": "guest"})
     proc.wait_for_line("started service shop (3 entrypoints)", timeout=30)
     proc.wait_for_line("started service ledger (3 entrypoints)", timeout=30)
+    connect_the_client_alone(sandbox_kernel, vhost_uri, address)
     sandbox_kernel.run(f'sb.connect("{vhost_uri}")')
     call_everything(sandbox_kernel, f"http://{address}")
 
@@ -180,6 +182,32 @@ def test_round_trip_over_rabbitmq(vhost_uri, cli, sandbox_kernel, tmp_path, caps
     code, stderr = proc.finish(timeout=30)
     assert code == 0, stderr
     assert "Traceback" not in stderr
+
+
+KERNEL_SHOP = """
+from sandbox.rpc import rpc
+
+
+class KernelShop:
+    name = "shop"
+
+    @rpc
+    def quote(self, item, count=1):
+        return "the kernel's"
+"""
+
+
+def connect_the_client_alone(kernel, uri, address):
+    """sb reaches the cluster; the kernel's own "shop" stays on the embedded broker."""
+    kernel.run(KERNEL_SHOP)
+    connected = kernel.run(f'sb.connect("{uri}", services=False, http="http://{address}")')
+    assert connected.stdout.endswith("; the kernel's services stay on memory://\n")
+    calls = kernel.run(
+        'print(sb.rpc.shop.quote("apple", 2), sb.http.get("/price/apple").json()["price"])\n'
+        'print(config["AMQP_URI"], sb.services["shop"].state)'
+    )
+    assert calls.stdout == "120 60\nmemory:// running\n"
+    kernel.run('sb.stop("shop")\nsb.http.base_url = None')
 
 
 def test_round_trip_on_the_embedded_broker(sandbox_kernel, tmp_path, capsys):

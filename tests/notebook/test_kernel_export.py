@@ -1,6 +1,7 @@
 """`%sandbox export` and `sb.export` in a live kernel: the cells run so far, the kernel's config."""
 
 import signal
+import socket
 import textwrap
 
 HELPERS = """
@@ -52,7 +53,10 @@ def test_sandbox_export_writes_the_running_services(sandbox_kernel, tmp_path):
     for interactive in ("sandbox status", "sb.", "get_ipython", "load_ext", "config["):
         assert interactive not in module
     config = (tmp_path / "config.yaml").read_text()
-    assert "AMQP_URI: memory://\nWEB_SERVER_ADDRESS: 127.0.0.1:0\n" in config
+    assert (
+        "AMQP_URI: ${AMQP_URI:amqp://guest:guest@localhost:5672/}\n"
+        "WEB_SERVER_ADDRESS: ${WEB_SERVER_ADDRESS:0.0.0.0:8000}\n"
+    ) in config
     assert "DB_URI: postgresql://app:${DB_PASSWORD}@db/app\n" in config
     assert "s3cret" not in config
 
@@ -88,8 +92,39 @@ def test_export_errors_are_one_line(sandbox_kernel):
 def test_the_kernel_export_runs_with_sandbox_run(sandbox_kernel, cli, tmp_path):
     define(sandbox_kernel, HELPERS, TICKER)
     sandbox_kernel.run("%sandbox export services.py")
-    proc = cli("run", "services", "--config", "config.yaml", env={"DB_PASSWORD": "s3cret"})
+    # The environment picks the broker and address, as a deployment's does.
+    env = {"DB_PASSWORD": "s3cret", "AMQP_URI": "memory://", "WEB_SERVER_ADDRESS": "127.0.0.1:0"}
+    proc = cli("run", "services", "--config", "config.yaml", env=env)
     proc.wait_for_line("started service ticker (1 entrypoint)")
     proc.wait_for_line("tick #2")
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.finish()[0] == 0
+
+
+def test_the_port_a_busy_kernel_fell_back_to_is_not_exported(kernel, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        kernel.run(f"from sandbox import config; config['WEB_SERVER_ADDRESS'] = '127.0.0.1:{port}'")
+        loaded = kernel.run("%load_ext sandbox")
+    assert f"port {port} is taken" in loaded.stderr
+    define(kernel, "from sandbox.testing.services import dummy", CALC)
+    kernel.run("sb.export('calc.py')\nprint(config['WEB_SERVER_ADDRESS'])")
+    config = (tmp_path / "config.yaml").read_text()
+    assert f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n" in config
+
+
+def test_sb_export_with_manifests_writes_the_deployment_files(sandbox_kernel, tmp_path):
+    define(sandbox_kernel, HELPERS, TICKER)
+    result = sandbox_kernel.run("sb.export('ticker.py', manifests=True)")
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[1].startswith("wrote Dockerfile, compose.yaml, k8s/")
+    assert (
+        (tmp_path / "Dockerfile")
+        .read_text()
+        .endswith('CMD ["sandbox", "run", "ticker", "--config", "config.yaml"]\n')
+    )
+    configmap = (tmp_path / "k8s" / "configmap.yaml").read_text()
+    assert "DB_URI: postgresql://app:${DB_PASSWORD}@db/app" in configmap
+    assert "s3cret" not in configmap
+    assert not (tmp_path / "k8s" / "service.yaml").exists()  # no @http route

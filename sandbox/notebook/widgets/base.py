@@ -6,6 +6,8 @@ import html
 import json
 from typing import Any
 
+from sandbox.runtime import get_runtime
+
 JSON_LIMIT = 50  # records or rows put in an application/json fallback
 
 
@@ -78,13 +80,46 @@ class View:
         bundle: dict[str, Any] = {}
         widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # None once closed
         if callable(widget_bundle):
-            bundle.update(widget_bundle(include=include, exclude=exclude) or {})
+            shown = widget_bundle(include=include, exclude=exclude) or {}
+            # anywidget answers (data, metadata)
+            bundle.update(shown[0] if isinstance(shown, tuple) else shown)
         bundle["text/plain"] = self.text()
         bundle["application/json"] = self.data()
         return bundle
 
     def __repr__(self) -> str:
         return self.text()
+
+
+class PollingView(View):
+    """A view that calls ``refresh()`` every ``interval`` seconds, in the hub, from when it is
+    built until it is closed or ``polling()`` says to stop: for state nobody announces."""
+
+    interval = 0.5
+    _closed = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.widget is not None:
+            self.refresh()
+            get_runtime().call_later(self.interval, self._poll)
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    def polling(self) -> bool:
+        return True
+
+    def _poll(self) -> None:
+        if self._closed or self.widget is None:
+            return
+        self.refresh()
+        if self.polling():
+            get_runtime().call_later(self.interval, self._poll)
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
 
 def _close_tree(widget: Any) -> None:

@@ -9,26 +9,22 @@ from typing import Any
 from sandbox.notebook.errors import describe_error
 from sandbox.notebook.session import RUNNING
 from sandbox.notebook.status import MARKS, describe_entrypoints, service_line, services_table
-from sandbox.notebook.widgets.base import View, message_html
-from sandbox.runtime import get_runtime
+from sandbox.notebook.widgets.base import PollingView, message_html
 
 COLOURS = {"running": "#2e7d32", "stopped": "#757575", "crashed": "#c62828"}
 ACTIONS = ("start", "stop", "restart")
 
 
-class Dashboard(View):
-    """``sb.dashboard()`` and ``%sandbox status``: every service of the session, kept current."""
+class Dashboard(PollingView):
+    """``sb.dashboard()`` and ``%sandbox status``: every service of the session, kept current
+    (busy workers and crashes change without telling anyone: it looks twice a second)."""
 
     def __init__(self, session: Any, logs: Any, interval: float = 0.5):
         self.session, self.logs, self.interval = session, logs, interval
         self.buttons: dict[str, dict[str, Any]] = {}
         self._rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
-        self._closed = False
         super().__init__()
-        if self.widget is not None:
-            self.refresh()
-            get_runtime().call_later(self.interval, self._poll)
 
     def build(self) -> Any:
         import ipywidgets as w
@@ -36,13 +32,6 @@ class Dashboard(View):
         self.message_widget = w.HTML()
         self.services_box = w.VBox()
         return w.VBox([self.services_box, self.message_widget])
-
-    def _poll(self) -> None:
-        # Busy workers and crashes change without telling anyone: look twice a second.
-        if self._closed:
-            return
-        self.refresh()
-        get_runtime().call_later(self.interval, self._poll)
 
     def refresh(self) -> None:
         if self.widget is None:
@@ -113,10 +102,6 @@ class Dashboard(View):
     def _message(self, text: str, error: bool = False) -> None:
         if self.widget is not None:
             self.message_widget.value = message_html(text, error)
-
-    def close(self) -> None:
-        self._closed = True
-        super().close()
 
     def text(self) -> str:
         return services_table(self.session.services.values())
