@@ -73,8 +73,8 @@ def samples(text):
     }
 
 
-def test_probes_answer_for_a_module_without_routes(serve):
-    served = serve(RPC_ONLY)
+def test_probes_answer_for_a_module_without_routes(serve, rabbit_config):
+    served = serve(RPC_ONLY, uri=rabbit_config["AMQP_URI"])
     health = served.get("/healthz")
     assert (health.status_code, health.text) == (200, "ok\n")
     ready = served.get("/readyz")
@@ -120,9 +120,16 @@ def test_readyz_follows_the_broker_through_a_cut(serve, vhost_uri, rabbit_manage
         assert cluster.counted.ok(1) == 1
 
 
+def test_metrics_count_calls_errors_and_latency(serve, vhost_uri):
+    assert_counted(serve(RPC_ONLY, uri=vhost_uri), vhost_uri)
+
+
 def test_metrics_count_calls_errors_and_latency_across_workers(serve, vhost_uri):
-    served = serve(RPC_ONLY, "--workers", "2", uri=vhost_uri, ready_lines=2)
-    with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as cluster:
+    assert_counted(serve(RPC_ONLY, "--workers", "2", uri=vhost_uri, ready_lines=2), vhost_uri)
+
+
+def assert_counted(served, uri):
+    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=30) as cluster:
         for n in range(20):
             assert cluster.counted.ok(n) == n
         for _ in range(3):
@@ -137,14 +144,10 @@ def test_metrics_count_calls_errors_and_latency_across_workers(serve, vhost_uri)
     assert values[("sandbox_entrypoint_errors_total", fail)] == 3
     assert ("sandbox_entrypoint_errors_total", ok) not in values
     assert values[("sandbox_entrypoint_duration_seconds_count", ok)] == 20
-    assert (
-        values[("sandbox_entrypoint_duration_seconds_bucket", tuple(sorted((*ok, ("le", "+Inf")))))]
-        == 20
-    )
+    inf = tuple(sorted((*ok, ("le", "+Inf"))))
+    assert values[("sandbox_entrypoint_duration_seconds_bucket", inf)] == 20
     assert values[("sandbox_workers_busy", (("service", "counted"),))] == 0
-    assert not any(
-        labels and dict(labels).get("service") == "sandbox-probes" for _, labels in values
-    )
+    assert not any(dict(labels).get("service") == "sandbox-probes" for _, labels in values)
 
 
 # --- in process -------------------------------------------------------------------------------
