@@ -1,9 +1,11 @@
 """/healthz, /readyz and /metrics of `sandbox run`, as a process of its own."""
 
 import contextlib
+import signal
 import socket
 import sys
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from polling import wait_until
@@ -195,3 +197,40 @@ def test_route_less_services_run_side_by_side_without_probes_when_the_port_is_ta
         process.wait_for_line("started service counted")
     finally:
         holder.close()
+
+
+HELD = """
+import os
+import pathlib
+
+import eventlet
+
+from sandbox.web.handlers import http
+
+
+class Held:
+    name = "held"
+
+    @http("GET", "/hold")
+    def hold(self, request):
+        pathlib.Path("holding").touch()
+        while not os.path.exists("go"):
+            eventlet.sleep(0.05)
+        return "done"
+"""
+
+
+def test_readyz_is_503_while_a_stop_drains(serve, tmp_path):
+    served = serve(HELD)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(served.get, "/hold")
+        wait_until((tmp_path / "holding").exists, timeout=30)
+        served.process.proc.send_signal(signal.SIGTERM)
+        served.process.wait_for_line("stopping gracefully")
+        wait_until(lambda: served.get("/readyz").status_code == 503, timeout=30, interval=0.05)
+        assert served.get("/readyz").text == "service held is stopping\n"
+        assert served.get("/healthz").status_code == 200
+        (tmp_path / "go").touch()
+        assert held.result(timeout=30).text == "done"
+    code, stderr = served.process.finish()
+    assert code == 0, stderr
