@@ -156,12 +156,12 @@ def _throughput(client: Any, seconds: float) -> tuple[int, float]:
 
 def _live_inspector(recorder: Any) -> Any:
     """A real Inspector with its widgets, as in a notebook, though no browser listens."""
-    from sandbox.notebook.client import Client
+    from sandbox.notebook.client import NotebookClient
     from sandbox.notebook.session import Session
     from sandbox.notebook.widgets.inspector import Inspector
 
     with mock.patch("sandbox.notebook.widgets.base.in_kernel", return_value=True):
-        return Inspector(recorder, Client(Session()))
+        return Inspector(recorder, NotebookClient(Session()))
 
 
 def burst_updates() -> list[Row]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sandbox import recorder
 from sandbox.constants import CALL_ID_STACK_CONTEXT_KEY, HEADER_PREFIX
-from sandbox.runtime import get_runtime
+from sandbox.record_feed import RecordSubscription
 from sandbox.utils import REDACTED, get_redacted_args
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ STATUSES = (OK, ERROR, RUNNING, DROPPED)
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
 
-_RPC_PUBLISHES = ("rpc-request", "rpc-reply")
+_RPC_PUBLISHES = (recorder.PUBLISHED_RPC_REQUEST, recorder.PUBLISHED_RPC_REPLY)
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -251,46 +251,6 @@ class Record:
         return f"<Record #{self.id} {self.summary()}>"
 
 
-class Subscription:
-    """Delivers new and updated records to ``callback`` in batches, at most every ``interval``.
-
-    The callback runs in the hub thread, so a burst of messages costs one call per interval.
-    """
-
-    def __init__(self, recorder: Recorder, callback: Callable[[list[Record]], None], interval):
-        self.recorder, self.callback, self.interval = recorder, callback, interval
-        self.batches = 0
-        self.delivered = 0
-        self._pending: list[Record] = []
-        self._scheduled = False
-        self._lock = threading.Lock()
-
-    def push(self, record: Record | None) -> None:
-        """Queue ``record`` (None: just refresh); schedules the next flush if none is due."""
-        with self._lock:
-            if record is not None:
-                self._pending.append(record)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        get_runtime().call_later(self.interval, self.flush)
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._scheduled = False
-        batch = list({id(r): r for r in pending}.values())  # a record may start and finish
-        self.batches += 1
-        self.delivered += len(batch)
-        try:
-            self.callback(batch)
-        except Exception:
-            log.exception("record subscriber %r failed", self.callback)
-
-    def cancel(self) -> None:
-        self.recorder.unsubscribe(self)
-
-
 class Recorder:
     """Keeps the last ``size`` message records; an observer of :mod:`sandbox.recorder`.
 
@@ -309,7 +269,7 @@ class Recorder:
         self._open_http: dict[str, Record] = {}  # call id -> HTTP record awaiting its response
         # correlation id -> a tapped request awaiting its reply (see sandbox.tap)
         self._open_tapped: OrderedDict[str | None, Record] = OrderedDict()
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[RecordSubscription] = []
 
     @property
     def size(self) -> int:
@@ -342,12 +302,12 @@ class Recorder:
 
     def subscribe(
         self, callback: Callable[[list[Record]], None], interval: float = 0.15
-    ) -> Subscription:
-        subscription = Subscription(self, callback, interval)
+    ) -> RecordSubscription:
+        subscription = RecordSubscription(self, callback, interval)
         self._subscriptions.append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: RecordSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
@@ -497,7 +457,7 @@ class Recorder:
     def _published(self, info: dict[str, Any]) -> Record:
         published = info.get("kind")
         exchange = info.get("exchange") or ""
-        kind = EVENT if published == "event" else MESSAGE
+        kind = EVENT if published == recorder.PUBLISHED_EVENT else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
         stack = decode_call_stack(info.get("headers"))
         record.call_id_stack = stack

@@ -28,8 +28,8 @@ import eventlet
 import kombu
 
 from sandbox import recorder, serialization
+from sandbox.amqp.connection import connect
 from sandbox.amqp.publish import publish_record, published_here
-from sandbox.amqp.transport import connect
 from sandbox.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ClusterTap:
         management: Any = None,
     ):
         from sandbox.management import vhost_of
-        from sandbox.rpc import get_rpc_exchange
+        from sandbox.rpc_routes import get_rpc_exchange
 
         self.uri = str(config["AMQP_URI"])
         self.config = config

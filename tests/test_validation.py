@@ -102,6 +102,7 @@ def test_rpc_misfit_is_incorrect_signature_naming_field_expectation_and_value(sh
         with pytest.raises(IncorrectSignature, match=r"a: Input should be a valid integer"):
             proxy.add("x", 1)
         assert proxy.untyped("anything") == "anything"  # no hints: nothing to check
+    assert type(error.value) is IncorrectSignature  # what a Nameko client gets too
     message = str(error.value)
     assert "order.ship_to.zip" in message
     assert "valid integer" in message

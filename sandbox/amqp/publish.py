@@ -22,14 +22,8 @@ import kombu.compression
 from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder, serialization
-from sandbox.amqp.transport import (
-    CONNECTION_ERRORS,
-    ConnectionPool,
-    PooledChannel,
-    broker_errors,
-    get_pool,
-    retry_delays,
-)
+from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_delays
+from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 
 log = logging.getLogger(__name__)
@@ -51,7 +45,7 @@ class UndeliverableMessage(Exception):
     """A ``mandatory`` message that no queue took."""
 
 
-class Publisher:
+class AmqpPublisher:
     """Publishes messages to ``amqp_uri``; call options override the constructor's.
 
     Must be used in the thread whose hub owns the connections: the runtime's hub thread.
@@ -103,14 +97,14 @@ class Publisher:
         """Publish ``payload``; raise UndeliverableMessage when mandatory and unroutable.
 
         ``headers`` merge: the constructor's, then the call's, then ``extra_headers``.
-        ``kind`` names the message for the recorder (``"message"`` by default).
+        ``kind`` names the message for the recorder (a ``recorder.PUBLISHED_*``).
         """
         self.send(self.prepare(payload, **kwargs))
 
     def prepare(self, payload: Any, **kwargs: Any) -> OutgoingMessage:
         """Encode a message for :meth:`send`: a value that cannot be serialized fails here,
         before any connection is used. Takes :meth:`publish`'s arguments."""
-        kind = kwargs.pop("kind", "message")
+        kind = kwargs.pop("kind", recorder.PUBLISHED_MESSAGE)
         headers = {
             **(self.publish_kwargs.get("headers") or {}),
             **(kwargs.pop("headers", None) or {}),
@@ -159,6 +153,10 @@ class Publisher:
             pooled.producer.publish(message.body, retry=False, **message.options)
             # With confirms, returns arrive before the confirm, so they are all in by now.
             return list(pooled.returned)
+
+
+# Nameko's name (``nameko.amqp.publish.Publisher``); unique names inside sandbox.
+Publisher = AmqpPublisher
 
 
 def _delays(retry: bool, policy: Mapping[str, Any]) -> Iterator[float]:
@@ -252,7 +250,7 @@ class MessageTemplate:
     ``compression``, and any other AMQP property by name.
     """
 
-    def __init__(self, publisher: Publisher):
+    def __init__(self, publisher: AmqpPublisher):
         options = {
             k: v for k, v in publisher.publish_kwargs.items() if k not in _NOT_MESSAGE_FIELDS
         }

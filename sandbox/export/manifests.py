@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from sandbox.export.analysis import dotted_name
+from sandbox.probes import DEFAULT_PATHS, HEALTHZ_PATH_CONFIG_KEY, READYZ_PATH_CONFIG_KEY
 
 PYTHON_IMAGE = "python:3.12-slim"
 RABBITMQ_IMAGE = "rabbitmq:3-management"
@@ -91,12 +92,25 @@ def describe(module_path: Path, config_path: Path, replicas: int = DEFAULT_REPLI
         module_path.stem, config_text, services, http, requirements, replicas=replicas
     )
     deployable.port = _port(settings.get("WEB_SERVER_ADDRESS"))
-    deployable.probes = {
-        "liveness": settings.get("HEALTHZ_PATH") or "/healthz",
-        "readiness": settings.get("READYZ_PATH") or "/readyz",
-    }
-    deployable.warnings = warnings
+    deployable.probes, probe_warnings = _probes(settings)
+    deployable.warnings = warnings + probe_warnings
     return deployable
+
+
+def _probes(settings: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The paths ``sandbox run`` serves the probes on, as the config moves them; a probe the
+    config turns off is left out, with a warning."""
+    probes, warnings = {}, []
+    for probe, key in (
+        ("liveness", HEALTHZ_PATH_CONFIG_KEY),
+        ("readiness", READYZ_PATH_CONFIG_KEY),
+    ):
+        path = settings.get(key, DEFAULT_PATHS[key])
+        if path:
+            probes[probe] = str(path)
+        else:
+            warnings.append(f"{key} is off in the config: the Deployment has no {probe} probe")
+    return probes, warnings
 
 
 def _services(tree: ast.Module) -> tuple[list[str], bool]:
@@ -179,7 +193,13 @@ def render(deployable: Deployable, sandbox_requirement: str) -> dict[str, str]:
 
 def dockerfile(deployable: Deployable, sandbox_requirement: str) -> str:
     packages = " ".join(f'"{r}"' for r in [sandbox_requirement, *deployable.requirements])
-    health = f"http://127.0.0.1:{deployable.port}{deployable.probes['liveness']}"
+    liveness = deployable.probes.get("liveness")
+    health = (
+        'HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('
+        f"'http://127.0.0.1:{deployable.port}{liveness}', timeout=5)\"\n"
+        if liveness
+        else ""
+    )
     return (
         f"# The {deployable.module} services ({', '.join(deployable.services)}), "
         "as written by `sandbox manifests`.\n"
@@ -190,8 +210,7 @@ def dockerfile(deployable: Deployable, sandbox_requirement: str) -> str:
         f"COPY {deployable.module}.py config.yaml ./\n"
         "USER sandbox\n"
         f"EXPOSE {deployable.port}\n"
-        "HEALTHCHECK CMD python -c "
-        f"\"import urllib.request; urllib.request.urlopen('{health}', timeout=5)\"\n"
+        f"{health}"
         f'CMD ["sandbox", "run", "{deployable.module}", "--config", "config.yaml"]\n'
     )
 
@@ -264,8 +283,10 @@ def deployment(deployable: Deployable) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "config", "mountPath": "/app/config.yaml", "subPath": "config.yaml"}
         ],
-        "livenessProbe": _probe(deployable.probes["liveness"], period=10),
-        "readinessProbe": _probe(deployable.probes["readiness"], period=5),
+        **{
+            f"{probe}Probe": _probe(path, period=10 if probe == "liveness" else 5)
+            for probe, path in deployable.probes.items()
+        },
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},

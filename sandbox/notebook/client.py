@@ -16,20 +16,21 @@ from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
 from sandbox.notebook.faults import KernelFaults, checked_faults
 from sandbox.notebook.http import HttpClient
-from sandbox.notebook.rpc import NotebookRpc, PendingCalls, call_timeout
+from sandbox.notebook.rpc import NotebookRpc, NotebookRpcProxy, PendingCalls, call_timeout
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
 from sandbox.notebook.status import service_line, services_table
 from sandbox.notebook.trace import Trace
 from sandbox.notebook.widgets.logs import ServiceLogs
 from sandbox.records import Record, get_recorder
 from sandbox.utils import sanitize_url
+from sandbox.validation import VALIDATE_CONFIG_KEY
 
 if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
     from sandbox.faults import Faults
 
 
-class Client:
+class NotebookClient:
     """What a notebook cell uses to reach and drive the kernel's services."""
 
     def __init__(self, session: Session):
@@ -74,7 +75,10 @@ class Client:
             replaced = previous.cls.__qualname__
             show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
-        notice = breaking_notice(service_cls, self._recorder.records()) if reloading else None
+        notice = None
+        if reloading:
+            validating = bool(handle.container.config.get(VALIDATE_CONFIG_KEY))
+            notice = breaking_notice(service_cls, self._recorder.records(), validating)
         if notice is not None:
             show_error(notice)
         return handle
@@ -97,9 +101,7 @@ class Client:
         service crashes in this kernel.
         """
         if self._rpc is None:
-            from sandbox.standalone.rpc import ClusterRpcProxy
-
-            self._rpc_proxy = ClusterRpcProxy(self._settings())
+            self._rpc_proxy = NotebookRpcProxy(self._settings())
             self._rpc_proxy.start()
             # Connected alone, a crash of a kernel service says nothing of the cluster's.
             watched = self._session if self._alone is None else Session()
@@ -204,12 +206,16 @@ class Client:
 
         return self._view("dashboard", lambda: Dashboard(self._session, self._logs))
 
-    def call_form(self):
-        """A form to call an RPC method, HTTP route or event handler and see the reply."""
+    def call_form(self, target: str | None = None):
+        """A form to call an RPC method, HTTP route or event handler and see the reply;
+        ``target`` (``"greeter.hello"``) chooses one, else the first is chosen. The arguments
+        start as a template of the method's parameters."""
         from sandbox.notebook.widgets.call_form import CallForm
 
         form = self._view("call_form", lambda: CallForm(self, self._session))
         form.refresh()
+        if target is not None:
+            form.choose(target)
         return form
 
     def topology(self):

@@ -3,13 +3,17 @@ the module needs, and hold no secret."""
 
 import importlib.resources
 import json
+import signal
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import requests
 import yaml
+from polling import wait_until
 
 from sandbox.cli.main import main
+from sandbox.testing.utils import find_free_port
 
 SHOP = """
 import requests
@@ -208,3 +212,35 @@ def test_errors_are_one_line(shop, capsys, source, args, message):
     assert main(["manifests", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"sandbox: error: {message}") and err.count("\n") == 1
+
+
+def test_the_image_command_serves_the_probes_the_deployment_declares(shop, cli):
+    assert main(["manifests", "shop", "-o", "."]) == 0
+    command = json.loads((shop / "Dockerfile").read_text().splitlines()[-1].removeprefix("CMD "))
+    assert command[:2] == ["sandbox", "run"]
+    deployment = yaml.safe_load((shop / "k8s" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    paths = [container[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")]
+    # The environment a deployment gives, less the broker: the embedded one will do here.
+    address = f"127.0.0.1:{find_free_port()}"
+    env = {"AMQP_URI": "memory://", "WEB_SERVER_ADDRESS": address, "API_TOKEN": "t0ken"}
+    process = cli(*command[1:], env=env)
+    process.wait_for_line("started service shop")
+    for path in paths:
+        wait_until(lambda path=path: requests.get(f"http://{address}{path}").status_code == 200)
+    assert requests.get(f"http://{address}/price/apple").text == "1"
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.finish()[0] == 0
+
+
+def test_a_probe_the_config_turns_off_is_left_out(shop, capsys):
+    (shop / "config.yaml").write_text(CONFIG + "READYZ_PATH: null\n")
+    assert main(["manifests", "shop", "-o", "out"]) == 0
+    assert capsys.readouterr().err == (
+        "sandbox: warning: READYZ_PATH is off in the config: "
+        "the Deployment has no readiness probe\n"
+    )
+    deployment = yaml.safe_load((shop / "out" / "k8s" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "readinessProbe" not in container and "livenessProbe" in container
+    assert kubernetes_errors(deployment) == []

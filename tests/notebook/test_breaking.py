@@ -96,6 +96,11 @@ number, unable to parse string as a number, got 'cheap'"""
     )
 
 
+def test_a_type_misfit_says_it_needs_validate_when_that_is_off():
+    [(_, why)] = broken_calls(ShopV2, RECORDED[-1:], validating=False)
+    assert why.endswith("got 'cheap' (with config VALIDATE on)")
+
+
 def test_no_notice_when_everything_still_fits_or_cannot_be_told():
     assert breaking_notice(ShopV1, RECORDED[:3]) is None
     secret = call(9, "add", a=REDACTED, b=REDACTED)
@@ -122,7 +127,11 @@ def test_reloading_cell_shows_the_notice_in_a_real_kernel(sandbox_kernel):
     assert "shop reloaded" in reloaded.stdout
     assert reloaded.stderr.count("sandbox: ") == 1  # one notice
     assert 'the new "shop" would refuse 1 of the 2 recorded calls to it:' in reloaded.stderr
-    assert "shop.add('x', 'y'): a: Input should be a valid integer" in reloaded.stderr
+    assert (
+        "shop.add('x', 'y'): a: Input should be a valid integer, unable to parse string as an "
+        "integer, got 'x'; b: Input should be a valid integer, unable to parse string as an "
+        "integer, got 'y' (with config VALIDATE on)"
+    ) in reloaded.stderr
     unchanged = sandbox_kernel.run(SHOP_CELL.format(hint=": int"))
     assert "would refuse 1 of the 2" in unchanged.stderr  # the record is still there to break
     sandbox_kernel.run("sb.trace.clear()")

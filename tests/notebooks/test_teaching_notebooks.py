@@ -119,6 +119,12 @@ def test_01_quickstart(run):
     diagram = nb["sb.trace.diagram()"]
     assert "client --> service_a: PUT /dispatch" in diagram
     assert "service_a.events --> service_b: EVENT service_b.handle_event" in diagram
+    dashboard = nb.cell("sb.dashboard()").outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in dashboard
+    assert "service_a running" in dashboard["text/plain"]
+    form = nb.cell('sb.call_form("service_a.dispatch_method")').outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in form
+    assert "HTTP PUT /dispatch  (service_a.dispatch_method)" in form["text/plain"]
     assert "service_b reloaded" in nb["payload.upper()"]
     assert nb["%http PUT /dispatch hello again"].endswith(
         "service_b received: HELLO AGAIN\n'HELLO AGAIN'\n"
@@ -147,8 +153,8 @@ def test_02_rpc(run):
     # banana, from the cell, through orders (twice: uncaught, then caught)
     errors = [line.split(maxsplit=3)[3] for line in nb['status="error")'].splitlines()]
     assert [e.split("  error")[0] for e in errors] == [
-        "standalone_rpc_proxy.call -> prices.price",
-        "standalone_rpc_proxy.call -> orders.quote",
+        "notebook -> prices.price",
+        "notebook -> orders.quote",
         "orders.quote -> prices.price",
         "orders.quote -> prices.price",
     ]

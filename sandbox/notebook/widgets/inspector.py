@@ -350,17 +350,23 @@ def detail_outputs(record: Record) -> list[dict[str, Any]]:
     )
     if record.fault:
         markup += f"<br><b style='color:#e65100'>fault injected: {html.escape(record.fault)}</b>"
-    outputs = [
-        html_output(markup, record.summary()),
-        json_output(record.request, "request", expanded=True),
-    ]
-    if record.error is not None:
+    outputs = [html_output(markup, record.summary())]
+    if record.error is not None and record.error["traceback"]:
         outputs.append(stream_output(record.error["traceback"], "stderr"))
+    # One JSON tree, so one search box; the traceback above is not repeated in it.
+    message = {"request": record.request}
     if record.status != RUNNING:
-        outputs.append(json_output(record.response, "response", expanded=True))
-    outputs.append(json_output(record.headers, "headers and context data"))
-    outputs.append(json_output(record.call_id_stack, "call_id_stack"))
+        message["response"] = record.response
+        if record.error is not None:
+            message["response"] = {"error": _without_traceback(record.error)}
+    message["headers and context data"] = record.headers
+    message["call_id_stack"] = record.call_id_stack
+    outputs.append(json_output(message, "message", expanded=True))
     return outputs
+
+
+def _without_traceback(error: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in error.items() if key != "traceback"}
 
 
 def why_outputs(client: Any, record: Record) -> list[dict[str, Any]]:
