@@ -45,7 +45,6 @@ _NAME = r"[\w\-]+"  # service names and event types may hold dashes
 _RPC_TARGET = re.compile(rf"^({_NAME})\.(\w+)$")
 _HTTP_TARGET = re.compile(r"^([A-Za-z]+)\s+(/\S*)$")
 _EVENT_TARGET = re.compile(rf"^event:({_NAME})\.({_NAME}(?:\.{_NAME})*)$")
-SPIN = 0.0003  # seconds before a due time spent yielding rather than sleeping
 # A connection the server closed while it sat idle fails its next request before any answer.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -300,7 +299,8 @@ class LoadRun:
         self.queue, self.interval = queue, interval
         self.timeline: list[LoadWindow] = []
         self.sent = self.errors = 0
-        self._samples: list[tuple[float, float, str | None]] = []  # scheduled, done, error
+        # (due, or sent when that was early; done; error): the latency runs from the first
+        self._samples: list[tuple[float, float, str | None]] = []
         self._started: float | None = None
         self._stopping = False
         self._finished = threading.Event()
@@ -376,14 +376,14 @@ class LoadRun:
             self._finished.set()
 
     def _send(self, due: float) -> None:
-        error = None
+        since, error = max(due, time.perf_counter()), None
         try:
             with eventlet.Timeout(self.timeout):
                 self._driver.send(self.args, self.kwargs)
         except (Exception, eventlet.Timeout) as exc:
             error = type(exc).__name__
             self.errors += 1
-        self._samples.append((due, time.perf_counter(), error))
+        self._samples.append((since, time.perf_counter(), error))
 
     def _close(self) -> None:
         for part in (self._driver, self._depth):
@@ -451,17 +451,16 @@ class LoadRun:
 
 
 def sleep_until(due: float) -> None:
-    """Sleep greenly until ``time.perf_counter()`` reaches ``due``, late by little.
+    """Sleep greenly until less than a millisecond before ``due``.
 
-    The hub's epoll rounds its timeout up to a whole millisecond, so a plain sleep wakes up
-    to 1 ms late, and that lateness would count in every latency: sleep whole milliseconds
-    to just short of ``due``, then yield turn by turn (other green threads run) until it.
+    The hub's epoll rounds its timeout up to a whole millisecond, so sleeping until ``due``
+    would wake up to 1 ms late, and that lateness would count in every latency; yielding turn
+    by turn until ``due`` would take CPU from the services measured. Whole milliseconds wake
+    a little early instead, and a request sent early counts its latency from when it went.
     """
     remaining = due - time.perf_counter()
-    if remaining > SPIN:
-        eventlet.sleep(math.floor((remaining - SPIN) * 1000) / 1000)
-    while time.perf_counter() < due:
-        eventlet.sleep(0)
+    if remaining >= 0.001:
+        eventlet.sleep(math.floor(remaining * 1000) / 1000)
 
 
 def _check_positive(**values: float) -> None:
