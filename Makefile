@@ -8,6 +8,10 @@ COMPAT_STAMP := $(VENV)/.community-extensions
 # which sandbox stands in for (sandbox/alias.py): installed without their dependencies, which
 # the test extra lists instead.
 COMMUNITY_EXTENSIONS := nameko-sqlalchemy==1.5.0 nameko-redis==1.1.0
+# The Compose specification's JSON schema, which tests/cli/test_manifests.py checks compose.yaml
+# against, offline: docker-compose 1.x ships it (compose/config/compose_spec.json, Apache-2.0).
+# Without its dependencies, which pin PyYAML below 6: only the schema file is read.
+COMPOSE_SCHEMA := docker-compose==1.29.2
 
 .PHONY: run test demo bench lint rabbitmq redis chromium netcat
 
@@ -20,7 +24,7 @@ $(STAMP): pyproject.toml setup.py
 # Only for the tests: nameko-sqlalchemy's pytest plugin warns in every pytest session, which
 # the course's pytest cells would show.
 $(COMPAT_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q --no-deps $(COMMUNITY_EXTENSIONS)
+	$(BIN)/python -m pip install -q --no-deps $(COMMUNITY_EXTENSIONS) $(COMPOSE_SCHEMA)
 	touch $(COMPAT_STAMP)
 
 # JupyterLab refuses to start as root without --allow-root (containers, dev VMs run as root).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -40,9 +41,10 @@ def run() -> list[Row]:
 # --- RPC throughput ---------------------------------------------------------------------------
 
 
-def rpc_overhead() -> list[Row]:
+@contextmanager
+def echo_client() -> Iterator[tuple[Any, Any]]:
+    """``(client, container)``: a running trivial ``@rpc`` service and a client of it."""
     from sandbox.containers import ServiceContainer
-    from sandbox.records import Recorder
     from sandbox.rpc import rpc
     from sandbox.standalone.rpc import ClusterRpcProxy
 
@@ -56,12 +58,22 @@ def rpc_overhead() -> list[Row]:
     container = ServiceContainer(Echo)
     container.start()
     proxy = ClusterRpcProxy()
-    client = proxy.start()
+    try:
+        client = proxy.start()
+        _throughput(client, 0.3)  # warm up connections and code paths
+        yield client, container
+    finally:
+        proxy.stop()
+        container.stop()
+
+
+def rpc_overhead() -> list[Row]:
+    from sandbox.records import Recorder
+
     recorder = Recorder()  # one for all slices, so it runs with a full ring buffer too
     calls = {"off": 0, "on": 0, "inspector": 0}
     spent = dict.fromkeys(calls, 0.0)
-    try:
-        _throughput(client, 0.3)  # warm up connections and code paths
+    with echo_client() as (client, container):
         # Short slices, interleaved: the machine's drift over the run hits every setting alike.
         for _ in range(int(ROUNDS * SECONDS / SLICE)):
             for setting in calls:
@@ -69,9 +81,6 @@ def rpc_overhead() -> list[Row]:
                     done, took = _throughput(client, SLICE)
                 calls[setting] += done
                 spent[setting] += took
-    finally:
-        proxy.stop()
-        container.stop()
     best = {setting: calls[setting] / spent[setting] for setting in calls}
     cost = 1 - best["on"] / best["off"]
     live = 1 - best["inspector"] / best["off"]
@@ -147,12 +156,12 @@ def _throughput(client: Any, seconds: float) -> tuple[int, float]:
 
 def _live_inspector(recorder: Any) -> Any:
     """A real Inspector with its widgets, as in a notebook, though no browser listens."""
-    from sandbox.notebook.client import Client
+    from sandbox.notebook.client import NotebookClient
     from sandbox.notebook.session import Session
     from sandbox.notebook.widgets.inspector import Inspector
 
     with mock.patch("sandbox.notebook.widgets.base.in_kernel", return_value=True):
-        return Inspector(recorder, Client(Session()))
+        return Inspector(recorder, NotebookClient(Session()))
 
 
 def burst_updates() -> list[Row]:

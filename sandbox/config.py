@@ -1,6 +1,6 @@
 """The global config, and YAML config files with ``${VAR:default}`` substitution.
 
-``sandbox.config`` is the global ``Config`` (``sandbox/__init__.py`` re-exports it, as Nameko 3
+``sandbox.config`` is the global ``ConfigDict`` (``sandbox/__init__.py`` re-exports it, as Nameko 3
 does), so import helpers from here by name: ``from sandbox.config import load_config``.
 """
 
@@ -18,24 +18,25 @@ from typing import IO, Any
 
 import yaml
 
+from sandbox import constants
 from sandbox.exceptions import ConfigurationError
 from sandbox.utils import mask_secrets
 
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "AMQP_URI": "memory://",
+    "AMQP_URI": constants.DEFAULT_AMQP_URI,
     "WEB_SERVER_ADDRESS": "127.0.0.1:8000",
-    "max_workers": 10,
-    "parent_calls_tracked": 10,
-    "serializer": "json",
-    "rpc_exchange": "nameko-rpc",
-    "HEARTBEAT": 60,
+    "max_workers": constants.DEFAULT_MAX_WORKERS,
+    "parent_calls_tracked": constants.DEFAULT_PARENT_CALLS_TRACKED,
+    "serializer": constants.DEFAULT_SERIALIZER,
+    "rpc_exchange": constants.DEFAULT_RPC_EXCHANGE,
+    "HEARTBEAT": constants.DEFAULT_HEARTBEAT,
     "NOTEBOOK_CALL_TIMEOUT": 30,
 }
 
 
-class Config(collections.UserDict):
+class ConfigDict(collections.UserDict):
     """A dict of config keys with ``setup`` and ``patch``, and a repr that hides secrets."""
 
     def setup(self, mapping: Mapping[str, Any]) -> None:
@@ -62,7 +63,7 @@ class Config(collections.UserDict):
         return f"{type(self).__name__}({mask_secrets(self.data)!r})"
 
 
-config = Config(DEFAULTS)
+config = ConfigDict(DEFAULTS)
 
 
 def load_config(source: str | os.PathLike | IO[str]) -> dict[str, Any]:

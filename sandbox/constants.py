@@ -24,15 +24,8 @@ DEFAULT_PARENT_CALLS_TRACKED = 10
 DEFAULT_SERIALIZER = "json"
 DEFAULT_HEARTBEAT = 60
 DEFAULT_PREFETCH_COUNT = 10
-
-# How publishers retry a lost connection. Nameko leaves the intervals to kombu (2 s, then
-# 2 s more each time); a sandbox on one machine retries at once and waits 2 s at most.
-DEFAULT_RETRY_POLICY = {
-    "max_retries": 3,
-    "interval_start": 0,
-    "interval_step": 1,
-    "interval_max": 2,
-}
+DEFAULT_AMQP_URI = "memory://"  # the embedded broker
+DEFAULT_RPC_EXCHANGE = "nameko-rpc"
 
 # How consumers retry a lost connection (``TRANSPORT_OPTIONS`` overrides any of it). Nameko
 # waits 2 s before the first retry; sandbox retries at once, then as Nameko does.
@@ -42,6 +35,10 @@ DEFAULT_TRANSPORT_OPTIONS = {
     "interval_step": 1,
     "interval_max": 5,
 }
+
+# How publishers retry: as consumers do, but never more than 2 s apart (Nameko leaves the
+# intervals to kombu: 2 s, then 2 s more each time), for a publish has a caller waiting.
+DEFAULT_RETRY_POLICY = {**DEFAULT_TRANSPORT_OPTIONS, "interval_max": 2}
 
 CALL_ID_STACK_CONTEXT_KEY = "call_id_stack"
 AUTH_TOKEN_CONTEXT_KEY = "auth_token"

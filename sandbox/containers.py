@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import faults, recorder, serialization
+from sandbox import faults, recorder, serialization, tracing
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -36,7 +36,7 @@ from sandbox.extensions import (
     iter_extensions,
 )
 from sandbox.runtime import HubThread, get_runtime, spawn_at_once
-from sandbox.utils import unique_id
+from sandbox.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -75,72 +75,6 @@ def get_container_cls(config: Mapping[str, Any] | None = None) -> type:
     return import_from_path(path)
 
 
-def _parent_calls(stack: Any) -> list[str]:
-    """The call id stack a caller sent.
-
-    It comes off the wire: anything but a list of strings (a forged or broken header) starts
-    a new chain rather than failing the request, or killing the container that received it.
-    """
-    if not isinstance(stack, list | tuple) or not all(isinstance(c, str) for c in stack):
-        return []
-    return list(stack)
-
-
-def new_call_id() -> str:
-    """The unique part of a worker's call id (the ``predictable_call_ids`` fixture patches it)."""
-    return unique_id()
-
-
-class WorkerContext:
-    """What one worker knows about its call: ids, arguments and the context data it carries."""
-
-    def __init__(
-        self,
-        container: ServiceContainer,
-        service: Any,
-        entrypoint: Entrypoint,
-        args: Iterable | None = None,
-        kwargs: Mapping | None = None,
-        data: Mapping | None = None,
-    ):
-        self.container = container
-        self.config = container.config
-        self.service = service
-        self.entrypoint = entrypoint
-        self.service_name = container.service_name
-        self.args = tuple(args) if args is not None else ()
-        self.kwargs = dict(kwargs) if kwargs is not None else {}
-        self.data = dict(data) if data is not None else {}
-        self.call_id = f"{self.service_name}.{entrypoint.method_name}.{new_call_id()}"
-        self._parent_call_id_stack = _parent_calls(self.data.get("call_id_stack"))
-        tracked = container.parent_calls_tracked
-        parents = self._parent_call_id_stack[-tracked:] if tracked > 0 else []
-        self.call_id_stack = [*parents, self.call_id]
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.fault: str | None = None  # what sandbox.faults injected, for the records
-
-    @property
-    def context_data(self) -> dict[str, Any]:
-        data = dict(self.data)
-        data["call_id_stack"] = self.call_id_stack
-        return data
-
-    @property
-    def origin_call_id(self) -> str | None:
-        """The first call of the chain the caller sent (whatever ``parent_calls_tracked``
-        keeps of it); None for a call with no parent."""
-        return self._parent_call_id_stack[0] if self._parent_call_id_stack else None
-
-    @property
-    def immediate_parent_call_id(self) -> str | None:
-        """The call that made this one; None for a call with no parent."""
-        return self._parent_call_id_stack[-1] if self._parent_call_id_stack else None
-
-    def __repr__(self) -> str:
-        return f"<WorkerContext [{self.service_name}.{self.entrypoint.method_name}]>"
-
-
 class ServiceContainer:
     """Hosts one service class: binds its extensions, runs them, and runs its workers."""
 
@@ -151,6 +85,7 @@ class ServiceContainer:
         self.max_workers = int(self.config.get("max_workers", 10))
         self.parent_calls_tracked = int(self.config.get("parent_calls_tracked", 10))
         self.serializer, self.accept = serialization.setup(self.config)
+        tracing.install()  # spans for its workers, when OpenTelemetry is installed
 
         self.shared_extensions: dict[Any, Extension] = {}
         self.dependencies: set[DependencyProvider] = set()
@@ -198,6 +133,11 @@ class ServiceContainer:
     @property
     def busy_workers(self) -> int:
         return len(self._worker_threads)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop or a kill has begun and the container takes no new work."""
+        return self.started and (self._entrypoints_stopped or self._killer is not None)
 
     def set_max_workers(self, count: int) -> None:
         """Run up to ``count`` workers at once from now on (any thread). Below the busy count,
@@ -372,8 +312,11 @@ class ServiceContainer:
     def _new_worker(self, entrypoint, args, kwargs, context_data) -> WorkerContext:
         if self._killer is not None:
             raise ContainerBeingKilled()
+        stopped = self._entrypoints_stopped
         self._slots.acquire()
-        if self._killer is not None:  # killed while we waited for a slot
+        # Killed, or stopped, while we waited for a slot: the work has not started, so it goes
+        # back (a request to its queue) rather than start once the stop found no worker busy.
+        if self._killer is not None or (self._entrypoints_stopped and not stopped):
             self._slots.release()
             raise ContainerBeingKilled()
         if self._idle.ready():
@@ -407,11 +350,10 @@ class ServiceContainer:
             self._inject_dependencies(worker_ctx)
             method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
             try:
-                if strike is not None:
-                    strike.before_method()
-                result = method(*worker_ctx.args, **worker_ctx.kwargs)
-                if strike is not None:
-                    strike.after_method()
+                if strike is None:
+                    result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                else:
+                    result = strike.run(method, worker_ctx.args, worker_ctx.kwargs)
             except Exception as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)

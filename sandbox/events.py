@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import kombu
 
+from sandbox import recorder
 from sandbox.config import config as global_config
 from sandbox.exceptions import ConfigurationError
 from sandbox.messaging import Consumer, Publisher
@@ -68,7 +69,7 @@ class EventDispatcher(Publisher):
         publish = super().get_dependency(worker_ctx)
 
         def dispatch(event_type: str, event_data: Any) -> None:
-            publish(event_data, routing_key=event_type, kind="event")
+            publish(event_data, routing_key=event_type, kind=recorder.PUBLISHED_EVENT)
 
         return dispatch
 

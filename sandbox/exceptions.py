@@ -54,10 +54,14 @@ def safe_for_serialization(value: Any) -> Any:
 
 
 def serialize(exc: BaseException) -> dict[str, Any]:
-    """The wire form of ``exc``: Nameko's four keys, and nothing else."""
+    """The wire form of ``exc``: Nameko's four keys, and nothing else.
+
+    An error class with a ``travels_as`` class attribute crosses the wire as that type: a
+    refinement of a Nameko error reaches Nameko clients as the error they know."""
+    exc_type = getattr(type(exc), "travels_as", type(exc))
     return {
-        "exc_type": type(exc).__name__,
-        "exc_path": _wire_path(type(exc)),
+        "exc_type": exc_type.__name__,
+        "exc_path": _wire_path(exc_type),
         "exc_args": [safe_for_serialization(arg) for arg in exc.args],
         "value": safe_for_serialization(exc),
     }

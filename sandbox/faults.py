@@ -13,6 +13,8 @@ are ``"service.method"``, shell patterns allowed (``"orders.*"``, ``"*"``). What
 - ``duplicate={key: rate}``: the delivery is handled twice: a second worker runs the method
   with the same arguments and context. The delivery is settled, and answered, once (the
   copy's outcome is dropped, as a caller drops a second reply), so only side effects double.
+  For RPC this is a copy reaching another instance: the copy check an instance makes of the
+  requests it ran lately is not involved.
 - ``kill_worker={key: rate}``: the method runs, then its worker is killed before its result
   is handled: an AMQP delivery is requeued and comes back, at least once, as RabbitMQ
   redelivers a dead consumer's unacked messages; an HTTP client gets 503.
@@ -23,8 +25,12 @@ where a message reaches a service of this process, so they work on every broker;
 other processes are not touched. Leaving the block, by any exception or KeyboardInterrupt too,
 removes them.
 
-The core calls :func:`worker_faults` as each worker starts and :func:`dropped` as each
-delivery arrives at an entrypoint; both return at once when no block is active.
+The core calls :func:`worker_faults` as each worker starts (every entrypoint) and
+:func:`dropped` as a delivery arrives at ``@rpc``, ``@event_handler``, ``@consume`` and
+``@http`` entrypoints (a websocket frame is never dropped); both return at once when no block
+is active. An entrypoint of your own gets latency, error, duplicate and kill_worker from the
+container; to support ``drop``, call ``dropped(self, args, kwargs)`` where a delivery arrives
+and settle it without a worker when it says so.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import contextlib
 import fnmatch
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,15 +84,16 @@ class WorkerStrike:
     error: BaseException | None = None
     kill: bool = False
 
-    def before_method(self) -> None:
+    def run(self, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Run the worker's method, meeting the faults drawn (in the worker's green thread)."""
         if self.latency:
             eventlet.sleep(self.latency)
         if self.error is not None:
             raise self.error
-
-    def after_method(self) -> None:
+        result = method(*args, **kwargs)
         if self.kill:
             raise WorkerKilled("worker killed by a kill_worker fault")
+        return result
 
 
 class Faults(contextlib.ContextDecorator):
@@ -213,6 +220,9 @@ def worker_faults(worker_ctx: Any) -> WorkerStrike | None:
             faults.count(DUPLICATE)
             marks.append(DUPLICATE)
             eventlet.spawn(_run_copy, worker_ctx)
+            # The copy takes its worker slot now: a caller answered by this worker finds it
+            # busy (ServiceHandle.busy_workers), not yet to come.
+            eventlet.sleep(0)
         if plan.latency:
             faults.count(LATENCY)
             strike.latency += plan.latency

@@ -45,7 +45,6 @@ _NAME = r"[\w\-]+"  # service names and event types may hold dashes
 _RPC_TARGET = re.compile(rf"^({_NAME})\.(\w+)$")
 _HTTP_TARGET = re.compile(r"^([A-Za-z]+)\s+(/\S*)$")
 _EVENT_TARGET = re.compile(rf"^event:({_NAME})\.({_NAME}(?:\.{_NAME})*)$")
-SPIN = 0.0003  # seconds before a due time spent yielding rather than sleeping
 # A connection the server closed while it sat idle fails its next request before any answer.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -170,7 +169,7 @@ class QueueDepth:
     declare; None while the queue does not exist."""
 
     def __init__(self, uri: str, queue: str):
-        from sandbox.amqp.transport import connect
+        from sandbox.amqp.connection import connect
 
         self._connection = connect(uri)
         self._queue = queue
@@ -261,8 +260,10 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
 class LoadRun:
     """One load run: ``start()`` returns at once, ``wait()`` returns the :class:`LoadResult`.
 
-    ``busy_workers`` (called in the hub at each sample) and ``queue`` (a queue whose depth is
-    sampled; an RPC target's own queue by default) feed the timeline.
+    ``config`` says which broker (the global config by default), ``base_url`` which HTTP
+    server (this process's by default). ``busy_workers`` (called in the hub at each sample)
+    and ``queue`` (a queue whose depth is sampled; an RPC target's own queue by default) feed
+    the timeline.
     """
 
     def __init__(
@@ -276,6 +277,7 @@ class LoadRun:
         concurrency: int = 100,
         timeout: float = 10,
         config: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
         busy_workers: Callable[[], int] | None = None,
         queue: str | None = None,
         interval: float = 0.25,
@@ -290,13 +292,15 @@ class LoadRun:
         self.rate, self.duration = float(rate), float(duration)
         self.concurrency, self.timeout = int(concurrency), float(timeout)
         self.config = global_config if config is None else config
+        self.base_url = base_url
         self.busy_workers = busy_workers
         if queue is None and self.target.kind == RPC:
             queue = f"rpc-{self.target.name}"
         self.queue, self.interval = queue, interval
         self.timeline: list[LoadWindow] = []
         self.sent = self.errors = 0
-        self._samples: list[tuple[float, float, str | None]] = []  # scheduled, done, error
+        # (due, or sent when that was early; done; error): the latency runs from the first
+        self._samples: list[tuple[float, float, str | None]] = []
         self._started: float | None = None
         self._stopping = False
         self._finished = threading.Event()
@@ -331,7 +335,7 @@ class LoadRun:
         return self._result
 
     def _open(self) -> None:
-        from sandbox.amqp.transport import amqp_uri
+        from sandbox.amqp.connection import amqp_uri
 
         if self.target.kind == RPC:
             self._driver = RpcLoadDriver(self.target, self.config, self.timeout)
@@ -340,7 +344,7 @@ class LoadRun:
         else:
             from sandbox.web.server import get_base_url
 
-            base_url = get_base_url()
+            base_url = self.base_url or get_base_url()
             if base_url is None:
                 raise RuntimeError("no HTTP server is running (no service has an @http route)")
             self._driver = HttpLoadDriver(self.target, base_url, self.timeout)
@@ -372,14 +376,14 @@ class LoadRun:
             self._finished.set()
 
     def _send(self, due: float) -> None:
-        error = None
+        since, error = max(due, time.perf_counter()), None
         try:
             with eventlet.Timeout(self.timeout):
                 self._driver.send(self.args, self.kwargs)
         except (Exception, eventlet.Timeout) as exc:
             error = type(exc).__name__
             self.errors += 1
-        self._samples.append((due, time.perf_counter(), error))
+        self._samples.append((since, time.perf_counter(), error))
 
     def _close(self) -> None:
         for part in (self._driver, self._depth):
@@ -447,17 +451,16 @@ class LoadRun:
 
 
 def sleep_until(due: float) -> None:
-    """Sleep greenly until ``time.perf_counter()`` reaches ``due``, late by little.
+    """Sleep greenly until less than a millisecond before ``due``.
 
-    The hub's epoll rounds its timeout up to a whole millisecond, so a plain sleep wakes up
-    to 1 ms late, and that lateness would count in every latency: sleep whole milliseconds
-    to just short of ``due``, then yield turn by turn (other green threads run) until it.
+    The hub's epoll rounds its timeout up to a whole millisecond, so sleeping until ``due``
+    would wake up to 1 ms late, and that lateness would count in every latency; yielding turn
+    by turn until ``due`` would take CPU from the services measured. Whole milliseconds wake
+    a little early instead, and a request sent early counts its latency from when it went.
     """
     remaining = due - time.perf_counter()
-    if remaining > SPIN:
-        eventlet.sleep(math.floor((remaining - SPIN) * 1000) / 1000)
-    while time.perf_counter() < due:
-        eventlet.sleep(0)
+    if remaining >= 0.001:
+        eventlet.sleep(math.floor(remaining * 1000) / 1000)
 
 
 def _check_positive(**values: float) -> None:

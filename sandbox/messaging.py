@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import kombu
 
 from sandbox import faults, serialization
-from sandbox.amqp.consume import Consumer as AmqpConsumer
-from sandbox.amqp.consume import Subscription, ack, reject, requeue
+from sandbox.amqp.connection import amqp_uri, connection_options
+from sandbox.amqp.consume import AmqpConsumer, QueueSubscription, ack, reject, requeue
 from sandbox.amqp.limits import MessageLimits
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.transport import amqp_uri, connection_options
-from sandbox.constants import HEADER_PREFIX
+from sandbox.amqp.publish import AmqpPublisher
+from sandbox.config import DEFAULTS
+from sandbox.constants import DEFAULT_PREFETCH_COUNT, HEADER_PREFIX
 from sandbox.exceptions import ContainerBeingKilled, IncorrectSignature
 from sandbox.extensions import DependencyProvider, Entrypoint, ProviderCollector, SharedExtension
 from sandbox.records import MESSAGE
@@ -79,6 +79,29 @@ class HeaderDecoder:
         return decode_from_headers(message.headers, prefix=self.header_prefix)
 
 
+def run_worker_for(
+    entrypoint: Any,
+    message: kombu.Message,
+    args: tuple | list,
+    kwargs: dict,
+    killed: Callable[[kombu.Message], None] = requeue,
+) -> None:
+    """Run ``entrypoint``'s worker for ``message`` in the calling green thread, which has
+    nothing else to do (one green thread less per message); its result goes to
+    ``entrypoint.handle_result(message, ...)``. ``killed(message)`` settles a message whose
+    worker never ran because the container is being killed."""
+    try:
+        entrypoint.container.run_worker(
+            entrypoint,
+            args,
+            kwargs,
+            context_data=entrypoint.unpack_message_headers(message),
+            handle_result=partial(entrypoint.handle_result, message),
+        )
+    except ContainerBeingKilled:
+        killed(message)
+
+
 def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
     """A publisher set up from ``config``; options (``uri``, ``ssl``, ``serializer``...) win."""
     options = {
@@ -87,6 +110,25 @@ def publisher_for(config: Mapping[str, Any], **options: Any) -> AmqpPublisher:
         **options,
     }
     return AmqpPublisher(options.pop("uri", None) or amqp_uri(config), **options)
+
+
+def consumer_for(config: Mapping[str, Any], uri: str | None = None, **options: Any) -> AmqpConsumer:
+    """A consumer set up from ``config`` (of broker ``uri`` when given), held to its message
+    limits unless ``options`` give ``limits``; ``options`` (``limits``, ``thread_reader``) go
+    to :class:`~sandbox.amqp.consume.AmqpConsumer`.
+
+    Raises ConfigurationError for a bad ``MAX_MESSAGE_SIZE`` or ``ACCEPT_COMPRESSION``."""
+    if "limits" not in options:
+        options["limits"] = MessageLimits.from_config(config)
+    return AmqpConsumer(
+        uri or amqp_uri(config),
+        heartbeat=config.get("HEARTBEAT", DEFAULTS["HEARTBEAT"]),
+        prefetch_count=config.get("PREFETCH_COUNT", DEFAULT_PREFETCH_COUNT),
+        accept=serialization.setup(config).accept,
+        retry_policy=config.get("TRANSPORT_OPTIONS"),
+        **connection_options(config),
+        **options,
+    )
 
 
 def describe(message: kombu.Message) -> str:
@@ -113,26 +155,24 @@ class QueueConsumer(SharedExtension, ProviderCollector):
 
     def __init__(self) -> None:
         super().__init__()
-        self._subscriptions: dict[Any, list[Subscription]] = {}
+        self._subscriptions: dict[Any, list[QueueSubscription]] = {}
         self._consumer: AmqpConsumer | None = None
         self._thread: Any = None
 
     @property
     def consumer(self) -> AmqpConsumer:
         if self._consumer is None:
-            config = self.container.config
-            self._consumer = AmqpConsumer(
-                amqp_uri(config),
-                heartbeat=config.get("HEARTBEAT", 60),
-                prefetch_count=config.get("PREFETCH_COUNT", 10),
-                accept=serialization.setup(config).accept,
-                retry_policy=config.get("TRANSPORT_OPTIONS"),
-                **connection_options(config),
-            )
+            # Held to the config's limits in setup: a property must not raise (inspect reads
+            # it when the container is killed), and a bad limit must fail the setup.
+            self._consumer = consumer_for(self.container.config, limits=MessageLimits())
         return self._consumer
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up; True before the consumer is made."""
+        return self._consumer is None or self._consumer.connected
+
     def setup(self) -> None:
-        # In setup, so that a bad MAX_MESSAGE_SIZE or ACCEPT_COMPRESSION fails the container's.
         self.consumer.limits = MessageLimits.from_config(self.container.config)
 
     def consume(
@@ -269,17 +309,7 @@ class Consumer(Entrypoint, HeaderDecoder):
                 # As a malformed message: running it again cannot help.
                 reject_malformed(message, exc)
                 return
-        try:
-            # In this green thread, which has nothing else to do: one less per message.
-            self.container.run_worker(
-                self,
-                args,
-                kwargs,
-                context_data=self.unpack_message_headers(message),
-                handle_result=partial(self.handle_result, message),
-            )
-        except ContainerBeingKilled:
-            requeue(message)
+        run_worker_for(self, message, args, kwargs)
 
     def handle_result(
         self, message: kombu.Message, worker_ctx: WorkerContext, result: Any, exc_info: Any

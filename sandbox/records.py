@@ -15,24 +15,25 @@ import shlex
 import threading
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox import recorder
 from sandbox.constants import CALL_ID_STACK_CONTEXT_KEY, HEADER_PREFIX
-from sandbox.runtime import get_runtime
+from sandbox.record_feed import RecordSubscription
 from sandbox.utils import REDACTED, get_redacted_args
 
 log = logging.getLogger(__name__)
 
 HTTP, RPC, EVENT, TIMER, MESSAGE, CALL = "HTTP", "RPC", "EVENT", "TIMER", "MESSAGE", "CALL"
 RUNNING, OK, ERROR, DROPPED = "running", "ok", "error", "dropped"
+STATUSES = (OK, ERROR, RUNNING, DROPPED)
 
 DEFAULT_SIZE = 10_000
 MAX_TEXT = 20_000  # characters of one rendered string: a huge body must not flood a widget
 
-_RPC_PUBLISHES = ("rpc-request", "rpc-reply")
+_RPC_PUBLISHES = (recorder.PUBLISHED_RPC_REQUEST, recorder.PUBLISHED_RPC_REPLY)
 
 
 def entrypoint_kind(entrypoint: Any) -> str:
@@ -89,6 +90,7 @@ class Record:
         "http",
         "event",
         "fault",
+        "outside",
         "_summary",
         "_text",
     )
@@ -112,6 +114,7 @@ class Record:
         self.http: dict[str, Any] | None = None  # request and response, for HTTP records
         self.event: dict[str, Any] | None = None  # the publish, for EVENT/MESSAGE publishes
         self.fault: str | None = None  # what sandbox.faults did to this message
+        self.outside = False  # seen on a cluster's exchanges (sandbox.tap), not run here
         self._summary: str | None = None
         self._text: str | None = None
 
@@ -173,11 +176,11 @@ class Record:
             took = f"{self.duration * 1000:.1f}ms"
         else:  # a publish takes no time of its own; a worker without one is still running
             took = "..." if self.status == RUNNING else ""
-        fault = f"  [fault: {self.fault}]" if self.fault else ""
+        marks = (f"  [fault: {self.fault}]" if self.fault else "") + "  [outside]" * self.outside
         summary = (
             f"{clock}.{millis:03d} {self.kind:<7} {self.source or '-'} -> {self.target or '-'}"
             f"  {self.shown_status} {took}".rstrip()
-            + fault
+            + marks
         )
         if self.status != RUNNING:
             self._summary = summary
@@ -200,6 +203,7 @@ class Record:
             "response": self.response,
             "headers": self.headers,
             "fault": self.fault,
+            "outside": self.outside,
         }
 
     def text(self) -> str:
@@ -247,46 +251,6 @@ class Record:
         return f"<Record #{self.id} {self.summary()}>"
 
 
-class Subscription:
-    """Delivers new and updated records to ``callback`` in batches, at most every ``interval``.
-
-    The callback runs in the hub thread, so a burst of messages costs one call per interval.
-    """
-
-    def __init__(self, recorder: Recorder, callback: Callable[[list[Record]], None], interval):
-        self.recorder, self.callback, self.interval = recorder, callback, interval
-        self.batches = 0
-        self.delivered = 0
-        self._pending: list[Record] = []
-        self._scheduled = False
-        self._lock = threading.Lock()
-
-    def push(self, record: Record | None) -> None:
-        """Queue ``record`` (None: just refresh); schedules the next flush if none is due."""
-        with self._lock:
-            if record is not None:
-                self._pending.append(record)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        get_runtime().call_later(self.interval, self.flush)
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._scheduled = False
-        batch = list({id(r): r for r in pending}.values())  # a record may start and finish
-        self.batches += 1
-        self.delivered += len(batch)
-        try:
-            self.callback(batch)
-        except Exception:
-            log.exception("record subscriber %r failed", self.callback)
-
-    def cancel(self) -> None:
-        self.recorder.unsubscribe(self)
-
-
 class Recorder:
     """Keeps the last ``size`` message records; an observer of :mod:`sandbox.recorder`.
 
@@ -303,7 +267,9 @@ class Recorder:
         self._ids = itertools.count(1)
         self._open: dict[int, Record] = {}  # id(worker_ctx) -> its record, while it runs
         self._open_http: dict[str, Record] = {}  # call id -> HTTP record awaiting its response
-        self._subscriptions: list[Subscription] = []
+        # correlation id -> a tapped request awaiting its reply (see sandbox.tap)
+        self._open_tapped: OrderedDict[str | None, Record] = OrderedDict()
+        self._subscriptions: list[RecordSubscription] = []
 
     @property
     def size(self) -> int:
@@ -336,12 +302,12 @@ class Recorder:
 
     def subscribe(
         self, callback: Callable[[list[Record]], None], interval: float = 0.15
-    ) -> Subscription:
-        subscription = Subscription(self, callback, interval)
+    ) -> RecordSubscription:
+        subscription = RecordSubscription(self, callback, interval)
         self._subscriptions.append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: RecordSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
@@ -408,6 +374,62 @@ class Recorder:
         record.status, record.fault = DROPPED, "drop"
         self._add(record)
 
+    def call_refused(self, info: dict[str, Any]) -> None:
+        """An RPC request answered with an error before any worker ran: MethodNotFound, or
+        IncorrectSignature (its arguments do not fit the method)."""
+        message, error = info["message"], info["error"]
+        target = message.delivery_info["routing_key"]
+        record = self._rpc_record(target, message.headers, message.payload)
+        entrypoint = info["entrypoints"].get(record.entrypoint)
+        if entrypoint is not None and entrypoint.sensitive_arguments:
+            record.args, record.kwargs = (), _redacted(entrypoint, record.args, record.kwargs)
+        record.status, record.duration = ERROR, 0.0
+        record.error = {"type": type(error).__name__, "message": str(error), "traceback": ""}
+        self._add(record)
+
+    def message_tapped(self, info: dict[str, Any]) -> None:
+        """A copy of a cluster's message (see sandbox.tap): an RPC request, its reply, or an
+        event, handled by services outside this process."""
+        if info["kind"] == "rpc-reply":
+            self._tapped_reply(info)
+            return
+        if info["kind"] == "rpc-request":
+            record = self._rpc_record(info["routing_key"], info["headers"], info["payload"])
+            record.time = info["time"]
+            self._open_tapped[info["correlation_id"]] = record
+            while len(self._open_tapped) > self.size:  # replies that never came
+                self._open_tapped.popitem(last=False)
+        else:
+            record = self._published(info)
+        record.outside = True
+        self._add(record)
+
+    def _rpc_record(self, target: str, headers: Any, payload: Any) -> Record:
+        """The record of an RPC request to ``target`` (``service.method``), no worker's."""
+        record = Record(next(self._ids), RPC, time.time())
+        record.service, _, record.entrypoint = target.partition(".")
+        record.target = target
+        record.call_id_stack = stack = decode_call_stack(headers)
+        record.source = describe_call_id(stack[-1]) if stack else None
+        payload = payload if isinstance(payload, dict) else {}
+        record.args, record.kwargs = tuple(payload.get("args") or ()), payload.get("kwargs") or {}
+        return record
+
+    def _tapped_reply(self, info: dict[str, Any]) -> None:
+        record = self._open_tapped.pop(info["correlation_id"], None)
+        if record is None:  # a reply to a call of this process's services, or from before
+            return
+        body = info["payload"] if isinstance(info["payload"], dict) else {}
+        record.duration, error = info["time"] - record.time, body.get("error")
+        if error:
+            message = str(error.get("value", ""))
+            record.error = {"type": str(error.get("exc_type")), "message": message, "traceback": ""}
+            record.status = ERROR
+        else:
+            record.status, record.result = OK, body.get("result")
+        record._summary = record._text = None
+        self._publish(record)
+
     def http_request(self, info: dict[str, Any]) -> None:
         record = self._open_http.pop(info.get("call_id") or "", None)
         if record is None:  # no worker ran: an unknown route, a body too large...
@@ -429,21 +451,27 @@ class Recorder:
 
     def message_published(self, info: dict[str, Any]) -> None:
         # An RPC request or reply is already the record of the worker that handled it.
+        if info.get("kind") not in _RPC_PUBLISHES:
+            self._add(self._published(info))
+
+    def _published(self, info: dict[str, Any]) -> Record:
         published = info.get("kind")
-        if published in _RPC_PUBLISHES:
-            return
         exchange = info.get("exchange") or ""
-        kind = EVENT if published == "event" else MESSAGE
+        kind = EVENT if published == recorder.PUBLISHED_EVENT else MESSAGE
         record = Record(next(self._ids), kind, info.get("time") or time.time())
-        headers = info.get("headers") or {}
-        stack = headers.get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or []
-        record.call_id_stack = list(stack)
+        stack = decode_call_stack(info.get("headers"))
+        record.call_id_stack = stack
         record.source = describe_call_id(stack[-1]) if stack else None
         record.service = exchange[: -len(".events")] if kind == EVENT else None
         record.target = f"{exchange}:{info.get('routing_key', '')}"
         record.status = ERROR if info.get("returned") else OK
         record.event = info
-        self._add(record)
+        return record
+
+
+def decode_call_stack(headers: dict[str, Any] | None) -> list[str]:
+    """The call id stack a message's headers carry (the newest call last)."""
+    return list((headers or {}).get(f"{HEADER_PREFIX}.{CALL_ID_STACK_CONTEXT_KEY}") or [])
 
 
 def _redacted(entrypoint: Any, args: tuple, kwargs: dict) -> dict[str, Any]:

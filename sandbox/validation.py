@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sandbox.exceptions import ConfigurationError, IncorrectSignature, deserialize_to_instance
+from sandbox.exceptions import ConfigurationError, IncorrectSignature
 
 VALIDATE_CONFIG_KEY = "VALIDATE"
 
@@ -36,10 +36,12 @@ class RequestBody(typing.NamedTuple):
     read: Callable[[Any], Any]  # the request's body, decoded (its JSON)
 
 
-@deserialize_to_instance
 class ArgumentsRejected(IncorrectSignature):
     """Arguments that do not fit the method's type hints; ``errors`` lists each misfit as
-    ``{"field", "expected", "value"}``. Only the message crosses the wire, as for any error."""
+    ``{"field", "expected", "value"}``. It travels as Nameko's IncorrectSignature, with its
+    message: an RPC caller, sandbox or Nameko, gets an IncorrectSignature."""
+
+    travels_as = IncorrectSignature
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None):
         super().__init__(message)

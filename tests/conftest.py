@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,13 @@ def access_log():
     recorder.add_observer(observed)
     yield observed
     recorder.remove_observer(observed)
+
+
+@pytest.fixture
+def vhost_uri(rabbit_manager):
+    """A fresh RabbitMQ vhost, for processes that must meet on RabbitMQ (skipped, with the
+    reason, when RabbitMQ is unreachable)."""
+    vhost = f"sandbox-test-{uuid.uuid4().hex[:12]}"
+    rabbit_manager.create_vhost(vhost)
+    yield rabbit_manager.uri_for(vhost)
+    rabbit_manager.delete_vhost(vhost)

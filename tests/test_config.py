@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from sandbox.config import DEFAULTS, Config, config, load_config, substitute
+from sandbox.config import DEFAULTS, ConfigDict, config, load_config, substitute
 from sandbox.exceptions import ConfigurationError
 
 
@@ -235,24 +235,24 @@ def test_top_level_must_be_a_mapping():
         load_config("- a\n- b\n")
 
 
-# --- the Config object ----------------------------------------------------------------------
+# --- the ConfigDict object ----------------------------------------------------------------------
 
 
 def test_global_config_starts_with_defaults():
-    assert isinstance(config, Config)
-    assert dict(Config(DEFAULTS)) == DEFAULTS
+    assert isinstance(config, ConfigDict)
+    assert dict(ConfigDict(DEFAULTS)) == DEFAULTS
     assert DEFAULTS["rpc_exchange"] == "nameko-rpc"
     assert DEFAULTS["AMQP_URI"] == "memory://"
 
 
 def test_setup_replaces_content_with_defaults_plus_mapping():
-    cfg = Config({"stale": 1})
+    cfg = ConfigDict({"stale": 1})
     cfg.setup({"max_workers": 2, "EXTRA": "x"})
     assert dict(cfg) == {**DEFAULTS, "max_workers": 2, "EXTRA": "x"}
 
 
 def test_patch_as_context_manager():
-    cfg = Config({"a": 1, "nested": {"b": 2}})
+    cfg = ConfigDict({"a": 1, "nested": {"b": 2}})
     with cfg.patch({"a": 10, "c": 3}):
         assert dict(cfg) == {"a": 10, "nested": {"b": 2}, "c": 3}
         cfg["nested"]["b"] = 20
@@ -261,14 +261,14 @@ def test_patch_as_context_manager():
 
 
 def test_patch_with_clear():
-    cfg = Config({"a": 1})
+    cfg = ConfigDict({"a": 1})
     with cfg.patch({"b": 2}, clear=True):
         assert dict(cfg) == {"b": 2}
     assert dict(cfg) == {"a": 1}
 
 
 def test_patch_restores_after_an_exception():
-    cfg = Config({"a": 1})
+    cfg = ConfigDict({"a": 1})
     with pytest.raises(RuntimeError), cfg.patch({"a": 2}):
         cfg.setup({})
         raise RuntimeError("boom")
@@ -276,7 +276,7 @@ def test_patch_restores_after_an_exception():
 
 
 def test_patch_as_decorator_is_reusable():
-    cfg = Config({"a": 1})
+    cfg = ConfigDict({"a": 1})
     seen = []
 
     @cfg.patch({"a": 2})
@@ -296,10 +296,10 @@ def test_patch_of_the_global_config():
 
 
 def test_repr_and_str_mask_secrets():
-    cfg = Config({"AMQP_URI": "amqp://guest:hunter2@host/", "DB_PASSWORD": "hunter2"})
+    cfg = ConfigDict({"AMQP_URI": "amqp://guest:hunter2@host/", "DB_PASSWORD": "hunter2"})
     for text in (repr(cfg), str(cfg)):
         assert "hunter2" not in text
-        assert text.startswith("Config({")
+        assert text.startswith("ConfigDict({")
         assert "amqp://guest:********@host/" in text
     assert cfg["DB_PASSWORD"] == "hunter2"
 

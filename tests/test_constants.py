@@ -3,8 +3,8 @@
 import pytest
 
 from sandbox import constants
-from sandbox.amqp.consume import Consumer
-from sandbox.amqp.publish import Publisher
+from sandbox.amqp.consume import AmqpConsumer
+from sandbox.amqp.publish import AmqpPublisher
 from sandbox.containers import ServiceContainer
 from sandbox.testing.services import once
 
@@ -50,8 +50,8 @@ def test_retry_policies_retry_as_often_as_nameko_s_and_start_at_once(name):
 
 
 def test_publishers_and_consumers_default_to_these_policies():
-    assert Publisher("memory://").retry_policy == constants.DEFAULT_RETRY_POLICY
-    assert Consumer("memory://").retry_policy == constants.DEFAULT_TRANSPORT_OPTIONS
+    assert AmqpPublisher("memory://").retry_policy == constants.DEFAULT_RETRY_POLICY
+    assert AmqpConsumer("memory://").retry_policy == constants.DEFAULT_TRANSPORT_OPTIONS
 
 
 def test_a_container_reads_the_keys_it_names():

@@ -5,7 +5,7 @@ import eventlet.event
 import pytest
 from polling import wait_until
 
-from sandbox.containers import ServiceContainer, WorkerContext, get_service_name
+from sandbox.containers import ServiceContainer, get_service_name
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -273,6 +273,40 @@ def test_graceful_stop_waits_for_in_flight_workers(container_factory):
     assert not stopper.is_alive() and finished == [True]
 
 
+def test_work_waiting_for_a_slot_when_a_stop_begins_is_refused_not_run(container_factory):
+    release = eventlet.event.Event()
+    started, refused = [], []
+
+    class Svc:
+        name = "full"
+
+        @dummy
+        def work(self, n):
+            started.append(n)
+            release.wait()
+
+    container = container_factory(Svc, {"max_workers": 1})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def trigger(n):
+        try:
+            container.spawn_worker(entrypoint, (n,), {})
+        except ContainerBeingKilled:
+            refused.append(n)  # an RPC request would go back to its queue
+
+    get_runtime().call(lambda: [eventlet.spawn(trigger, n) for n in (1, 2)])
+    wait_until(lambda: started == [1])
+    stopper = threading.Thread(target=container.stop)
+    stopper.start()
+    wait_until(lambda: container.stopping)
+    get_runtime().call(release.send, None)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    wait_until(lambda: refused == [2])
+    assert started == [1]
+
+
 def test_stop_with_timeout_kills_stuck_workers(container_factory):
     finished = []
 
@@ -315,20 +349,6 @@ def test_kill_does_not_wait_for_workers(container_factory):
     assert torn_down == [True]
     with pytest.raises(ContainerBeingKilled):
         get_runtime().call(container.spawn_worker, entrypoint, (), {})
-
-
-def test_worker_context_call_id_stack_bounded(container_factory):
-    container = container_factory(Service, {"parent_calls_tracked": 3})
-    (entrypoint,) = [e for e in container.entrypoints if e.method_name == "echo"]
-    parents = [f"parent.{i}" for i in range(10)]
-    ctx = WorkerContext(container, None, entrypoint, data={"call_id_stack": parents, "lang": "en"})
-    assert ctx.call_id.startswith("service.echo.")
-    assert ctx.call_id_stack == ["parent.7", "parent.8", "parent.9", ctx.call_id]
-    assert ctx.context_data == {"call_id_stack": ctx.call_id_stack, "lang": "en"}
-    assert ctx.origin_call_id == "parent.0"  # the chain as sent, as Nameko keeps it
-    assert ctx.immediate_parent_call_id == "parent.9"
-    root = WorkerContext(container, None, entrypoint)
-    assert root.call_id_stack == [root.call_id] and root.immediate_parent_call_id is None
 
 
 def test_entrypoint_waiter_sees_worker_result(container_factory):

@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from sandbox.config import Config as ConfigMapping
+from sandbox.config import ConfigDict as ConfigMapping
 from sandbox.containers import ServiceContainer
 from sandbox.dependency_providers import Config
 from sandbox.extensions import DependencyProvider

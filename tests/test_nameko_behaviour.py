@@ -7,9 +7,8 @@ import kombu
 import pytest
 from amqp.exceptions import NotFound
 
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.publish import UndeliverableMessage
-from sandbox.amqp.transport import connect
+from sandbox.amqp.connection import connect
+from sandbox.amqp.publish import AmqpPublisher, UndeliverableMessage
 from sandbox.containers import ServiceContainer, WorkerContext
 from sandbox.contextdata import ContextDataProvider
 from sandbox.events import EventDispatcher

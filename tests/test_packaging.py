@@ -16,6 +16,7 @@ DISTRIBUTION_OF = {
     "yaml": "pyyaml",
     "IPython": "ipython",
     "websocket": "websocket-client",
+    "opentelemetry": "opentelemetry-api",
 }
 # Distributions whose conda-forge package has another name.
 CONDA_NAME = {"amqp": "py-amqp", "redis": "redis-py", "jupyter-client": "jupyter_client"}

@@ -1,10 +1,9 @@
-import threading
-
 import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from sandbox import recorder
+from sandbox.exceptions import IncorrectSignature, MethodNotFound
 from sandbox.extensions import Entrypoint
 from sandbox.records import (
     CALL,
@@ -19,6 +18,8 @@ from sandbox.records import (
     entrypoint_kind,
     jsonable,
 )
+from sandbox.rpc import rpc
+from sandbox.standalone.rpc import ClusterRpcProxy
 from sandbox.testing.services import dummy, entrypoint_hook, entrypoint_waiter
 from sandbox.timer import timer
 from sandbox.utils import REDACTED
@@ -150,23 +151,19 @@ def test_filters(rec, container):
     assert not any(r.matches(service="other") for r in records)
 
 
-def test_subscribers_get_batches(rec, container):
+def test_subscribers_get_each_record_once_per_batch(rec, container):
     batches = []
-    got = threading.Event()
-
-    def collect(batch):
-        batches.append(batch)
-        if sum(len(b) for b in batches) >= 20:
-            got.set()
-
-    subscription = rec.subscribe(collect, interval=0.05)
+    # Flushed by hand below: the batch is then whatever the calls pushed, on any machine.
+    subscription = rec.subscribe(batches.append, interval=3600)
     for i in range(20):
         call(container, "echo", i)
-    assert got.wait(5)
+    subscription.flush()
     subscription.cancel()
-    # Each record is delivered once per batch even though it started and finished in it.
-    assert len(batches) < 20
-    assert subscription.delivered == sum(len(b) for b in batches)
+    (batch,) = batches
+    # Each record is in the batch once although it started and finished in it.
+    assert len({id(record) for record in batch}) == len(batch) == subscription.delivered
+    echoed = [record.result for record in batch if record.entrypoint == "echo"]
+    assert echoed == [[i] for i in range(20)]
 
 
 def test_http_request_completes_the_http_workers_record(rec):
@@ -234,3 +231,41 @@ def test_jsonable_renders_anything():
         "t": [1, [2]],
         "o": repr(object),
     }
+
+
+class Vault:
+    name = "vault"
+
+    @rpc
+    def open(self, user, password):
+        return user
+
+    @rpc(sensitive_arguments=("password",))
+    def unlock(self, password):
+        return True
+
+
+def test_rpc_calls_refused_before_a_worker_runs_are_recorded(rec, rabbit_config, container_factory):
+    container_factory(Vault, rabbit_config).start()
+    with ClusterRpcProxy(rabbit_config) as cluster:
+        with pytest.raises(MethodNotFound):
+            cluster.vault.missing(1, key="x")
+        with pytest.raises(IncorrectSignature):
+            cluster.vault.open("ada")
+        with pytest.raises(IncorrectSignature):
+            cluster.vault.unlock("secret", "extra")
+    missing, wrong, hidden = [r for r in rec.records() if r.kind == RPC]
+    assert (missing.target, missing.status, missing.error["type"]) == (
+        "vault.missing",
+        ERROR,
+        "MethodNotFound",
+    )
+    assert (missing.args, missing.kwargs) == ((1,), {"key": "x"})
+    assert missing.source == "standalone_rpc_proxy.call" and missing.call_id_stack
+    assert (wrong.target, wrong.error["type"], wrong.args) == (
+        "vault.open",
+        "IncorrectSignature",
+        ("ada",),
+    )
+    assert "password" in wrong.error["message"]
+    assert hidden.args == () and "secret" not in str(hidden.kwargs)

@@ -102,6 +102,7 @@ def test_rpc_misfit_is_incorrect_signature_naming_field_expectation_and_value(sh
         with pytest.raises(IncorrectSignature, match=r"a: Input should be a valid integer"):
             proxy.add("x", 1)
         assert proxy.untyped("anything") == "anything"  # no hints: nothing to check
+    assert type(error.value) is IncorrectSignature  # what a Nameko client gets too
     message = str(error.value)
     assert "order.ship_to.zip" in message
     assert "valid integer" in message
@@ -160,12 +161,12 @@ def test_event_misfit_is_logged_and_rejected_then_the_next_one_runs(shop, shop_c
     assert "'many'" in rejection
 
 
-def test_off_by_default_nothing_is_checked(rabbit_config, container_factory):
-    Shop.received = []
-    container_factory(Shop, rabbit_config).start()
-    with ServiceRpcProxy("shop", rabbit_config) as proxy:
+def test_off_by_default_nothing_is_checked(shop_config, container_factory):
+    config = {k: v for k, v in shop_config.items() if k != VALIDATE_CONFIG_KEY}
+    container_factory(Shop, config).start()
+    with ServiceRpcProxy("shop", config) as proxy:
         assert proxy.add("2", "3") == "23"  # as under Nameko: the hints are not read
-    container = container_factory(Shop, rabbit_config)
+    container = container_factory(Shop, config)
     assert all(entrypoint.validator is None for entrypoint in container.entrypoints)
 
 

@@ -1,10 +1,24 @@
-"""kombu glue: green connections, the publisher pool, the consumer loop, the embedded broker.
+"""kombu glue: connections, the publisher pool, publishing, the consumer loop, the embedded broker.
 
-``transport`` makes connections (py-amqp on green sockets for ``amqp://``, the embedded
-broker for ``memory://``) and pools them for publishing; ``publish`` sends confirmed,
-retried messages; ``consume`` reads queues over one connection, reconnects, and publishes
-RPC requests and replies on it; ``memory`` is the kombu transport of the embedded broker
-(:mod:`sandbox.broker`).
+A reader changing entrypoints needs the first four:
+
+- ``connection``: connect (green py-amqp for ``amqp://``, the embedded broker for
+  ``memory://``), the errors that mean "try again", the back-off between tries;
+- ``pool``: a few pooled connections per broker and hub thread, lent to one publish at a time;
+- ``publish``: confirmed, retried publishing through the pool;
+- ``consume``: several queues read over one connection by one green thread, reconnecting;
+  RPC requests and replies go out on that connection too.
+
+The fast path under them, which those modules call and nothing else does:
+
+- ``green``: kombu's py-amqp transport on green sockets;
+- ``frame_writer``: a connection's writes, from green threads or a plain one;
+- ``frame_reader``: whole frames read at once, deliveries assembled without py-amqp;
+- ``wire``: the hot frames (publish, ack, delivery) encoded and decoded by hand;
+- ``thread_reader``: a plain thread waiting for its RPC reply reads the socket itself.
+
+Besides: ``limits`` (what a delivery is held to before its callback sees it) and ``memory``
+(the kombu transport of the embedded broker, :mod:`sandbox.broker`).
 """
 
 from sandbox.amqp.publish import UndeliverableMessage

@@ -1,6 +1,6 @@
 """Consuming: several queues over one connection, read by one green thread that never blocks.
 
-:class:`Consumer` owns the connection. Its loop is the only reader of the socket; callbacks run
+:class:`AmqpConsumer` owns the connection. Its loop is the only reader of the socket; callbacks run
 inside it and must hand work over (spawn) instead of waiting. Other green threads may ack,
 requeue, cancel or publish, which only write. When the connection fails the loop reconnects
 with back-off and declares and consumes everything again.
@@ -31,20 +31,15 @@ import kombu
 import kombu.serialization
 from amqp.exceptions import ConsumerCancelled
 
+from sandbox import recorder
 from sandbox.amqp import wire
+from sandbox.amqp.connection import CONNECTION_ERRORS, close_quietly, connect, retry_delays
+from sandbox.amqp.frame_reader import FrameReader, GreenTCPTransport
+from sandbox.amqp.frame_writer import FrameWriter
+from sandbox.amqp.green import GreenChannel
 from sandbox.amqp.limits import MessageLimits, unopened_message
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import (
-    CONNECTION_ERRORS,
-    FrameReader,
-    FrameWriter,
-    GreenChannel,
-    GreenTCPTransport,
-    close_quietly,
-    connect,
-    retry_delays,
-)
 from sandbox.constants import DEFAULT_TRANSPORT_OPTIONS
 from sandbox.runtime import get_runtime
 from sandbox.utils import sanitize_url
@@ -60,7 +55,7 @@ RECONNECT_ERRORS = (*CONNECTION_ERRORS, *amqp.Connection.channel_errors)
 
 
 @dataclass(eq=False)
-class Subscription:
+class QueueSubscription:
     queue: kombu.Queue
     callback: MessageCallback
     no_ack: bool = False
@@ -71,7 +66,7 @@ class Subscription:
     cancelled: bool = field(default=False, init=False)
 
 
-class Consumer:
+class AmqpConsumer:
     """Consumes queues over one connection; :meth:`run` is its loop, for a green thread.
 
     ``on_lost`` callbacks learn that a queue vanished (deleted, or expired while the connection
@@ -103,8 +98,8 @@ class Consumer:
         self.limits = limits or MessageLimits()
         self.retry_policy = {**DEFAULT_TRANSPORT_OPTIONS, **(retry_policy or {})}
         self._connection_options = {"ssl": ssl, "login_method": login_method}
-        self._subscriptions: list[Subscription] = []
-        self._by_tag: dict[str, Subscription] = {}
+        self._subscriptions: list[QueueSubscription] = []
+        self._by_tag: dict[str, QueueSubscription] = {}
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
         self._publish: Callable[..., None] | None = None  # while connected
@@ -126,13 +121,15 @@ class Consumer:
         prefetch_count: int | None = None,
         on_lost: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
-    ) -> Subscription:
+    ) -> QueueSubscription:
         """Consume ``queue`` from the next (re)connection on; add queues before :meth:`run`."""
-        subscription = Subscription(queue, callback, no_ack, prefetch_count, on_lost, on_disconnect)
+        subscription = QueueSubscription(
+            queue, callback, no_ack, prefetch_count, on_lost, on_disconnect
+        )
         self._subscriptions.append(subscription)
         return subscription
 
-    def cancel(self, subscription: Subscription) -> None:
+    def cancel(self, subscription: QueueSubscription) -> None:
         """Stop deliveries from a queue; the ones already on their way are requeued."""
         subscription.cancelled = True
         if subscription.consumer_tag is not None and self._channel is not None:
@@ -258,6 +255,7 @@ class Consumer:
                 self._connect()
                 if lost:
                     log.info("Reconnected to broker at %s", sanitize_url(self.amqp_uri))
+                    recorder.notify("broker_reconnected", sanitize_url(self.amqp_uri))
                     lost = False
                 delays = retry_delays({**self.retry_policy, "max_retries": None})
                 if not self._ready.ready():
@@ -297,7 +295,7 @@ class Consumer:
             self._consume(channel, subscription)
         self._connected.send(None)
 
-    def _check_queue(self, connection: kombu.Connection, subscription: Subscription) -> None:
+    def _check_queue(self, connection: kombu.Connection, subscription: QueueSubscription) -> None:
         channel = connection.channel()
         try:
             subscription.queue(channel).queue_declare(passive=True)
@@ -307,7 +305,7 @@ class Consumer:
             with contextlib.suppress(Exception):
                 channel.close()
 
-    def _consume(self, channel: Any, subscription: Subscription) -> None:
+    def _consume(self, channel: Any, subscription: QueueSubscription) -> None:
         subscription.queue(channel).declare()
         if not subscription.no_ack:
             # Per consumer (global=False): it applies to the consumers started after it.
@@ -325,7 +323,7 @@ class Consumer:
         if subscription.cancelled:  # while we were declaring
             self.cancel(subscription)
 
-    def _on_delivery(self, delivery: wire.Delivery, alone: bool) -> None:
+    def _on_delivery(self, delivery: wire.WireDelivery, alone: bool) -> None:
         """A delivery our frame reader assembled (instead of py-amqp)."""
         channel, connection = self._channel, self._connection.connection
         connection.bytes_recv += 1  # news from the broker, for the heartbeat check
@@ -343,7 +341,7 @@ class Consumer:
         finally:
             self.alone = False
 
-    def _deliver_in_thread(self, delivery: wire.Delivery) -> None:
+    def _deliver_in_thread(self, delivery: wire.WireDelivery) -> None:
         """A delivery a waiting caller's thread read (see ThreadReader): a no-ack queue's is
         handled there, any other in the hub."""
         subscription = self._by_tag.get(delivery.consumer_tag)
@@ -368,7 +366,7 @@ class Consumer:
             log.exception("dropped a message from %s: its callback failed", subscription.queue)
 
     def _deliver(
-        self, subscription: Subscription, message: kombu.Message, size: int | None = None
+        self, subscription: QueueSubscription, message: kombu.Message, size: int | None = None
     ) -> None:
         """``size``: the body's size as announced, when its frames were not all kept."""
         message.accept = self.accept
@@ -382,7 +380,7 @@ class Consumer:
             log.exception("dropped a message from %s: its callback failed", subscription.queue)
             reject(message)
 
-    def _cancelled_by_broker(self, subscription: Subscription) -> None:
+    def _cancelled_by_broker(self, subscription: QueueSubscription) -> None:
         # The broker cancels a consumer whose queue was deleted. Start afresh, which declares
         # the queue again; the messages it held are gone.
         if subscription.on_lost is not None:

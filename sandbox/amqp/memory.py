@@ -1,7 +1,7 @@
 """kombu transport for ``memory://``: the embedded broker of :mod:`sandbox.broker`.
 
 ``AMQP_URI=memory://`` means this transport wherever sandbox connects
-(:func:`sandbox.amqp.transport.connect` picks it for the schemes in :data:`SCHEMES`), with
+(:func:`sandbox.amqp.connection.connect` picks it for the schemes in :data:`SCHEMES`), with
 RabbitMQ semantics and consumers woken by the publish itself. kombu's own ``memory``
 transport stays kombu's: other kombu or Celery code in the process gets it for
 ``memory://``. For kombu used directly, :func:`register` (run on import) adds the scheme
@@ -10,7 +10,7 @@ transport stays kombu's: other kombu or Celery code in the process gets it for
 The client side mirrors py-amqp where kombu users can see it: py-amqp's exceptions, the
 property names in ``message.properties``, ``on_return(exc, exchange, routing_key, message)``
 with an ``amqp.Message``, a channel reopened after a channel error. Deliveries wait in
-the connection's inbox until :meth:`Connection.drain_events` picks them up; waiting there
+the connection's inbox until :meth:`MemoryConnection.drain_events` picks them up; waiting there
 is an eventlet wait on the calling thread's hub, never a sleep loop.
 """
 
@@ -67,12 +67,12 @@ def register() -> None:
     TRANSPORT_ALIASES["sbmemory"] = f"{__name__}:Transport"
 
 
-class Message(base.Message):
+class MemoryMessage(base.Message):
     """A delivery as kombu sees it; with ``decompress=False`` its body as it came, for a
     consumer that opens it within limits (:mod:`sandbox.amqp.limits`)."""
 
     def __init__(
-        self, delivery: embedded.Delivery, channel: Channel, decompress: bool = True
+        self, delivery: embedded.Delivery, channel: MemoryChannel, decompress: bool = True
     ) -> None:
         raw = delivery.message
         # a private copy: several queues may hold the same published message
@@ -101,10 +101,10 @@ class Message(base.Message):
         self.headers = headers
 
 
-class Channel(base.StdChannel):
-    Message = Message
+class MemoryChannel(base.StdChannel):
+    Message = MemoryMessage
 
-    def __init__(self, connection: Connection, channel_id: int) -> None:
+    def __init__(self, connection: MemoryConnection, channel_id: int) -> None:
         self.connection = connection
         self.channel_id = channel_id
         self.is_open = True
@@ -304,7 +304,9 @@ class Channel(base.StdChannel):
     def basic_qos(self, prefetch_size: int, prefetch_count: int, a_global: bool) -> None:
         self._call("basic_qos", prefetch_count, a_global)
 
-    def message_to_python(self, raw_message: embedded.Delivery, decompress: bool = True) -> Message:
+    def message_to_python(
+        self, raw_message: embedded.Delivery, decompress: bool = True
+    ) -> MemoryMessage:
         return self.Message(raw_message, self, decompress)
 
     def close(self) -> None:
@@ -356,14 +358,14 @@ class Channel(base.StdChannel):
         self.no_ack_consumers.discard(consumer_tag)
 
 
-class Connection:
+class MemoryConnection:
     """The client end of one broker connection."""
 
     def __init__(self, client: Any, broker: embedded.Broker) -> None:
         self.client = client
         self.core = broker.connect()
         self.core.on_event = self._wake
-        self._channels: dict[embedded.Channel, Channel] = {}
+        self._channels: dict[embedded.Channel, MemoryChannel] = {}
         self._channel_ids = itertools.count(1)
         self._waiters: list[eventlet.Event] = []
 
@@ -371,10 +373,10 @@ class Connection:
     def connected(self) -> bool:
         return not self.core.closed
 
-    def channel(self) -> Channel:
-        return Channel(self, next(self._channel_ids))
+    def channel(self) -> MemoryChannel:
+        return MemoryChannel(self, next(self._channel_ids))
 
-    def open_core(self, channel: Channel) -> embedded.Channel:
+    def open_core(self, channel: MemoryChannel) -> embedded.Channel:
         core = self.core.channel()
         self._channels[core] = channel
         return core
@@ -420,7 +422,7 @@ class Connection:
 
 
 class Transport(base.Transport):
-    Connection = Connection
+    Connection = MemoryConnection
 
     driver_type = "memory"
     driver_name = "sandbox-broker"
@@ -436,19 +438,19 @@ class Transport(base.Transport):
         exchange_type=embedded.EXCHANGE_TYPES,
     )
 
-    def establish_connection(self) -> Connection:
+    def establish_connection(self) -> MemoryConnection:
         return self.Connection(self.client, embedded.get_broker(self.client.virtual_host or "/"))
 
-    def close_connection(self, connection: Connection) -> None:
+    def close_connection(self, connection: MemoryConnection) -> None:
         connection.close()
 
-    def create_channel(self, connection: Connection) -> Channel:
+    def create_channel(self, connection: MemoryConnection) -> MemoryChannel:
         return connection.channel()
 
-    def drain_events(self, connection: Connection, timeout: float | None = None) -> None:
+    def drain_events(self, connection: MemoryConnection, timeout: float | None = None) -> None:
         connection.drain_events(timeout=timeout)
 
-    def verify_connection(self, connection: Connection) -> bool:
+    def verify_connection(self, connection: MemoryConnection) -> bool:
         return connection.connected
 
 

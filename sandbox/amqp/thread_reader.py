@@ -68,7 +68,7 @@ class ThreadReader:
         self._last_read = 0.0
         self._transport: Any = None
         self._connection: Any = None
-        self._deliver: Callable[[wire.Delivery], None] | None = None
+        self._deliver: Callable[[wire.WireDelivery], None] | None = None
         self._interrupt_read, self._interrupt_write = os.pipe()
         os.set_blocking(self._interrupt_read, False)
         os.set_blocking(self._interrupt_write, False)
@@ -86,7 +86,7 @@ class ThreadReader:
             self.parked = self._park_wanted = False
 
     def parked_for(
-        self, transport: Any, connection: Any, deliver: Callable[[wire.Delivery], None]
+        self, transport: Any, connection: Any, deliver: Callable[[wire.WireDelivery], None]
     ) -> bool:
         """Before the loop reads: park if a lone caller asked and no reply is awaited, and
         stay parked up to :data:`PARK_GRACE`; whether the loop is (still) parked."""
@@ -216,7 +216,7 @@ class ThreadReader:
             raise _HandBack(frame)  # py-amqp's, in the hub thread
         self._connection.bytes_recv += 1
 
-    def _on_delivery(self, delivery: wire.Delivery, alone: bool) -> None:
+    def _on_delivery(self, delivery: wire.WireDelivery, alone: bool) -> None:
         self._connection.bytes_recv += 1
         self._deliver(delivery)
 

@@ -285,7 +285,7 @@ def _decode_value(buffer: bytes, offset: int) -> tuple[Any, int]:
     raise FrameSyntaxError(f"unknown field type {chr(kind)!r} in a table")
 
 
-class Delivery:
+class WireDelivery:
     """A Basic.Deliver with its content, assembled from its frames."""
 
     __slots__ = (

@@ -19,10 +19,10 @@ import threading
 
 from . import clock
 from .channels import (
+    BrokerConsumer,
     Cancelled,
     Channel,
     Connection,
-    Consumer,
     Delivery,
     Event,
     Published,
@@ -39,7 +39,7 @@ __all__ = [
     "Channel",
     "Clock",
     "Connection",
-    "Consumer",
+    "BrokerConsumer",
     "Delivery",
     "EXCHANGE_TYPES",
     "Event",

@@ -81,10 +81,10 @@ Event = Delivery | Returned | Cancelled
 class _Unacked(NamedTuple):
     queue: Queue
     entry: Entry
-    consumer: Consumer | None  # None for basic.get
+    consumer: BrokerConsumer | None  # None for basic.get
 
 
-class Consumer:
+class BrokerConsumer:
     __slots__ = ("tag", "queue", "channel", "no_ack", "exclusive", "prefetch", "unacked")
 
     def __init__(
@@ -147,7 +147,7 @@ class Channel:
         self.connection = connection
         self.broker = connection.broker
         self.is_open = True
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, BrokerConsumer] = {}
         self.unacked: dict[int, _Unacked] = {}
         self.prefetch_count = 0  # per consumer, for consumers started from now on
         self.global_prefetch = 0
@@ -272,7 +272,7 @@ class Channel:
                 f"ACCESS_REFUSED - queue '{queue}' in vhost '{broker.vhost}' in exclusive use",
                 spec.Basic.Consume,
             )
-        consumer = Consumer(tag, source, self, no_ack=no_ack, exclusive=exclusive)
+        consumer = BrokerConsumer(tag, source, self, no_ack=no_ack, exclusive=exclusive)
         source.add_consumer(consumer)
         self.consumers[tag] = consumer
         broker.touch(source)
@@ -307,7 +307,7 @@ class Channel:
             self.unacked[tag] = _Unacked(source, entry, None)
         return Delivery(self, None, tag, entry.redelivered, entry.message, len(source))
 
-    def deliver(self, consumer: Consumer, queue: Queue, entry: Entry) -> None:
+    def deliver(self, consumer: BrokerConsumer, queue: Queue, entry: Entry) -> None:
         """Called by the broker's dispatch: hand one message to one of our consumers."""
         tag = next(self._delivery_tags)
         self._delivered(queue, entry, consumer.tag)

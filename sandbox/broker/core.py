@@ -28,7 +28,7 @@ from .arguments import (
     check_exchange_arguments,
     check_queue_arguments,
 )
-from .channels import Cancelled, Connection, Consumer
+from .channels import BrokerConsumer, Cancelled, Connection
 from .deadletter import EXPIRED, MAXLEN, REJECTED, dead_lettered, is_cycle
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .fates import DIED, QUEUED, REFUSED, ROUTED, Fates
@@ -376,7 +376,7 @@ class Broker:
                 self.dead_letter(queue, [entry], MAXLEN)
             return False
         queue.received += 1
-        consumer = None if len(queue) else queue.next_consumer(Consumer.has_room)
+        consumer = None if len(queue) else queue.next_consumer(BrokerConsumer.has_room)
         if consumer is not None:
             consumer.channel.deliver(consumer, queue, entry)  # even with a TTL of 0
             return True
@@ -420,7 +420,7 @@ class Broker:
         """Drop expired heads, push ready messages to consumers that have room, and set the
         timer for the next head to expire (the wake-up point)."""
         while (entry := self._live_head(queue)) is not None:
-            consumer = queue.next_consumer(Consumer.has_room)
+            consumer = queue.next_consumer(BrokerConsumer.has_room)
             if consumer is None:
                 break
             queue.pop()

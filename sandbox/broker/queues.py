@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .channels import Connection, Consumer
+    from .channels import BrokerConsumer, Connection
     from .clock import TimerHandle
 
 
@@ -90,7 +90,7 @@ class Queue:
         self._ready = 0
         self.ready_bytes = 0
         self._arrivals = itertools.count()
-        self.consumers: list[Consumer] = []
+        self.consumers: list[BrokerConsumer] = []
         self.had_consumers = False
         self.received = 0  # messages taken in, and handed to consumers: counts for watchers
         self.delivered = 0
@@ -178,11 +178,11 @@ class Queue:
 
     # -- consumers --------------------------------------------------------------------------
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: BrokerConsumer) -> None:
         self.consumers.append(consumer)
         self.had_consumers = True
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: BrokerConsumer) -> None:
         index = self.consumers.index(consumer)
         del self.consumers[index]
         if index < self._cursor:
@@ -190,7 +190,7 @@ class Queue:
         if self._cursor >= len(self.consumers):
             self._cursor = 0
 
-    def next_consumer(self, can_take: Callable[[Consumer], bool]) -> Consumer | None:
+    def next_consumer(self, can_take: Callable[[BrokerConsumer], bool]) -> BrokerConsumer | None:
         """The next consumer in round-robin order that has room for a message; with
         ``x-single-active-consumer``, the oldest consumer or nobody."""
         if self.single_active_consumer:

@@ -24,7 +24,7 @@ HIDDEN_ARGS_VARIABLE = "SANDBOX_HIDDEN_ARGS"
 def hide_passwords(args: list[str]) -> None:
     """Re-execute this process with the passwords in ``args`` (its ``sys.argv[1:]``) masked;
     return without doing anything when there are none or when it cannot."""
-    hidden = {str(index): arg for index, arg in enumerate(args) if sanitize_url(arg) != arg}
+    hidden = hidden_arguments(args)
     if not hidden:
         return
     warn(
@@ -40,6 +40,12 @@ def hide_passwords(args: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [*prefix, *map(sanitize_url, args)], environment)
+
+
+def hidden_arguments(args: list[str]) -> dict[str, str]:
+    """The arguments of ``args`` that hold a password, by index (as text): what
+    :func:`restore_passwords` reads back from ``SANDBOX_HIDDEN_ARGS``."""
+    return {str(index): arg for index, arg in enumerate(args) if sanitize_url(arg) != arg}
 
 
 def restore_passwords(args: list[str]) -> list[str]:

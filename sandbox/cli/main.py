@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import sandbox
-from sandbox.cli import backdoor, docs, export, run, shell, show_config
+from sandbox.cli import backdoor, docs, export, manifests, run, shell, show_config
 from sandbox.cli.argv import hide_passwords, restore_passwords
 from sandbox.exceptions import CommandError, ConfigurationError
 from sandbox.utils.masking import mask_log_records, sanitize_url
 
 # Each command module adds its subparser and sets ``handler`` (args -> exit code).
-COMMANDS = (run, shell, backdoor, show_config, export, docs)
+COMMANDS = (run, shell, backdoor, show_config, export, manifests, docs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors, already printed
         return int(exc.code or 0)
+    args.command_line = list(argv)  # for commands that start copies of themselves
     try:
         return args.handler(args)
     except (CommandError, ConfigurationError) as exc:

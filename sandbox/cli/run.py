@@ -9,6 +9,8 @@ program that does not use ``select()`` (each HTTP connection and broker connecti
 file descriptor, and the usual soft limit is 1,024), and logs the limit in force.
 With config ``DOCS: true`` the web server also serves the services' documents at
 ``/openapi.json``, ``/asyncapi.json`` and ``/docs`` (unless a route of theirs is there).
+It always serves the probes and metrics of :mod:`sandbox.probes`; ``--workers N`` runs N
+processes under a supervisor (:mod:`sandbox.cli.workers`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,20 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from sandbox import alias
+from sandbox import alias, metrics, recorder
 from sandbox.cli import add_config_arguments, config_from_args
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
+from sandbox.cli.workers import Supervisor, WorkerLink, bind, check_broker
 from sandbox.config import config
+from sandbox.constants import WEB_SERVER_CONFIG_KEY
+from sandbox.docs.openapi import http_routes
 from sandbox.docs.service import DOCS_CONFIG_KEY, docs_service
 from sandbox.exceptions import CommandError
 from sandbox.extensions import count_entrypoints, is_service_class
+from sandbox.probes import METRICS_PATH_CONFIG_KEY, PROBES_SERVICE_NAME, probe_paths, probes_service
 from sandbox.runners import ServiceRunner
 from sandbox.utils import sanitize_url
+from sandbox.web.server import DEFAULT_WEB_SERVER_ADDRESS, base_url, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
     add_config_arguments(parser)
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=worker_count,
+        default=1,
+        help="run N worker processes sharing the broker's queues and the HTTP port "
+        "(default 1: this process)",
+    )
+    parser.add_argument(
         "--backdoor-port",
         metavar="[HOST:]PORT",
         type=backdoor_address,
@@ -63,29 +78,114 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, not {text!r}")
+    return count
+
+
 def run(args: argparse.Namespace) -> int:
-    config.setup(config_from_args(args))
-    configure_logging(config)
+    settings = config_from_args(args)
+    config.setup(settings)
+    worker = WorkerLink.from_environment()
+    configure_logging(config, worker)
     alias.activate()
     service_classes = load_services(args.services)
-    if alias.is_aliased():
+    if alias.is_aliased() and worker is None:
         log.info(alias.ALIAS_NOTICE)
+    probe_paths(config)  # a bad path fails here, once, rather than in every worker
     if config.get(DOCS_CONFIG_KEY):
         docs = docs_service(service_classes, config)
         if docs is not None:
             service_classes.append(docs)
+    # The probes alone need no port of their own when none was asked for: several processes
+    # of route-less services may run side by side, as they always could.
+    probes_optional = WEB_SERVER_CONFIG_KEY not in settings and not serves_http(service_classes)
+    if worker is None and args.workers > 1:
+        return supervise(args, service_classes, probes_optional)
     runner = ServiceRunner(config)
     for service_cls in service_classes:
         runner.add_service(service_cls)
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    if worker is not None:
+        worker.adopt_listening_socket(address)
+    if probes_optional:
+        can_listen = worker.listen_fd is not None if worker is not None else port_free(address)
+    probes = probes_runner(runner, service_classes, not probes_optional or can_listen)
     if args.backdoor_port is not None:
         host, port = serve_backdoor(runner, args.backdoor_port)
         log.info("backdoor on %s:%d, for `sandbox backdoor %s:%d`", host, port, host, port)
-    return serve(runner, service_classes)
+    try:
+        return serve(runner, service_classes, worker)
+    finally:
+        if probes is not None:
+            probes.stop()
 
 
-def configure_logging(settings: Mapping[str, Any]) -> None:
+def serves_http(service_classes: list[type]) -> bool:
+    return any(any(True for _ in http_routes(cls)) for cls in service_classes)
+
+
+def port_free(address: str | int) -> bool:
+    try:
+        bind(parse_address(address)).close()
+    except OSError:
+        return False
+    return True
+
+
+def supervise(args: argparse.Namespace, service_classes: list[type], probes_optional: bool) -> int:
+    if args.backdoor_port is not None:
+        raise CommandError("--backdoor-port serves one process: it cannot go with --workers")
+    check_broker(config)
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    http = serves_http(service_classes) or bool(probe_paths(config))
+    if http and probes_optional and not port_free(address):
+        _probes_not_served(address)
+        http = False
+    try:
+        return Supervisor(args.command_line, args.workers, config, http).run()
+    except OSError as exc:  # binding the shared port
+        raise CommandError(f"cannot start services: {exc}{_address_hint(exc)}") from None
+
+
+def probes_runner(
+    runner: ServiceRunner, service_classes: list[type], can_listen: bool
+) -> ServiceRunner | None:
+    """Start the probes of ``runner``'s services in a runner of their own, which starts
+    before them and stops after them; count the services' work for /metrics."""
+    probes = probes_service(runner, service_classes, config)
+    if probes is None:
+        return None
+    address = config.get(WEB_SERVER_CONFIG_KEY, DEFAULT_WEB_SERVER_ADDRESS)
+    if not can_listen:
+        _probes_not_served(address)
+        return None
+    if METRICS_PATH_CONFIG_KEY in probe_paths(config) and metrics.available():
+        recorder.add_observer(metrics.PrometheusObserver(frozenset({PROBES_SERVICE_NAME})))
+    probes_runner = ServiceRunner(config)
+    probes_runner.add_service(probes)
+    start_or_fail(probes_runner)
+    return probes_runner
+
+
+def _probes_not_served(address: str | int) -> None:
+    log.warning(
+        "%s is in use: no /healthz, /readyz or /metrics (set WEB_SERVER_ADDRESS to serve them)",
+        base_url(parse_address(address)),
+    )
+
+
+def configure_logging(settings: Mapping[str, Any], worker: WorkerLink | None = None) -> None:
     if "LOGGING" not in settings:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        where = "" if worker is None else f"[worker {worker.index}] "
+        logging.basicConfig(
+            level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", where + "%(name)s")
+        )
         return
     try:
         # dictConfig silences the loggers that already exist unless told otherwise, and the
@@ -152,8 +252,12 @@ def _named_service(module: ModuleType, class_name: str, spec: str) -> type:
 # --- running -------------------------------------------------------------------------------
 
 
-def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
+def serve(
+    runner: ServiceRunner, service_classes: list[type], worker: WorkerLink | None = None
+) -> int:
     """Start ``runner`` and block until it stops; return the process exit code.
+
+    A worker of ``--workers`` tells its supervisor once started, and stops when it is gone.
 
     From then on a stop signal (a process manager's second SIGTERM, a late Ctrl-C) ends the
     process at once with that code: the stop is done, so neither 143 nor a hang at exit.
@@ -164,6 +268,8 @@ def serve(runner: ServiceRunner, service_classes: list[type]) -> int:
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _queue_signal(events))
     _start(runner, service_classes)
+    if worker is not None:
+        worker.started(lambda: events.put(signal.SIGTERM))
     threading.Thread(target=_wait, args=(runner, events), name="sandbox-wait", daemon=True).start()
     code = _handle_events(runner, events)
     for sig in _STOP_SIGNALS:
@@ -192,15 +298,20 @@ def _exit_with(code: int) -> Callable[[int, Any], None]:
 
 def _start(runner: ServiceRunner, service_classes: list[type]) -> None:
     log.info("broker %s", sanitize_url(str(config["AMQP_URI"])))
+    start_or_fail(runner)
+    for service_cls in service_classes:
+        count = count_entrypoints(service_cls)
+        log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
+
+
+def start_or_fail(runner: ServiceRunner) -> None:
+    """Start ``runner``; a failure kills it and is the command's one-line error."""
     try:
         runner.start()
     except Exception as exc:
         log.debug("starting the services failed", exc_info=True)
         runner.kill()
         raise CommandError(f"cannot start services: {exc}{_address_hint(exc)}") from None
-    for service_cls in service_classes:
-        count = count_entrypoints(service_cls)
-        log.info("started service %s (%d entrypoint%s)", service_cls.name, count, "s"[: count != 1])
 
 
 def _address_hint(exc: Exception) -> str:

@@ -174,13 +174,13 @@ def load_ipython_extension(ip) -> None:
 
 def plain_shell(command: str | None, helper: NamekoShellHelper, http: str | None) -> int:
     try:
-        from sandbox.notebook.client import Client
+        from sandbox.notebook.client import NotebookClient
         from sandbox.notebook.session import Session
     except ModuleNotFoundError as exc:
         raise CommandError(
             f"the shell needs {exc.name}: pip install 'service-sandbox[notebook]'"
         ) from None
-    client = Client(Session())
+    client = NotebookClient(Session())
     client.http.base_url = http
     namespace = {"sb": client, "n": helper, "config": config, "__name__": "__console__"}
     try:

@@ -7,7 +7,7 @@ import argparse
 import yaml
 
 from sandbox.cli import add_config_arguments, config_from_args
-from sandbox.config import Config
+from sandbox.config import ConfigDict
 from sandbox.utils import mask_secrets
 
 
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def show_config(args: argparse.Namespace) -> int:
-    resolved = Config()
+    resolved = ConfigDict()
     resolved.setup(config_from_args(args))
     print(yaml.safe_dump(mask_secrets(resolved), default_flow_style=False, sort_keys=False), end="")
     return 0

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import kombu
 
+from sandbox.amqp.connection import amqp_uri
 from sandbox.docs.schema import Schemas, set_default
 from sandbox.docs.source import (
     MISSING,
@@ -52,7 +53,9 @@ from sandbox.events import (
 )
 from sandbox.extensions import Entrypoint, is_dependency
 from sandbox.messaging import Consumer, Publisher
-from sandbox.rpc import ClusterRpc, Rpc, get_rpc_exchange
+from sandbox.rpc_calling import ClusterRpc
+from sandbox.rpc_routes import get_rpc_exchange
+from sandbox.rpc_serving import Rpc
 from sandbox.timer import Timer
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -123,7 +126,7 @@ def asyncapi_document(
 class _Document:
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
-        self.broker_url = str(config.get("AMQP_URI") or "memory://")
+        self.broker_url = amqp_uri(config)
         self.vhost = _vhost(self.broker_url)
         self.schemas = Schemas(draft07=True)
         self.channels: dict[str, dict[str, Any]] = {}

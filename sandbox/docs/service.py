@@ -30,16 +30,20 @@ def docs_service(service_classes: Iterable[type], config: Mapping[str, Any]) -> 
     already match every docs path."""
     service_classes = list(service_classes)
     documents = service_docs(service_classes, config)
-    rules = [ep.get_url_rule() for cls in service_classes for _, ep in http_routes(cls)]
-    taken = Map(rules).bind("localhost")
     handlers = {
-        kind: http("GET", path)(_handler(documents, kind))
-        for path, kind in DOCS_ROUTES.items()
-        if not taken.test(path, "GET")
+        DOCS_ROUTES[path]: http("GET", path)(_handler(documents, DOCS_ROUTES[path]))
+        for path in free_paths(service_classes, DOCS_ROUTES)
     }
     if not handlers:
         return None
     return type("DocsService", (), {"name": DOCS_SERVICE_NAME, **handlers})
+
+
+def free_paths(service_classes: Iterable[type], paths: Iterable[str]) -> list[str]:
+    """The ``paths`` that no ``@http`` route of ``service_classes`` answers for GET."""
+    rules = [ep.get_url_rule() for cls in service_classes for _, ep in http_routes(cls)]
+    taken = Map(rules).bind("localhost")
+    return [path for path in paths if not taken.test(path, "GET")]
 
 
 def _handler(documents: Any, kind: str) -> Callable[[Any, Request], Any]:

@@ -3,7 +3,8 @@
 When a cell reloads a service, the calls ``sb.trace`` recorded for it are tried against the new
 class, without running anything: is the method still an entrypoint of the same kind, do the
 arguments still bind to its signature, do they fit its type hints (checked with pydantic, as
-config ``VALIDATE`` would, when pydantic is installed)? One notice lists those that would fail.
+config ``VALIDATE`` would, when pydantic is installed)? One notice lists those that would fail;
+a type misfit says so when ``VALIDATE`` is off, since the call would then still run.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ _CALL_KINDS = (RPC, HTTP, EVENT)
 SHOWN = 10  # broken calls listed one by one; the rest are counted
 
 
-def broken_calls(service_cls: type, records: Iterable[Record]) -> list[tuple[Record, str]]:
+def broken_calls(
+    service_cls: type, records: Iterable[Record], validating: bool = True
+) -> list[tuple[Record, str]]:
     """``(record, why)`` for each recorded call to ``service_cls``'s service that it would
-    now refuse."""
+    now refuse (for a type misfit: would refuse with ``VALIDATE`` on, ``validating``)."""
     name = service_cls.name
     checkers: dict[tuple[str, str], _CallChecker] = {}
     broken = []
@@ -38,17 +41,19 @@ def broken_calls(service_cls: type, records: Iterable[Record]) -> list[tuple[Rec
             continue
         key = (record.kind, record.entrypoint)
         if key not in checkers:
-            checkers[key] = _CallChecker(service_cls, *key)
+            checkers[key] = _CallChecker(service_cls, *key, validating)
         why = checkers[key].why_not(record)
         if why is not None:
             broken.append((record, why))
     return broken
 
 
-def breaking_notice(service_cls: type, records: Iterable[Record]) -> str | None:
+def breaking_notice(
+    service_cls: type, records: Iterable[Record], validating: bool = True
+) -> str | None:
     """The notice for a reload of ``service_cls``; None when every recorded call still fits."""
     records = list(records)
-    broken = broken_calls(service_cls, records)
+    broken = broken_calls(service_cls, records, validating)
     if not broken:
         return None
     calls = [r for r in records if r.service == service_cls.name and r.kind in _CALL_KINDS]
@@ -65,8 +70,9 @@ def breaking_notice(service_cls: type, records: Iterable[Record]) -> str | None:
 class _CallChecker:
     """Whether recorded calls of one entrypoint fit the new class."""
 
-    def __init__(self, service_cls: type, kind: str, method_name: str):
+    def __init__(self, service_cls: type, kind: str, method_name: str, validating: bool):
         self.method = None
+        self.validating = validating
         kinds = {entrypoint_kind(e) for n, e in get_entrypoints(service_cls) if n == method_name}
         if kind not in kinds:
             return
@@ -94,7 +100,8 @@ class _CallChecker:
         try:
             self.validator(args, kwargs)
         except ArgumentsRejected as exc:
-            return str(exc).partition("(): ")[2]
+            misfits = str(exc).partition("(): ")[2]
+            return misfits if self.validating else f"{misfits} (with config VALIDATE on)"
         except Exception as exc:  # the recorded request's body, unreadable now
             return f"{type(exc).__name__}: {exc}"
         return None

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.records import CALL, EVENT, HTTP, MESSAGE, RPC, TIMER, Record, entrypoint_kind
+from sandbox.records import (
+    CALL,
+    EVENT,
+    HTTP,
+    MESSAGE,
+    RPC,
+    TIMER,
+    Record,
+    entrypoint_kind,
+    jsonable,
+)
 
 # Request headers that describe one connection, not the request: a replay makes its own.
 _HOP_HEADERS = {"host", "content-length", "connection", "accept-encoding", "keep-alive"}
@@ -67,6 +79,35 @@ def call_targets(session: Any) -> list[Target]:
         if target is not None
     ]
     return sorted(targets, key=lambda t: (order.get(t.kind, 9), t.label))
+
+
+# A blank of each JSON type, for a parameter whose hint names it and which has no default.
+_BLANKS: dict[Any, Any] = {str: "", int: 0, float: 0.0, bool: False, list: [], dict: {}}
+
+
+def argument_template(session: Any, target: Target) -> str:
+    """JSON arguments to edit for ``target``: its method's parameters by name, each with its
+    default or a blank of its hinted type; "" for HTTP routes and events (a body, not these)."""
+    handle = session.services.get(target.service)
+    method = getattr(handle.cls, target.method, None) if handle is not None else None
+    if target.takes_body or method is None:
+        return ""
+    try:
+        parameters = list(inspect.signature(method).parameters.values())[1:]  # self
+    except (TypeError, ValueError):
+        return ""
+    template = {}
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if parameter.default is not parameter.empty:
+            template[parameter.name] = jsonable(parameter.default)
+        else:
+            hint = typing.get_origin(parameter.annotation) or parameter.annotation
+            if isinstance(hint, str):  # postponed annotations: the type's name
+                hint = next((t for t in _BLANKS if t.__name__ == hint), None)
+            template[parameter.name] = _BLANKS.get(hint)
+    return json.dumps(template) if template else ""
 
 
 def parse_json(text: str) -> Any:

@@ -14,20 +14,23 @@ from sandbox.config import config
 from sandbox.notebook.breaking import breaking_notice
 from sandbox.notebook.calls import replay
 from sandbox.notebook.errors import describe_error, show_error
+from sandbox.notebook.faults import KernelFaults, checked_faults
 from sandbox.notebook.http import HttpClient
-from sandbox.notebook.rpc import NotebookRpc, PendingCalls, call_timeout
+from sandbox.notebook.rpc import NotebookRpc, NotebookRpcProxy, PendingCalls, call_timeout
 from sandbox.notebook.session import RUNNING, ServiceHandle, Session
 from sandbox.notebook.status import service_line, services_table
 from sandbox.notebook.trace import Trace
 from sandbox.notebook.widgets.logs import ServiceLogs
 from sandbox.records import Record, get_recorder
 from sandbox.utils import sanitize_url
+from sandbox.validation import VALIDATE_CONFIG_KEY
 
 if TYPE_CHECKING:
     from sandbox.docs import ApiDocs
+    from sandbox.faults import Faults
 
 
-class Client:
+class NotebookClient:
     """What a notebook cell uses to reach and drive the kernel's services."""
 
     def __init__(self, session: Session):
@@ -37,6 +40,7 @@ class Client:
         self._dispatch = None
         # The client's own broker config once connected alone; None: the kernel's config.
         self._alone: dict[str, Any] | None = None
+        self._cluster_tap: Any = None
         self.http = HttpClient(self._mark, call_timeout)
         self._last_action = 0.0
         self._finished = _FinishedWorkers()
@@ -45,6 +49,7 @@ class Client:
         self.trace = Trace(self._recorder)
         self._logs = ServiceLogs().install()
         self._views: dict[str, Any] = {}
+        self._kernel_faults = KernelFaults(session)  # what %sandbox faults turned on
 
     def _mark(self) -> None:
         self._last_action = time.time()
@@ -70,7 +75,10 @@ class Client:
             replaced = previous.cls.__qualname__
             show_error(f'{service_cls.__qualname__} replaces {replaced} as service "{name}"')
         print(service_line(handle, reloaded=reloading))
-        notice = breaking_notice(service_cls, self._recorder.records()) if reloading else None
+        notice = None
+        if reloading:
+            validating = bool(handle.container.config.get(VALIDATE_CONFIG_KEY))
+            notice = breaking_notice(service_cls, self._recorder.records(), validating)
         if notice is not None:
             show_error(notice)
         return handle
@@ -93,9 +101,7 @@ class Client:
         service crashes in this kernel.
         """
         if self._rpc is None:
-            from sandbox.standalone.rpc import ClusterRpcProxy
-
-            self._rpc_proxy = ClusterRpcProxy(self._settings())
+            self._rpc_proxy = NotebookRpcProxy(self._settings())
             self._rpc_proxy.start()
             # Connected alone, a crash of a kernel service says nothing of the cluster's.
             watched = self._session if self._alone is None else Session()
@@ -170,6 +176,8 @@ class Client:
                 duration=duration,
                 concurrency=concurrency,
                 timeout=timeout,
+                config=self._settings(),
+                base_url=self.http.base_url,
                 busy_workers=lambda: view.busy_workers() if view is not None else None,
             ).start()
         except Exception as exc:
@@ -177,7 +185,9 @@ class Client:
             show_error(f"cannot load {target!r}: {reason}")
             return None
         self._mark()
-        view = LoadView(run, self._session, target_service(self._session, parsed))
+        # Connected alone, sb reaches a cluster the kernel's services are not part of.
+        service = target_service(self._session, parsed) if self._alone is None else None
+        view = LoadView(run, self._session, service)
         return view
 
     # --- widgets ----------------------------------------------------------------------------
@@ -198,12 +208,16 @@ class Client:
 
         return self._view("dashboard", lambda: Dashboard(self._session, self._logs))
 
-    def call_form(self):
-        """A form to call an RPC method, HTTP route or event handler and see the reply."""
+    def call_form(self, target: str | None = None):
+        """A form to call an RPC method, HTTP route or event handler and see the reply;
+        ``target`` (``"greeter.hello"``) chooses one, else the first is chosen. The arguments
+        start as a template of the method's parameters."""
         from sandbox.notebook.widgets.call_form import CallForm
 
         form = self._view("call_form", lambda: CallForm(self, self._session))
         form.refresh()
+        if target is not None:
+            form.choose(target)
         return form
 
     def topology(self):
@@ -240,6 +254,17 @@ class Client:
             self._views[name] = make()
         return self._views[name]
 
+    # --- faults -----------------------------------------------------------------------------
+
+    def faults(self, **rules: Any) -> Faults:
+        """Faults for the kernel's services while a ``with`` block (or decorated function)
+        runs: ``with sb.faults(drop={"shop.buy": 0.3}, seed=1): ...``. Rules: ``latency``,
+        ``drop``, ``duplicate``, ``error``, ``kill_worker``, each a dict keyed by
+        ``service.method`` (patterns allowed), and ``seed``; :mod:`sandbox.faults` says what
+        each does.
+        """
+        return checked_faults(self._session, **rules)
+
     # --- documentation ----------------------------------------------------------------------
 
     def docs(self, *services: str | type) -> ApiDocs:
@@ -253,19 +278,21 @@ class Client:
 
     # --- export -----------------------------------------------------------------------------
 
-    def export(self, path: str = "services.py", *services: str) -> None:
+    def export(self, path: str = "services.py", *services: str, manifests: bool = False) -> None:
         """Write the services (all, or those named) to a module ``sandbox run`` can run.
 
         The module holds the classes with the imports, helpers and constants they use, found
         in the cells run so far; ``config.yaml`` beside it holds the kernel's config, secrets
         as ``${ENV}`` placeholders. Names that cannot be exported are listed as warnings.
+        ``manifests=True`` also writes a Dockerfile, compose.yaml and k8s/ beside them.
         """
         from sandbox.export import ExportError
+        from sandbox.export.manifests import ManifestError
         from sandbox.notebook.export import export_from_kernel
 
         try:
-            export_from_kernel(path, services)
-        except (ExportError, OSError) as exc:
+            export_from_kernel(path, services, manifests)
+        except (ExportError, ManifestError, OSError) as exc:
             show_error(f"cannot export: {exc}")
 
     # --- connection -------------------------------------------------------------------------
@@ -288,6 +315,7 @@ class Client:
             self._alone = {**config, "AMQP_URI": uri}
             kept = sanitize_url(str(config["AMQP_URI"]))
             print(f"sb connected to {sanitize_url(uri)}; the kernel's services stay on {kept}")
+            self._tap()
             return
         self._alone = None
         running = [h.cls for h in self._session.services.values() if h.state == RUNNING]
@@ -296,11 +324,32 @@ class Client:
         print(f"connected to {sanitize_url(uri)}")
         for service_cls in running:
             self.start(service_cls)
+        self._tap()
 
     def _settings(self) -> Any:
         return config if self._alone is None else self._alone
 
+    def _tap(self) -> None:
+        """Watch the cluster's RPC and event traffic, so calls handled elsewhere are listed."""
+        from sandbox.management import ManagementApi, management_uri
+        from sandbox.tap import ClusterTap
+
+        settings = self._settings()
+        if not str(settings["AMQP_URI"]).startswith(("amqp://", "amqps://")):
+            return
+        uri = management_uri(settings["AMQP_URI"], config.get("RABBIT_MANAGEMENT_URI"))
+        # Services of the kernel on another broker are not the cluster's: none is local then.
+        local = self._session if self._alone is None else Session()
+
+        def is_local(name: str) -> bool:
+            return any(handle.name == name for handle in local.running())
+
+        self._cluster_tap = ClusterTap(settings, is_local, ManagementApi(uri)).start()
+
     def _disconnect(self) -> None:
+        if self._cluster_tap is not None:
+            self._cluster_tap.stop()
+            self._cluster_tap = None
         if self._rpc is not None:
             self._calls.close()
             self._rpc_proxy.stop()
@@ -308,6 +357,7 @@ class Client:
         self._dispatch = None
 
     def close(self) -> None:
+        self._kernel_faults.off()
         recorder.remove_observer(self._finished)
         for view in self._views.values():
             view.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from sandbox.notebook.client import Client
+from sandbox.notebook.client import NotebookClient
 from sandbox.notebook.errors import show_error
 from sandbox.notebook.session import Session
 
@@ -21,7 +21,7 @@ DEFINE_HOOK = "__sandbox_define__"
 class Definitions:
     """Takes up the classes cells define: starts the services, names what is wrong with others."""
 
-    def __init__(self, shell, session: Session, client: Client):
+    def __init__(self, shell, session: Session, client: NotebookClient):
         self.shell = shell
         self.session = session
         self.client = client

@@ -14,12 +14,16 @@ from IPython import get_ipython
 
 from sandbox.config import config
 from sandbox.export import ExportError, export_cells
+from sandbox.export.manifests import write_deployment
 from sandbox.notebook.errors import show_error
 from sandbox.notebook.extension import asked_web_address
 
 
-def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) -> None:
-    """Write the module and its config.yaml; print what was written and every warning."""
+def export_from_kernel(
+    path: str | os.PathLike, services: Sequence[str] = (), manifests: bool = False
+) -> None:
+    """Write the module and its config.yaml (and with ``manifests`` the deployment files, see
+    ``sandbox manifests``); print what was written and every warning."""
     ip = get_ipython()
     if ip is None:
         raise ExportError("export works in IPython: it exports the cells run so far")
@@ -37,6 +41,11 @@ def export_from_kernel(path: str | os.PathLike, services: Sequence[str] = ()) ->
     for warning in result.warnings:
         show_error(f"warning: {warning}")
     print(f"wrote {module_path} ({', '.join(result.services)}) and {config_path}")
+    if manifests:
+        written, warnings = write_deployment(module_path, config_path, module_path.parent)
+        for warning in warnings:
+            show_error(f"warning: {warning}")
+        print(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def notebook_name(namespace: dict) -> str:

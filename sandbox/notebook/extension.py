@@ -10,7 +10,7 @@ from typing import Any
 from sandbox import __version__, alias, recorder
 from sandbox.config import config
 from sandbox.notebook import errors
-from sandbox.notebook.client import Client
+from sandbox.notebook.client import NotebookClient
 from sandbox.notebook.definitions import Definitions
 from sandbox.notebook.magics import SandboxMagics
 from sandbox.notebook.notices import CellNotices
@@ -38,7 +38,7 @@ def load(ip, console: bool = False) -> None:
         _choose_web_address()
     session = Session()
     session.forget(ip.user_ns.values())
-    client = Client(session)
+    client = NotebookClient(session)
     definitions = Definitions(ip, session, client)
     ip.register_magics(SandboxMagics(ip, session, client, definitions))
     ip.push({"sb": client})

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from sandbox import tracing
 from sandbox.config import config
 from sandbox.notebook.errors import HttpTimeout, abandoned_on_interrupt
 from sandbox.web.server import get_base_url
@@ -103,11 +104,14 @@ class HttpClient:
         method = method.upper()
         url = path if path.startswith(("http://", "https://")) else self.url_of(path)
         timeout = kwargs.setdefault("timeout", self._timeout())
-        with abandoned_on_interrupt(f"{method} {path}"):
+        with abandoned_on_interrupt(f"{method} {path}"), tracing.http_call(method, url) as call:
+            kwargs["headers"] = {**call.headers, **(kwargs.get("headers") or {})}
             try:
-                return HttpResponse(self._session.request(method, url, **kwargs))
+                response = self._session.request(method, url, **kwargs)
             except requests.Timeout:
                 raise HttpTimeout(f"{method} {path} timed out after {timeout}s") from None
+            call.answered(response.status_code)
+            return HttpResponse(response)
 
     def url_of(self, path: str) -> str:
         return (self.base_url or base_url()).rstrip("/") + _slash(path)

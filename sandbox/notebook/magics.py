@@ -113,6 +113,9 @@ class SandboxMagics(Magics):
                                    write the services (or those named) to FILE (services.py),
                                    with the helpers they need, and config.yaml beside it
           inspect [kind=RPC ...]   the message inspector (filters: service, kind, status, text)
+          faults [KIND=svc.method:VALUE ...] [seed=N] | off
+                                   inject faults until "faults off" (KIND: latency, drop,
+                                   duplicate, error, kill_worker); alone: what is on
           topology                 a live graph of services, exchanges, queues and bindings
 
         Magics:
@@ -147,6 +150,11 @@ class SandboxMagics(Magics):
           sb.dashboard()           services: state, entrypoints, workers, buttons, logs
           sb.call_form()           a form to call an RPC method, HTTP route or event handler
           sb.docs()                the services' OpenAPI and AsyncAPI documents
+          sb.faults(drop={"svc.method": 0.2}, seed=1)
+                                   a with block (or decorator) injecting faults: latency,
+                                   drop, duplicate, error, kill_worker
+          sb.trace.to_pytest("test_contract.py", module="services")
+                                   a pytest file replaying the recorded calls
           sb.export("services.py") write the services to a module ``sandbox run`` runs
           sb.connect(URI)          move services and client to a broker
           sb.connect(URI, services=False, http=URL)
@@ -204,6 +212,9 @@ class SandboxMagics(Magics):
 
     def _sandbox_connect(self, rest: str) -> None:
         self.client.connect(*_required(rest, "usage: %sandbox connect URI"))
+
+    def _sandbox_faults(self, rest: str) -> None:
+        self.client._kernel_faults.command(rest)
 
     def _sandbox_export(self, rest: str) -> None:
         self.client.export(*(shlex.split(rest) or ["services.py"]))

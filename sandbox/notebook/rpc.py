@@ -15,7 +15,9 @@ from typing import Any
 from sandbox.config import DEFAULTS, config
 from sandbox.notebook.errors import ServiceCrashed, abandoned_on_interrupt
 from sandbox.notebook.session import CRASHED, ServiceHandle, Session
-from sandbox.rpc import Client, RpcReply, Send
+from sandbox.rpc_calling import RpcClient, Send
+from sandbox.rpc_replies import RpcReply
+from sandbox.standalone.rpc import ClusterRpcProxy
 
 CALL_TIMEOUT_KEY = "NOTEBOOK_CALL_TIMEOUT"
 
@@ -25,12 +27,18 @@ def call_timeout() -> float | None:
     return config.get(CALL_TIMEOUT_KEY, DEFAULTS[CALL_TIMEOUT_KEY])
 
 
-class NotebookRpc(Client):
+class NotebookRpc(RpcClient):
     """``sb.rpc.<service>.<method>(...)``: a client whose interrupted calls say which."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with abandoned_on_interrupt(f"{self.service_name}.{self.method_name}"):
             return super().__call__(*args, **kwargs)
+
+
+class NotebookRpcProxy(ClusterRpcProxy):
+    """The proxy behind ``sb.rpc``: the inspector shows its calls as the notebook's."""
+
+    caller = "notebook"
 
 
 class PendingCalls:

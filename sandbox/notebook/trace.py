@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import json
+import time
 from typing import Any
 
+from sandbox.contracts import ContractFile, write_contract_tests
 from sandbox.docs.diagram import SequenceDiagram, call_chain
-from sandbox.records import Record, Recorder
+from sandbox.notebook.errors import show_error
+from sandbox.records import ERROR, RUNNING, Record, Recorder
 
 SHOWN = 20  # rows in the text view; the rest is one index away
 
@@ -24,10 +29,8 @@ class RecordList(list):
         return RecordList(r for r in self if r.matches(service, kind, status, text))
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        return {
-            "text/plain": records_table(self),
-            "application/json": [r.to_dict() for r in self[-SHOWN:]],
-        }
+        # No application/json: JupyterLab would prefer it and show a collapsed tree.
+        return {"text/plain": records_table(self), "text/html": records_html(self)}
 
     def __repr__(self) -> str:
         return records_table(self)
@@ -40,6 +43,43 @@ def records_table(records: list[Record]) -> str:
     hidden = len(records) - len(lines)
     head = [f"... {hidden} earlier (index or .filter() to see them)"] if hidden else []
     return "\n".join(head + lines)
+
+
+COLUMNS = ("#", "time", "kind", "source", "target", "status", "took", "request", "response")
+
+
+def records_html(records: list[Record]) -> str:
+    """The last records as an HTML table: one row each, long values cut short."""
+    if not records:
+        return "<i>no messages recorded</i>"
+    head = "".join(f"<th style='text-align:left'>{name}</th>" for name in COLUMNS)
+    rows = "".join(_row_html(record) for record in records[-SHOWN:])
+    hidden = len(records) - min(len(records), SHOWN)
+    note = f"<i>... {hidden} earlier (index or .filter() to see them)</i>" if hidden else ""
+    return f"{note}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _row_html(record: Record) -> str:
+    took = f"{record.duration * 1000:.1f} ms" if record.duration is not None else ""
+    status = record.shown_status + ("  [outside]" if record.outside else "")
+    cells = (
+        f"#{record.id}",
+        time.strftime("%H:%M:%S", time.localtime(record.time)),
+        record.kind,
+        record.source or "-",
+        record.target or "-",
+        status + (f"  [fault: {record.fault}]" if record.fault else ""),
+        took,
+        _cut(record.request),
+        _cut(record.response) if record.status != RUNNING else "...",
+    )
+    colour = " style='color:#c62828'" if record.status == ERROR else ""
+    return f"<tr{colour}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def _cut(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Trace:
@@ -74,6 +114,20 @@ class Trace:
             if call is None:
                 raise KeyError("no call recorded yet")
         return SequenceDiagram(call_chain(records, call))
+
+    def to_pytest(
+        self, path: str = "test_contract.py", module: str = "services"
+    ) -> ContractFile | None:
+        """Write a pytest file that replays the recorded calls against the services of
+        ``module`` (what ``sb.export`` writes) and asserts their recorded results."""
+        try:
+            written = write_contract_tests(path, self.recorder.records(), module)
+        except (ValueError, OSError) as exc:
+            show_error(f"cannot write contract tests: {exc}")
+            return None
+        left_out = f"; {len(written.left_out)} left out (listed in the file)"
+        print(f"wrote {path}: {written.tests} tests of {', '.join(written.services)}{left_out}")
+        return written
 
     def __getitem__(self, index):
         found = self.recorder.records()[index]

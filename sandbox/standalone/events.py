@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sandbox import recorder
 from sandbox.config import config as global_config
 from sandbox.events import get_event_exchange
 from sandbox.messaging import publisher_for
@@ -33,7 +34,7 @@ def event_dispatcher(
             event_data,
             exchange=exchange,
             routing_key=event_type,
-            kind="event",
+            kind=recorder.PUBLISHED_EVENT,
         )
 
     return dispatch

@@ -11,28 +11,19 @@ sleeps until the hub hands it the reply.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import eventlet.semaphore
 
-from sandbox import serialization
-from sandbox.amqp.consume import Consumer
-from sandbox.amqp.limits import MessageLimits
+from sandbox.amqp.connection import broker_errors
+from sandbox.amqp.consume import AmqpConsumer
 from sandbox.amqp.thread_reader import ThreadReader
-from sandbox.amqp.transport import amqp_uri, broker_errors, connection_options
 from sandbox.config import config as global_config
-from sandbox.messaging import publisher_for
-from sandbox.rpc import (
-    Client,
-    PendingReplies,
-    RpcCaller,
-    RpcReply,
-    client_options,
-    get_rpc_exchange,
-    reply_queue,
-)
+from sandbox.messaging import consumer_for, publisher_for
+from sandbox.rpc_calling import ReplyQueue, RpcCaller, RpcClient
+from sandbox.rpc_replies import RpcReply
+from sandbox.rpc_routes import client_options
 from sandbox.runtime import get_runtime
 from sandbox.utils import unique_id
 
@@ -46,6 +37,8 @@ class ClusterRpcProxy:
     call; ``timeout`` (seconds) bounds each call with RpcTimeout.
     """
 
+    caller = f"{REPLY_QUEUE_OWNER}.call"  # what its calls' ids, and so the inspector, call it
+
     def __init__(
         self,
         config: Mapping[str, Any] | None = None,
@@ -58,19 +51,19 @@ class ClusterRpcProxy:
         self.timeout = timeout
         self.publisher_options = client_options(publisher_options)
         self._caller: RpcCaller | None = None
-        self._consumer: Consumer | None = None
+        self._consumer: AmqpConsumer | None = None
         self._thread: Any = None
         # Guards start and stop, which run in the hub, against each other.
         self._lifecycle = eventlet.semaphore.Semaphore()
 
-    def start(self) -> Client:
+    def start(self) -> RpcClient:
         get_runtime().call(self._start)
-        return Client(self.send)
+        return RpcClient(self.send)
 
     def stop(self) -> None:
         get_runtime().call(self._stop)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> RpcClient:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -81,26 +74,11 @@ class ClusterRpcProxy:
             if self._caller is not None:
                 return
             config = self.config
-            exchange = get_rpc_exchange(config)
-            routing_key = str(uuid.uuid4())
-            replies = PendingReplies()
-            replies.reader = ThreadReader(replies.idle)
-            consumer = Consumer(
-                self.publisher_options.get("uri") or amqp_uri(config),
-                heartbeat=config.get("HEARTBEAT", 60),
-                accept=serialization.setup(config).accept,
-                retry_policy=config.get("TRANSPORT_OPTIONS"),
-                thread_reader=replies.reader,
-                limits=MessageLimits.from_config(config),
-                **connection_options(config),
-            )
-            consumer.add_queue(
-                reply_queue(REPLY_QUEUE_OWNER, routing_key, exchange),
-                replies.deliver,
-                no_ack=True,
-                on_lost=replies.queue_lost,
-                on_disconnect=replies.connection_lost,
-            )
+            replies = ReplyQueue(REPLY_QUEUE_OWNER, config)
+            replies.pending.reader = ThreadReader(replies.pending.idle)
+            uri = self.publisher_options.get("uri")
+            consumer = consumer_for(config, uri, thread_reader=replies.pending.reader)
+            replies.consume_with(consumer.add_queue)
             thread = get_runtime().spawn(consumer.run)
             try:
                 with broker_errors(consumer.amqp_uri):
@@ -111,9 +89,7 @@ class ClusterRpcProxy:
                 raise
             self._consumer, self._thread = consumer, thread
             publisher = publisher_for(config, **self.publisher_options)
-            self._caller = RpcCaller(
-                consumer, publisher, exchange, replies, routing_key, self.timeout
-            )
+            self._caller = RpcCaller(consumer, publisher, replies, self.timeout)
 
     def _stop(self) -> None:
         with self._lifecycle:
@@ -134,7 +110,7 @@ class ClusterRpcProxy:
                 f"{type(self).__name__} is not running: use it in a `with` block, "
                 "or call start() first (and not after stop())"
             )
-        call_id = f"{REPLY_QUEUE_OWNER}.call.{unique_id()}"
+        call_id = f"{self.caller}.{unique_id()}"
         context_data = {**self.context_data, "call_id_stack": [call_id]}
         return self._caller.send(service_name, method_name, args, kwargs, context_data)
 
@@ -146,7 +122,7 @@ class ServiceRpcProxy(ClusterRpcProxy):
         self.service_name = service_name
         super().__init__(*args, **kwargs)
 
-    def start(self) -> Client:
+    def start(self) -> RpcClient:
         return super().start()[self.service_name]
 
 

@@ -54,44 +54,49 @@ def mock_container(empty_config: dict[str, Any]) -> mock.Mock:
 @pytest.fixture
 def predictable_call_ids() -> Iterator[mock.Mock]:
     """Call ids end in "0", "1", "2"... in the order workers start (``service.method.0``)."""
-    with mock.patch("sandbox.containers.new_call_id", autospec=True) as new_call_id:
+    with mock.patch("sandbox.worker_context.new_call_id", autospec=True) as new_call_id:
         new_call_id.side_effect = (str(number) for number in itertools.count())
         yield new_call_id
+
+
+def _killed_after(build: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: ``build``'s products, each killed when the test ends."""
+    made = []
+
+    def make(*args: Any) -> Any:
+        product = build(*args)
+        made.append(product)
+        return product
+
+    yield make
+    for product in made:
+        product.kill()
+
+
+def _container(service_cls: type, config: Mapping[str, Any] | None = None) -> Any:
+    return get_container_cls(config)(service_cls, config)
+
+
+def _runner(*args: Any) -> ServiceRunner:
+    config = None
+    if args and isinstance(args[0], Mapping):
+        config, args = args[0], args[1:]
+    runner = ServiceRunner(config)
+    for service_cls in args:
+        runner.add_service(service_cls)
+    return runner
 
 
 @pytest.fixture
 def container_factory():
     """``container_factory(ServiceCls, config=None)``: containers killed after the test."""
-    containers = []
-
-    def make(service_cls: type, config: Mapping[str, Any] | None = None):
-        container = get_container_cls(config)(service_cls, config)
-        containers.append(container)
-        return container
-
-    yield make
-    for container in containers:
-        container.kill()
+    yield from _killed_after(_container)
 
 
 @pytest.fixture
 def runner_factory():
     """``runner_factory([config,] *ServiceClasses)``: runners killed after the test."""
-    runners = []
-
-    def make(*args: Any) -> ServiceRunner:
-        config = None
-        if args and isinstance(args[0], Mapping):
-            config, args = args[0], args[1:]
-        runner = ServiceRunner(config)
-        for service_cls in args:
-            runner.add_service(service_cls)
-        runners.append(runner)
-        return runner
-
-    yield make
-    for runner in runners:
-        runner.kill()
+    yield from _killed_after(_runner)
 
 
 @pytest.fixture
@@ -365,7 +370,7 @@ def rabbit_config(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     ``--sandbox-brokers``. Ask for it before ``container_factory``/``runner_factory``, so
     that containers stop before the vhost goes.
     """
-    from sandbox.amqp.transport import close_pools
+    from sandbox.amqp.pool import close_pools
     from sandbox.config import config
     from sandbox.runtime import get_runtime
 
@@ -441,7 +446,7 @@ def get_message_from_queue(amqp_uri: str):
     ``queue.Empty`` when none comes within ``timeout`` seconds."""
     import kombu.serialization
 
-    from sandbox.amqp.transport import connect
+    from sandbox.amqp.connection import connect
     from sandbox.runtime import get_runtime
 
     def take(queue_name: str, ack: bool, block: bool, timeout: float, accept: Any) -> Any:

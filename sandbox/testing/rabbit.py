@@ -75,6 +75,10 @@ class RabbitManager(ManagementApi):
         permissions = {"configure": configure, "read": read, "write": write}
         return self._call("PUT", "permissions", vhost, username, body=permissions)
 
+    def clear_vhost_permissions(self, vhost: str, username: str) -> None:
+        """Take every permission on ``vhost`` from ``username``: it can no longer connect."""
+        return self._call("DELETE", "permissions", vhost, username)
+
     # --- exchanges, queues, bindings --------------------------------------------------------
 
     def create_exchange(self, vhost: str, name: str, **properties: Any) -> None:

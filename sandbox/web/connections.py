@@ -141,7 +141,7 @@ class ConnectionClosed(BaseException):
     """
 
 
-class Connection(list):
+class HttpConnection(list):
     """One client connection: eventlet.wsgi's ``[address, socket, state]``, plus its phase.
 
     The protocol and the body reader move it from phase to phase; the listener's sweeper ends
@@ -262,7 +262,7 @@ class ConnectionTable:
         self.wsgi_server: eventlet.wsgi.Server | None = None
         self._pool = eventlet.GreenPool(self.capacity)
         self._refusals = eventlet.GreenPool(MAX_REFUSING)
-        self._open: dict[int, Connection] = {}
+        self._open: dict[int, HttpConnection] = {}
         self._threads: list[Any] = []
         self._limit_log = LimitLog()
 
@@ -322,7 +322,7 @@ class ConnectionTable:
 
     def _admit(self, sock: Any, address: Any) -> None:
         sock.settimeout(self.wsgi_server.socket_timeout)
-        connection = Connection(address, sock, self.limits)
+        connection = HttpConnection(address, sock, self.limits)
         connection.thread = self._pool.spawn(self._serve, connection)
 
     def _evict(self) -> bool:
@@ -360,7 +360,7 @@ class ConnectionTable:
 
     # --- serving --------------------------------------------------------------------------
 
-    def _serve(self, connection: Connection) -> None:
+    def _serve(self, connection: HttpConnection) -> None:
         key = id(connection)
         self._open[key] = connection
         try:
@@ -384,7 +384,7 @@ class ConnectionTable:
                 if connection.deadline <= now and id(connection) in self._open:
                     self._expire(connection)
 
-    def _expire(self, connection: Connection) -> None:
+    def _expire(self, connection: HttpConnection) -> None:
         limits = connection.limits
         if connection.phase == HEAD:
             self._limit_log.report(
@@ -410,7 +410,7 @@ class ConnectionTable:
                 connection[1].fd.send(RESPONSE_408)  # at once or never: no waiting on it
         self._end(connection)
 
-    def _end(self, connection: Connection) -> None:
+    def _end(self, connection: HttpConnection) -> None:
         error = ConnectionClosed(connection.phase)
         connection.thread.kill(ConnectionClosed, error, None)
 

@@ -27,13 +27,8 @@ from sandbox.exceptions import BadRequest, ContainerBeingKilled, serialize
 from sandbox.extensions import Entrypoint
 from sandbox.records import HTTP
 from sandbox.validation import ArgumentsRejected, RequestBody
-from sandbox.web.server import (
-    CALL_ID_ENVIRON_KEY,
-    ErrorResponse,
-    Request,
-    WebServer,
-    error_response,
-)
+from sandbox.web.responses import ErrorResponse, error_response
+from sandbox.web.server import CALL_ID_ENVIRON_KEY, Request, WebServer
 
 log = logging.getLogger(__name__)
 

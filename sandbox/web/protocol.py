@@ -39,7 +39,7 @@ from typing import Any
 
 import eventlet.wsgi
 
-from sandbox.web.connections import CONNECTION_ENVIRON_KEY, Connection
+from sandbox.web.connections import CONNECTION_ENVIRON_KEY, HttpConnection
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +139,13 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
     # --- the connection's deadlines (sandbox.web.connections) ----------------------------
 
     def handle_one_request(self) -> None:
-        if isinstance(self.conn_state, Connection):
+        if isinstance(self.conn_state, HttpConnection):
             self.conn_state.await_request(self.rfile)
         super().handle_one_request()
 
     def get_environ(self) -> dict:
         environ = super().get_environ()
-        if isinstance(self.conn_state, Connection):  # the head is in
+        if isinstance(self.conn_state, HttpConnection):  # the head is in
             self.conn_state.serving()
             environ[CONNECTION_ENVIRON_KEY] = self.conn_state
         environ[CLOSE_CONNECTION_ENVIRON_KEY] = self.close_after_response

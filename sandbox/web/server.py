@@ -15,17 +15,16 @@ still ends a connection silent that long at any point (a client not reading its 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import eventlet.wsgi
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response
@@ -36,8 +35,10 @@ from sandbox.constants import WEB_SERVER_CONFIG_KEY
 from sandbox.exceptions import ConfigurationError
 from sandbox.extensions import ProviderCollector, SharedExtension
 from sandbox.utils import REDACTED
-from sandbox.web.connections import CONNECTION_ENVIRON_KEY, ConnectionLimits, ConnectionTable
-from sandbox.web.protocol import BadRequestBody, HttpOnlyProtocol, close_after_response
+from sandbox.web.bodies import buffer_body
+from sandbox.web.connections import ConnectionLimits, ConnectionTable
+from sandbox.web.protocol import HttpOnlyProtocol
+from sandbox.web.responses import http_exception_response, negotiated
 
 log = logging.getLogger(__name__)
 
@@ -112,54 +113,6 @@ class Request(WerkzeugRequest):
         return self.get_data(as_text=True)
 
 
-def error_response(
-    status: int,
-    error: str,
-    message: str,
-    headers: Iterable[tuple[str, str]] | None = None,
-    traceback_text: str | None = None,
-) -> Response:
-    """An error for clients that ask for JSON: ``{"error": TYPE, "message": ...}``."""
-    body: dict[str, Any] = {"error": error, "message": message}
-    if traceback_text is not None:
-        body["traceback"] = traceback_text
-    return Response(json.dumps(body), status, headers, mimetype="application/json")
-
-
-class ErrorResponse(Response):
-    """An error in Nameko's form (text, or werkzeug's page), carrying its JSON form as well.
-
-    The server answers with ``json_form`` instead when the request's ``Accept`` header prefers
-    ``application/json`` to ``text/plain``; a response built any other way is sent as it is.
-    """
-
-    def __init__(self, body: str | bytes, json_form: Response, **kwargs: Any):
-        super().__init__(body, **kwargs)
-        self.json_form = json_form
-
-
-def prefers_json(request: WerkzeugRequest) -> bool:
-    accept = request.accept_mimetypes
-    return accept.quality("application/json") > accept.quality("text/plain")
-
-
-def negotiated(response: Response, request: WerkzeugRequest) -> Response:
-    """``response``, or its JSON form when it is an :class:`ErrorResponse` and JSON is wanted."""
-    if isinstance(response, ErrorResponse) and prefers_json(request):
-        return response.json_form
-    return response
-
-
-def http_exception_response(exc: HTTPException, environ: Mapping | None = None) -> Response:
-    """werkzeug's own answer to ``exc`` (Nameko's), or its JSON form for clients that ask."""
-    page = exc.get_response(environ)
-    if exc.response is not None or page.status_code < 400:  # the whole answer, or a redirect
-        return page
-    kept = [(k, v) for k, v in page.headers if k.lower() not in ("content-type", "content-length")]
-    json_form = error_response(page.status_code, type(exc).__name__, exc.description or "", kept)
-    return ErrorResponse(page.get_data(), json_form, status=page.status, headers=page.headers)
-
-
 class WsgiApp:
     """One container's WSGI app: runs the handler the listener matched for this request."""
 
@@ -185,79 +138,6 @@ class WsgiApp:
         if refusal is not None:
             return refusal
         return handler.handle_request(request)
-
-
-def buffer_body(environ: dict, limit: int | None) -> Response | None:
-    """Read the request body before the worker starts; a response refusing it, if it must be.
-
-    A client sending its body slowly then holds its own connection only, never one of the
-    service's max_workers. A body over ``limit`` is a 413, a body that ends early or breaks
-    the chunked coding a 400; either way the connection closes after the answer, as what
-    is left of the body cannot be told from a next request.
-    """
-    length = environ.get("CONTENT_LENGTH")  # sandbox.web.protocol has checked its digits
-    chunked = length is None and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
-    try:
-        if chunked:
-            length = buffer_chunked_body(environ, limit)
-        if limit is not None and length and int(length) > limit:
-            close_after_response(environ)
-            return http_exception_response(RequestEntityTooLarge())
-        if length and not chunked:
-            buffer_sized_body(environ, int(length))
-    except BadRequestBody as exc:
-        close_after_response(environ)
-        log.debug(
-            "refused the body of %s %s: %s", environ["REQUEST_METHOD"], environ["PATH_INFO"], exc
-        )
-        return Response(f"{exc}\n", 400, mimetype="text/plain")
-    return None
-
-
-def buffer_sized_body(environ: dict, length: int) -> None:
-    body = read_body(environ, length)
-    if len(body) < length:
-        raise BadRequestBody(f"the body ends after {len(body)} of {length} bytes")
-    environ["wsgi.input"] = io.BytesIO(body)
-
-
-# Bodies are read in blocks of this size, the body deadline moving on after each.
-BODY_BLOCK = 64 * 1024
-
-
-def read_body(environ: dict, most: int | None) -> bytes:
-    """The request body, ``most`` bytes of it at most, read within the body deadline.
-
-    A block at a time: a client must keep up ``WEB_BODY_MIN_RATE`` over the body as a whole
-    (see :mod:`sandbox.web.connections`), at the cost of one clock reading per block.
-    """
-    source, connection = environ["wsgi.input"], environ.get(CONNECTION_ENVIRON_KEY)
-    blocks, received = [], 0
-    while most is None or received < most:
-        if connection is not None:
-            connection.receiving(received)
-        block = source.read(BODY_BLOCK if most is None else min(BODY_BLOCK, most - received))
-        if not block:
-            break
-        blocks.append(block)
-        received += len(block)
-    if connection is not None:
-        connection.serving()
-    return b"".join(blocks)
-
-
-def buffer_chunked_body(environ: dict, limit: int | None) -> int:
-    """Read a chunked body, one byte past ``limit`` at most; it then has a Content-Length.
-
-    werkzeug either ignores a body without a Content-Length or, given a limit, silently
-    truncates it there: a handler could not tell an overflowing body from one that fits.
-    Raises :class:`~sandbox.web.protocol.BadRequestBody` for a body that breaks the coding.
-    """
-    body = read_body(environ, None if limit is None else limit + 1)
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ["wsgi.input_terminated"] = True  # werkzeug: a chunked body is safe to read now
-    return len(body)
 
 
 def record_request(
@@ -402,7 +282,19 @@ class Listener:
 LISTEN_BACKLOG = 1024
 
 
+# Listening sockets bound by a parent process (``sandbox run --workers``), by the address
+# asked for: its workers share one accept queue, so no client is refused while one restarts.
+_adopted: dict[BindAddress, Any] = {}
+
+
+def adopt_listening_socket(address: BindAddress, sock: Any) -> None:
+    """Serve ``address`` from ``sock`` (green, bound and listening) instead of binding it."""
+    _adopted[address] = sock
+
+
 def listen(address: BindAddress) -> Any:
+    if address in _adopted:
+        return _adopted.pop(address)
     family = socket.AF_INET6 if ":" in address.address else socket.AF_INET
     try:
         # No SO_REUSEPORT: another process asking for this port must fail, not share it.

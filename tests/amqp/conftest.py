@@ -10,7 +10,7 @@ import kombu
 import pytest
 
 from sandbox import broker
-from sandbox.amqp.transport import connect
+from sandbox.amqp.connection import connect
 from sandbox.runtime import get_runtime
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")

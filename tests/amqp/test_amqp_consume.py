@@ -8,8 +8,8 @@ import kombu
 import pytest
 
 from sandbox import broker
-from sandbox.amqp.consume import Consumer
-from sandbox.amqp.transport import amqp_uri
+from sandbox.amqp.connection import amqp_uri
+from sandbox.amqp.consume import AmqpConsumer
 from sandbox.exceptions import ReplyQueueExpiredWithPendingReplies
 from sandbox.rpc import ReplyConnectionLost, rpc
 from sandbox.runtime import get_runtime
@@ -206,7 +206,7 @@ def test_a_channel_closed_by_the_broker_is_consumed_again(rabbit_config, amqp_br
             raise ValueError("fails, so the consumer rejects it")
         second.set()
 
-    consumer = Consumer(amqp_uri(rabbit_config), retry_policy={"interval_start": 0})
+    consumer = AmqpConsumer(amqp_uri(rabbit_config), retry_policy={"interval_start": 0})
     consumer.add_queue(kombu.Queue("channel-errors"), callback, no_ack=True)
     runtime = get_runtime()
     thread = runtime.spawn(consumer.run)

@@ -18,7 +18,7 @@ import eventlet.event
 import pytest
 from proxy import TcpProxy
 
-from sandbox.amqp.transport import close_pools
+from sandbox.amqp.pool import close_pools
 from sandbox.containers import ServiceContainer
 from sandbox.rpc import ReplyConnectionLost, rpc
 from sandbox.runtime import get_runtime

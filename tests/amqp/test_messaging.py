@@ -1,8 +1,7 @@
 import kombu
 import pytest
 
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.publish import UndeliverableMessage
+from sandbox.amqp.publish import AmqpPublisher, UndeliverableMessage
 from sandbox.contextdata import ContextDataProvider
 from sandbox.messaging import (
     HeaderDecoder,

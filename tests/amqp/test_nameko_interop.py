@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.amqp.transport import close_pools
+from sandbox.amqp.pool import close_pools
 from sandbox.containers import ServiceContainer
 from sandbox.events import EventDispatcher, event_handler
 from sandbox.exceptions import IncorrectSignature, MethodNotFound, RemoteError

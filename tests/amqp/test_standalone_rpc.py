@@ -5,7 +5,7 @@ import kombu
 import pytest
 
 import sandbox.amqp.consume
-import sandbox.amqp.transport
+import sandbox.amqp.pool
 from sandbox.exceptions import RpcTimeout
 from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime
@@ -58,13 +58,13 @@ def test_many_threads_share_one_proxy(rabbit_config, math_service):
 
 def test_one_reply_queue_and_no_connection_per_call(rabbit_config, math_service, monkeypatch):
     opened = []
-    real_connect = sandbox.amqp.transport.connect
+    real_connect = sandbox.amqp.pool.connect
 
     def connect(*args, **kwargs):
         opened.append(args[0])
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(sandbox.amqp.transport, "connect", connect)
+    monkeypatch.setattr(sandbox.amqp.pool, "connect", connect)
     monkeypatch.setattr(sandbox.amqp.consume, "connect", connect)
     proxy = ServiceRpcProxy("math")
     with proxy as math:

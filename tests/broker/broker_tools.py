@@ -11,7 +11,7 @@ import time
 
 import kombu
 
-from sandbox.amqp.transport import connect
+from sandbox.amqp.connection import connect
 from sandbox.broker import Message
 from sandbox.runtime import get_runtime
 

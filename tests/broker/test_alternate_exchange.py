@@ -4,8 +4,7 @@ import kombu
 import pytest
 from amqp.exceptions import PreconditionFailed
 
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.publish import UndeliverableMessage
+from sandbox.amqp.publish import AmqpPublisher, UndeliverableMessage
 from sandbox.runtime import get_runtime
 
 leftovers = kombu.Exchange("leftovers", type="fanout", durable=True)

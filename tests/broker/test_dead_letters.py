@@ -7,8 +7,7 @@ import kombu
 import pytest
 from broker_tools import eventually, got, recent, send
 
-from sandbox.amqp.publish import Publisher as AmqpPublisher
-from sandbox.amqp.publish import UndeliverableMessage
+from sandbox.amqp.publish import AmqpPublisher, UndeliverableMessage
 from sandbox.messaging import Publisher, consume
 from sandbox.rpc import rpc
 from sandbox.runtime import get_runtime

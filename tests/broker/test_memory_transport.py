@@ -25,8 +25,8 @@ from eventlet.hubs import get_hub
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import ContentDisallowed
 
+from sandbox.amqp.connection import connect
 from sandbox.amqp.memory import Transport
-from sandbox.amqp.transport import connect
 from sandbox.broker import get_broker, reset
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import kombu
 import pytest
 from amqp.exceptions import MessageNacked
 
-from sandbox.amqp.publish import Publisher as AmqpPublisher
+from sandbox.amqp.publish import AmqpPublisher
 from sandbox.runtime import get_runtime
 
 

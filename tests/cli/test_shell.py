@@ -54,7 +54,7 @@ def test_command_runs_with_sb_connected_to_the_configured_broker(tmp_path):
     assert lines[0].startswith("sandbox shell 0.1.0, Python ")
     assert ": broker memory://, HTTP to http://127.0.0.1:8000/. `sb` is the client" in lines[0]
     assert "cell" not in lines[0]
-    assert lines[1] == "Client hello"
+    assert lines[1] == "NotebookClient hello"
 
 
 def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path):
@@ -111,7 +111,7 @@ def test_plain_console(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("sandbox shell 0.1.0, Python ")
     assert "broker memory://, HTTP to http://127.0.0.1:8000/. `sb` is the client" in done.stderr
-    assert "got Client" in done.stdout
+    assert "got NotebookClient" in done.stdout
     failed = shell("--plain", "--command", "1 / 0", tmp_path=tmp_path)
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
 
@@ -124,7 +124,7 @@ def test_without_ipython_the_plain_console_is_used(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("sandbox shell 0.1.0, Python ")
-    assert "got Client" in done.stdout
+    assert "got NotebookClient" in done.stdout
 
 
 # Nameko's `n`, next to `sb`, reaching a service that the same shell defines.

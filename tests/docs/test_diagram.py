@@ -3,14 +3,12 @@
 import xml.etree.ElementTree as ElementTree
 
 import pytest
+from greeting_chain import Gateway, Greeter, Listener
 
 from sandbox.docs.diagram import ERROR_COLOUR, SequenceDiagram, call_chain
-from sandbox.events import EventDispatcher, event_handler
 from sandbox.records import ERROR, EVENT, HTTP, OK, RPC, TIMER, Record, Recorder
-from sandbox.rpc import RpcProxy, rpc
 from sandbox.testing.services import entrypoint_waiter
 from sandbox.testing.utils import get_container
-from sandbox.web.handlers import http
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -115,33 +113,6 @@ def test_a_timer_calls_its_own_service_and_a_running_call_has_no_reply(tmp_path)
 
 
 # --- real services -------------------------------------------------------------------------------
-
-
-class Gateway:
-    name = "gateway"
-    greeter = RpcProxy("greeter")
-
-    @http("GET", "/greet/<who>")
-    def greet(self, request, who):
-        return self.greeter.hello(who)
-
-
-class Greeter:
-    name = "greeter"
-    dispatch = EventDispatcher()
-
-    @rpc
-    def hello(self, who):
-        self.dispatch("greeted", {"who": who})
-        return f"hello {who}"
-
-
-class Listener:
-    name = "listener"
-
-    @event_handler("greeter", "greeted")
-    def on_greeted(self, payload):
-        raise ValueError(f"no more greetings for {payload['who']}")
 
 
 def test_a_recorded_http_rpc_event_chain(rabbit_config, web_config, runner_factory, web_session):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -117,12 +116,3 @@ def broker_kernel(request, sandbox_kernel):
         connected = sandbox_kernel.run(f"sb.connect({uri!r})")
         assert connected.stdout.startswith("connected to amqp://guest:********@")
     return sandbox_kernel
-
-
-@pytest.fixture
-def vhost_uri(rabbit_manager):
-    """A fresh RabbitMQ vhost (skipped, with the reason, when RabbitMQ is unreachable)."""
-    vhost = f"sandbox-nb-{uuid.uuid4().hex[:12]}"
-    rabbit_manager.create_vhost(vhost)
-    yield rabbit_manager.uri_for(vhost)
-    rabbit_manager.delete_vhost(vhost)

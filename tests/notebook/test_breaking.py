@@ -96,6 +96,11 @@ number, unable to parse string as a number, got 'cheap'"""
     )
 
 
+def test_a_type_misfit_says_it_needs_validate_when_that_is_off():
+    [(_, why)] = broken_calls(ShopV2, RECORDED[-1:], validating=False)
+    assert why.endswith("got 'cheap' (with config VALIDATE on)")
+
+
 def test_no_notice_when_everything_still_fits_or_cannot_be_told():
     assert breaking_notice(ShopV1, RECORDED[:3]) is None
     secret = call(9, "add", a=REDACTED, b=REDACTED)
@@ -122,9 +127,45 @@ def test_reloading_cell_shows_the_notice_in_a_real_kernel(sandbox_kernel):
     assert "shop reloaded" in reloaded.stdout
     assert reloaded.stderr.count("sandbox: ") == 1  # one notice
     assert 'the new "shop" would refuse 1 of the 2 recorded calls to it:' in reloaded.stderr
-    assert "shop.add('x', 'y'): a: Input should be a valid integer" in reloaded.stderr
+    assert (
+        "shop.add('x', 'y'): a: Input should be a valid integer, unable to parse string as an "
+        "integer, got 'x'; b: Input should be a valid integer, unable to parse string as an "
+        "integer, got 'y' (with config VALIDATE on)"
+    ) in reloaded.stderr
     unchanged = sandbox_kernel.run(SHOP_CELL.format(hint=": int"))
     assert "would refuse 1 of the 2" in unchanged.stderr  # the record is still there to break
     sandbox_kernel.run("sb.trace.clear()")
     cleared = sandbox_kernel.run(SHOP_CELL.format(hint=": int"))
     assert "would refuse" not in cleared.stderr
+
+
+ROUTE_CELL = """
+from pydantic import BaseModel
+from sandbox.web.handlers import http
+
+class Item(BaseModel):
+    name: str
+    price: float
+
+class Catalog:
+    name = "catalog"
+
+    @http("POST", "/items")
+    def create(self, {first}):
+        return 201, "created"
+"""
+
+
+def test_recorded_http_bodies_are_checked_against_a_new_body_model(sandbox_kernel):
+    sandbox_kernel.run("from sandbox import config; config['VALIDATE'] = True")
+    sandbox_kernel.run(ROUTE_CELL.format(first="request"))
+    posted = sandbox_kernel.run(
+        'print(sb.http.post("/items", json={"name": "tea", "price": "cheap"}).status,'
+        ' sb.http.post("/items", json={"name": "tea", "price": 2}).status)'
+    )
+    assert posted.stdout.strip() == "201 201"
+    reloaded = sandbox_kernel.run(ROUTE_CELL.format(first="item: Item"))
+    assert 'the new "catalog" would refuse 1 of the 2 recorded calls to it:' in reloaded.stderr
+    assert "POST http://" in reloaded.stderr
+    assert "/items: item.price: Input should be a valid number" in reloaded.stderr
+    assert "with config VALIDATE on" not in reloaded.stderr

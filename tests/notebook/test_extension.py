@@ -28,7 +28,7 @@ def test_load_ext_prints_one_status_line(kernel):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     assert "broker memory:// (embedded)" in lines[0] and "HTTP on http://127.0.0.1:" in lines[0]
-    assert kernel.run("print(type(sb).__name__)").stdout.strip() == "Client"
+    assert kernel.run("print(type(sb).__name__)").stdout.strip() == "NotebookClient"
 
 
 def test_defining_a_service_starts_it_and_redefining_reloads_it(sandbox_kernel):

@@ -112,3 +112,19 @@ def test_the_port_a_busy_kernel_fell_back_to_is_not_exported(kernel, tmp_path):
     kernel.run("sb.export('calc.py')\nprint(config['WEB_SERVER_ADDRESS'])")
     config = (tmp_path / "config.yaml").read_text()
     assert f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n" in config
+
+
+def test_sb_export_with_manifests_writes_the_deployment_files(sandbox_kernel, tmp_path):
+    define(sandbox_kernel, HELPERS, TICKER)
+    result = sandbox_kernel.run("sb.export('ticker.py', manifests=True)")
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[1].startswith("wrote Dockerfile, compose.yaml, k8s/")
+    assert (
+        (tmp_path / "Dockerfile")
+        .read_text()
+        .endswith('CMD ["sandbox", "run", "ticker", "--config", "config.yaml"]\n')
+    )
+    configmap = (tmp_path / "k8s" / "configmap.yaml").read_text()
+    assert "DB_URI: postgresql://app:${DB_PASSWORD}@db/app" in configmap
+    assert "s3cret" not in configmap
+    assert not (tmp_path / "k8s" / "service.yaml").exists()  # no @http route

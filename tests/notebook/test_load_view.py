@@ -46,9 +46,10 @@ def test_the_slider_resizes_the_pool_and_the_plot_shows_the_backpressure(k):
     state = run(
         k,
         """
-        view = sb.load("shop.slow", rate=40, duration=2, timeout=30)
+        sb.services["shop"].container.set_max_workers(1)
+        view = sb.load("shop.slow", rate=60, duration=2, timeout=30)
         before = view.workers_slider.value
-        view.workers_slider.value = 1   # what dragging the slider does
+        view.workers_slider.value = 2   # what dragging the slider does
         max_workers = sb.services["shop"].container.max_workers
         result = view.result(timeout=120)
         view.refresh()
@@ -63,12 +64,12 @@ def test_the_slider_resizes_the_pool_and_the_plot_shows_the_backpressure(k):
         }))
         """,
     )
-    assert (state["before"], state["after"]) == (10, 1)
-    assert "shop: max_workers = 1" in state["message"]
-    assert state["done"] and state["completed"] == 80 and state["errors"] == 0
-    # One worker at 50 ms a call: at most 20 of the 40 asked a second; the rest queue up.
-    assert state["throughput"] < 30, state["table"]
-    assert state["depth"] > 0 and state["busy"] == 1, state
+    assert (state["before"], state["after"]) == (1, 2)
+    assert "shop: max_workers = 2" in state["message"]
+    assert state["done"] and state["completed"] == 120 and state["errors"] == 0
+    # Two workers at 50 ms a call serve at most 40 of the 60 asked a second; the rest queue up.
+    assert state["throughput"] < 50, state["table"]
+    assert state["depth"] > 0 and 1 <= state["busy"] <= 2, state
     assert "done" in state["header"] and "<svg" in state["plot"]
     for label in ("throughput /s", "p50 ms", "p99 ms", "errors", "busy workers", "queue depth"):
         assert label in state["plot"]

@@ -1,8 +1,10 @@
 """Outside a kernel (terminal IPython, scripts) the same calls give text and JSON, no widgets."""
 
+import html
+
 import pytest
 
-from sandbox.notebook.client import Client
+from sandbox.notebook.client import NotebookClient
 from sandbox.notebook.session import Session
 from sandbox.records import CALL
 from sandbox.testing.services import dummy, entrypoint_hook
@@ -23,7 +25,7 @@ class Shop:
 @pytest.fixture
 def sb():
     session = Session()
-    client = Client(session)
+    client = NotebookClient(session)
     session.start(Shop)
     client.trace.clear()
     yield client
@@ -38,9 +40,14 @@ def price(sb, *args, **kwargs):
 
 def test_views_are_text_and_json(sb):
     price(sb, "apple")
-    for view in (sb.inspect(), sb.dashboard(), sb.call_form(), sb.trace):
+    for view in (sb.inspect(), sb.dashboard(), sb.call_form()):
         bundle = view._repr_mimebundle_()
         assert set(bundle) == {"text/plain", "application/json"}, view
+    # A table, not a JSON tree (which JupyterLab would prefer to HTML, collapsed).
+    trace = sb.trace._repr_mimebundle_()
+    assert set(trace) == {"text/plain", "text/html"}
+    assert "<td>shop.price</td>" in trace["text/html"]
+    assert '<td>{"args": ["apple"], "kwargs": {}}</td>' in html.unescape(trace["text/html"])
     assert sb.inspect().widget is None
     assert "shop.price  ok" in sb.inspect()._repr_mimebundle_()["text/plain"]
     assert sb.inspect()._repr_mimebundle_()["application/json"][0]["request"] == {

@@ -49,6 +49,12 @@ def run(kernel, code):
     return json.loads(out[-1])
 
 
+def json_trees(outputs):
+    """The JSON trees among a detail view's outputs."""
+    data = [o.get("data", {}) for o in outputs]
+    return [d["application/json"] for d in data if "application/json" in d]
+
+
 @pytest.fixture
 def inspector(k):
     k.run("insp = sb.inspect(service='', kind='', status='', text=''); insp.resume(); insp.clear()")
@@ -105,11 +111,11 @@ def test_filters_and_selection_change_the_detail_view(k, inspector):
     assert state["timers"] == []
     streams = [o for o in state["error_detail"] if o["output_type"] == "stream"]
     assert 'raise ValueError("kaboom")' in streams[0]["text"]
-    trees = {
-        o["metadata"]["application/json"]["root"]: o["data"]["application/json"]
-        for o in state["first_detail"]
-        if "application/json" in o.get("data", {})
-    }
+    # The traceback is shown once, and each detail view has one JSON tree (one search box).
+    assert json.dumps(state["error_detail"]).count("Traceback (most recent call last)") == 1
+    (error_tree,) = json_trees(state["error_detail"])
+    assert error_tree["response"]["error"] == {"type": "ValueError", "message": "kaboom"}
+    (trees,) = json_trees(state["first_detail"])
     assert trees["request"] == {"args": ["needle"], "kwargs": {}}
     assert trees["response"] == {"item": "needle", "total": 3}
     assert trees["headers and context data"] == {}
@@ -263,6 +269,61 @@ def test_call_form_rejects_bad_json_and_shows_the_reply(k):
     assert "CALL shop.explode" in state["targets"]
 
 
+def test_call_form_chooses_a_target_and_fills_its_arguments_from_the_signature(k):
+    state = run(
+        k,
+        """
+        class Typed:
+            name = "typed"
+
+            @dummy
+            def book(self, title: str, copies: int, rush: bool = False, *notes):
+                return title
+        """
+        + """
+        sb.start(Typed)
+        form = sb.call_form()
+        first = form.target_widget.value is not None
+        form.args_widget.value = ""  # what an earlier test typed
+        sb.call_form("typed.book")
+        template = form.args_widget.value
+        form.choose("shop.price")
+        price = form.args_widget.value
+        form.args_widget.value = '["fig", 2]'
+        form.choose("typed.book")
+        typed_over = form.args_widget.value
+        form.fire_button.click()
+        sb.stop("typed")
+        print(json.dumps({"first": first, "template": template, "price": price,
+                          "typed_over": typed_over, "status": form.status_widget.value}))
+        """,
+    )
+    assert state["first"]
+    assert json.loads(state["template"]) == {"title": "", "copies": 0, "rush": False}
+    assert json.loads(state["price"]) == {"item": None, "quantity": 1}
+    assert state["typed_over"] == '["fig", 2]'  # what the user typed is never replaced
+    assert "CALL typed.book replied in" in state["status"]
+
+
+def test_trace_is_a_table_and_a_cell_s_call_is_the_notebook_s(k):
+    k.run(
+        "from sandbox.rpc import rpc\n"
+        "class Clock:\n"
+        "    name = 'clock'\n"
+        "    @rpc\n"
+        "    def now(self):\n"
+        "        return 'noon'\n"
+    )
+    assert k.run("print(sb.rpc.clock.now())").stdout == "noon\n"
+    shown = k.run("sb.trace.filter(service='clock')").data[-1]
+    source = k.run("print(sb.trace.filter(service='clock')[-1].source)").stdout
+    k.run("sb.stop('clock')")
+    assert "application/json" not in shown
+    assert "<table>" in shown["text/html"] and "<td>clock.now</td>" in shown["text/html"]
+    assert "<td>notebook</td>" in shown["text/html"]
+    assert source == "notebook\n"
+
+
 def test_magics_show_widgets_with_text_fallbacks(k):
     inspect = k.run("%sandbox inspect kind=CALL").data[0]
     status = k.run("%sandbox status").data[0]
@@ -343,8 +404,8 @@ def test_http_record_detail_curl_and_replay(chain, inspector):
         wait_until(lambda: len(insp.rows_widget.options) == 4)
         insp.filter(kind="HTTP")
         insp.rows_widget.value = insp.rows_widget.options[0][1]
-        trees = {o["metadata"]["application/json"]["root"]: o["data"]["application/json"]
-                 for o in insp.detail_widget.outputs if "application/json" in o.get("data", {})}
+        (trees,) = [o["data"]["application/json"] for o in insp.detail_widget.outputs
+                    if "application/json" in o.get("data", {})]
         insp.curl_button.click()
         curl = insp.curl_widget.value
         with sb.wait_for("mailer", "mail"):

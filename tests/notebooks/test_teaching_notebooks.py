@@ -26,6 +26,7 @@ EXPECTED = [
     "06_testing.ipynb",
     "07_deployment.ipynb",
     "08_watching.ipynb",
+    "09_faults.ipynb",
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -118,6 +119,12 @@ def test_01_quickstart(run):
     diagram = nb["sb.trace.diagram()"]
     assert "client --> service_a: PUT /dispatch" in diagram
     assert "service_a.events --> service_b: EVENT service_b.handle_event" in diagram
+    dashboard = nb.cell("sb.dashboard()").outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in dashboard
+    assert "service_a running" in dashboard["text/plain"]
+    form = nb.cell('sb.call_form("service_a.dispatch_method")').outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in form
+    assert "HTTP PUT /dispatch  (service_a.dispatch_method)" in form["text/plain"]
     assert "service_b reloaded" in nb["payload.upper()"]
     assert nb["%http PUT /dispatch hello again"].endswith(
         "service_b received: HELLO AGAIN\n'HELLO AGAIN'\n"
@@ -146,8 +153,8 @@ def test_02_rpc(run):
     # banana, from the cell, through orders (twice: uncaught, then caught)
     errors = [line.split(maxsplit=3)[3] for line in nb['status="error")'].splitlines()]
     assert [e.split("  error")[0] for e in errors] == [
-        "standalone_rpc_proxy.call -> prices.price",
-        "standalone_rpc_proxy.call -> orders.quote",
+        "notebook -> prices.price",
+        "notebook -> orders.quote",
         "orders.quote -> prices.price",
         "orders.quote -> prices.price",
     ]
@@ -289,3 +296,22 @@ def test_07_deployment_over_rabbitmq(rabbitmq, run):
     assert "stopping gracefully" in stop and stop.endswith("exit code 0\n")
     everything = "".join(output_text(cell) for cell in nb.cells)
     assert "guest:guest@" not in everything, "the password was shown"
+
+
+def test_09_faults(run):
+    nb = run("09_faults.ipynb")
+    killed = nb["kill_worker={\"payments.charge\": 0.5}, seed=11) as faults"]
+    assert "4 orders, 6 charges: ['B1', 'B1', 'B2', 'B3', 'B3', 'B4']\n" in killed
+    assert "faults injected: {'kill_worker': 2}\n" in killed
+    assert nb['sb.trace.filter(text="fault")'].count("[fault: kill_worker]") == 2
+    assert nb["def wait_idle"].endswith("C1 charged 2 times\n")
+    assert nb["duplicate={\"payments.charge\": 0.5}"].endswith(
+        "4 orders, 4 charges: ['D1', 'D2', 'D3', 'D4']\n"
+    )
+    dropped = nb['drop={"payments.charge": 1}']
+    assert dropped == "no answer: RpcTimeout\nretried: charged 10 for E1\nE1 charged 1 time(s)\n"
+    magic = nb["%sandbox faults latency"]
+    assert "faults on until %sandbox faults off" in magic and magic.endswith("faults off\n")
+    assert "3 tests of payments; 0 left out" in nb["sb.trace.to_pytest("]
+    pytest_output = nb["-m pytest"]
+    assert re.search(r"^3 passed(, \d+ warnings?)? in ", pytest_output, re.M), pytest_output

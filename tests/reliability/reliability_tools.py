@@ -14,8 +14,8 @@ import kombu
 from hypothesis import HealthCheck, settings
 from jupyter_client.manager import start_new_kernel
 
-from sandbox.amqp.consume import Consumer
-from sandbox.amqp.transport import close_quietly, connect
+from sandbox.amqp.connection import close_quietly, connect
+from sandbox.amqp.consume import AmqpConsumer
 from sandbox.runtime import get_runtime
 
 # Hypothesis runs many examples against one running service; the fixtures are shared on
@@ -70,7 +70,7 @@ class RawAmqp:
         self.producer = kombu.Producer(self.connection.channel(), auto_declare=False)
         rpc_exchange = kombu.Exchange("nameko-rpc", type="topic", durable=True)
         replies = kombu.Queue(self.reply_to, rpc_exchange, self.reply_to, auto_delete=True)
-        self.consumer = Consumer(self.uri)
+        self.consumer = AmqpConsumer(self.uri)
         self.consumer.add_queue(replies, self._on_reply, no_ack=True)
         self.thread = eventlet.spawn(self.consumer.run)
         self.consumer.wait_until_ready()

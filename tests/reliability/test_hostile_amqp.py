@@ -87,7 +87,15 @@ header_values = st.recursive(
 )
 headers = st.dictionaries(
     st.sampled_from(
-        ["nameko.call_id_stack", "nameko.language", "nameko.user_id", "nameko.x", "other"]
+        [
+            "nameko.call_id_stack",
+            "nameko.language",
+            "nameko.user_id",
+            "nameko.x",
+            "nameko.traceparent",  # read by sandbox.tracing
+            "traceparent",
+            "other",
+        ]
     ),
     header_values,
     max_size=3,

@@ -21,10 +21,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from reliability_tools import shown_by_kernel
 
-from sandbox.amqp.consume import Consumer as AmqpConsumer
-from sandbox.amqp.transport import connect, get_pool
+from sandbox.amqp.connection import connect
+from sandbox.amqp.consume import AmqpConsumer
+from sandbox.amqp.pool import get_pool
 from sandbox.cli.main import main
-from sandbox.config import DEFAULTS, Config
+from sandbox.config import DEFAULTS, ConfigDict
 from sandbox.containers import ServiceContainer
 from sandbox.events import event_handler
 from sandbox.exceptions import RemoteError
@@ -120,7 +121,7 @@ def test_no_repr_shows_the_password(secret_uri, container_factory):
         reply = cluster.greeter.hello.call_async("Ada")
         assert reply.result() == "hello Ada"
         shown = [
-            Config(config),
+            ConfigDict(config),
             container,
             *container.extensions,
             proxy,

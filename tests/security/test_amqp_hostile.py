@@ -15,8 +15,8 @@ import eventlet.event
 import kombu
 import pytest
 
+from sandbox.amqp.connection import connect
 from sandbox.amqp.limits import MessageLimits
-from sandbox.amqp.transport import connect
 from sandbox.events import event_handler
 from sandbox.exceptions import ConfigurationError, MalformedRequest, MessageRefused
 from sandbox.rpc import rpc

@@ -7,7 +7,8 @@ from werkzeug.wrappers import Response
 
 from sandbox.contextdata import Language
 from sandbox.web.handlers import HttpRequestHandler, http
-from sandbox.web.server import WebServer, error_response
+from sandbox.web.responses import error_response
+from sandbox.web.server import WebServer
 
 
 class Conflict(Exception):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sandbox.notebook.calls import Target, call_targets, fire, parse_json, split_arguments
+from sandbox.notebook.calls import (
+    Target,
+    argument_template,
+    call_targets,
+    fire,
+    parse_json,
+    split_arguments,
+)
 from sandbox.notebook.errors import describe_error
 from sandbox.notebook.http import HttpResponse
 from sandbox.notebook.widgets.base import View, json_output, message_html, stream_output
@@ -24,6 +31,7 @@ class CallForm(View):
         self.client, self.session = client, session
         self.targets: list[Target] = []
         self.reply: Any = None
+        self._template = ""  # the arguments last filled in from a signature
         super().__init__()
         self.refresh()
 
@@ -60,8 +68,8 @@ class CallForm(View):
             return
         chosen = self.target_widget.value
         self.target_widget.options = [(t.label, t) for t in self.targets]
-        if chosen in self.targets:
-            self.target_widget.value = chosen
+        if chosen in self.targets or (chosen is None and self.targets):
+            self.target_widget.value = chosen or self.targets[0]  # one is always chosen
         self._show_fields(self.target_widget.value)
 
     def _show_fields(self, target: Target | None) -> None:
@@ -71,6 +79,9 @@ class CallForm(View):
             self.path_widget.value = target.route
         takes_body = target is not None and target.takes_body
         self.args_widget.placeholder = PLACEHOLDERS["body" if takes_body else "arguments"]
+        if self.args_widget.value.strip() in ("", self._template):  # nothing typed over it
+            self._template = argument_template(self.session, target) if target else ""
+            self.args_widget.value = self._template
 
     def choose(self, label: str) -> None:
         """Pick the target whose label contains ``label`` (``"greeter.hello"``)."""

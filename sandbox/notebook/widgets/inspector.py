@@ -27,10 +27,9 @@ from sandbox.notebook.widgets.base import (
     message_html,
     stream_output,
 )
-from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, OK, RPC, RUNNING, TIMER, Record
+from sandbox.records import CALL, ERROR, EVENT, HTTP, MESSAGE, RPC, RUNNING, STATUSES, TIMER, Record
 
 KINDS = (RPC, HTTP, EVENT, TIMER, MESSAGE, CALL)
-STATUSES = (OK, ERROR, RUNNING)
 MAX_ROWS = 300  # newest matching records listed; a <select> of 10,000 options drags a browser
 # A refresh (filtering, then traitlets validating every label) runs in the hub: space batches
 # so that it takes at most a tenth of the hub's time, however costly it gets.
@@ -349,17 +348,25 @@ def detail_outputs(record: Record) -> list[dict[str, Any]]:
         f"<span style='color:{colour}'>{html.escape(record.shown_status)}</span> "
         f"in {took} at {clock}<br><small>call id {html.escape(record.call_id or '-')}</small>"
     )
-    outputs = [
-        html_output(markup, record.summary()),
-        json_output(record.request, "request", expanded=True),
-    ]
-    if record.error is not None:
+    if record.fault:
+        markup += f"<br><b style='color:#e65100'>fault injected: {html.escape(record.fault)}</b>"
+    outputs = [html_output(markup, record.summary())]
+    if record.error is not None and record.error["traceback"]:
         outputs.append(stream_output(record.error["traceback"], "stderr"))
+    # One JSON tree, so one search box; the traceback above is not repeated in it.
+    message = {"request": record.request}
     if record.status != RUNNING:
-        outputs.append(json_output(record.response, "response", expanded=True))
-    outputs.append(json_output(record.headers, "headers and context data"))
-    outputs.append(json_output(record.call_id_stack, "call_id_stack"))
+        message["response"] = record.response
+        if record.error is not None:
+            message["response"] = {"error": _without_traceback(record.error)}
+    message["headers and context data"] = record.headers
+    message["call_id_stack"] = record.call_id_stack
+    outputs.append(json_output(message, "message", expanded=True))
     return outputs
+
+
+def _without_traceback(error: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in error.items() if key != "traceback"}
 
 
 def why_outputs(client: Any, record: Record) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import eventlet.greenio
 
-from sandbox.amqp.transport import FrameWriter
+from sandbox.amqp.frame_writer import FrameWriter
 from sandbox.runtime import get_runtime
 
 HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"

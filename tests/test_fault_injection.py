@@ -1,6 +1,7 @@
 """sandbox.faults: each fault kind's effect on RPC, events and HTTP, and its clean removal."""
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -11,6 +12,7 @@ import requests
 from sandbox.events import event_handler
 from sandbox.exceptions import RemoteError, RpcTimeout
 from sandbox.faults import FaultRuleError, Faults, InjectedFault, active_faults
+from sandbox.notebook.widgets.inspector import detail_outputs
 from sandbox.records import Recorder
 from sandbox.rpc import rpc
 from sandbox.standalone.events import event_dispatcher
@@ -147,6 +149,11 @@ def test_error_fails_the_call_before_the_method_runs(shop, runs, recorder):
     assert runs["buy"] == 0
     assert shop.buy("tea") == "bought tea"  # removed when the block ended
     assert faulted(recorder, "shop.buy") == ["error ValueError"]
+    record = next(r for r in recorder.records() if r.fault)
+    assert record.to_dict()["fault"] == "error ValueError"
+    assert record.summary().endswith("[fault: error ValueError]")
+    shown = json.dumps(detail_outputs(record))
+    assert "fault injected: error ValueError" in shown
 
 
 def test_drop_acks_the_request_and_the_caller_times_out(rabbit_config, shop, runs, recorder):

@@ -1,0 +1,126 @@
+"""Writing a connection's frames from green threads, and from plain threads when they may."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import amqp
+import eventlet
+import eventlet.semaphore
+from amqp import method_framing
+
+from sandbox.runtime import get_runtime
+
+
+class FrameWriter:
+    """Writes a connection's frames, one green thread at a time (py-amqp's ``frame_writer``).
+
+    A consumer connection is written to by its loop (heartbeats) and by workers (acks,
+    replies, requests). py-amqp guards its frame buffer with a real lock: a green write that
+    blocks half way while holding it would freeze the whole hub thread at the next writer,
+    and would let another green thread's frames in between.
+
+    Frames encoded by :mod:`sandbox.amqp.wire` go through :meth:`send`; inside :meth:`batch`
+    they wait to go out together, in one write (a reply and the ack of its request). A plain
+    thread may write too (:meth:`send_from_thread`), while no green thread writes.
+    """
+
+    def __init__(self, connection: Any, transport: Any):
+        self._connection = connection
+        self._write = transport.write
+        self._write_frame = method_framing.frame_writer(connection, transport)
+        self._lock = eventlet.semaphore.Semaphore()
+        self._batching = 0
+        self._pending: list[bytes] = []
+        self._flush_soon_pending = False
+        # Between the hub thread and plain threads: who is on the socket, and what a plain
+        # thread left half written (the hub writes it before anything else).
+        self._socket = getattr(transport, "plain_socket", None)
+        self._wire = threading.Lock()
+        self._writing = False
+        self._rest = b""
+
+    def __call__(self, *frame: Any) -> None:
+        """Write a frame py-amqp encodes (after what waits in a batch, to keep the order)."""
+        with self._writing_greenly():
+            self._write_frame(*frame)
+
+    def send(self, frames: bytes) -> None:
+        """Write encoded frames, or keep them for the end of the batch."""
+        if self._batching:
+            self._pending.append(frames)
+            return
+        with self._writing_greenly():
+            self._write(frames)
+        self._connection.bytes_sent += 1
+
+    def send_soon(self, frames: bytes) -> None:
+        """Write encoded frames at the end of this hub turn, in one write with the others
+        sent so by then: the acks of a consumer's workers."""
+        self._pending.append(frames)
+        if not self._flush_soon_pending:
+            self._flush_soon_pending = True
+            eventlet.spawn_n(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_soon_pending = False
+        # A dead connection: its reader hears of it; acks lost with it mean redeliveries.
+        with contextlib.suppress(OSError, amqp.RecoverableConnectionError):
+            if self._pending:
+                self.flush()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching and self._pending:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write what waits: a batch, what a plain thread left half written."""
+        with self._writing_greenly():
+            pass
+        self._connection.bytes_sent += 1
+
+    @contextlib.contextmanager
+    def _writing_greenly(self) -> Iterator[None]:
+        with self._lock:
+            with self._wire:
+                self._writing = True
+                rest, self._rest = self._rest, b""
+            try:
+                waiting, self._pending = b"".join((rest, *self._pending)), []
+                if waiting:
+                    self._write(waiting)
+                yield
+            finally:
+                with self._wire:
+                    self._writing = False
+
+    def send_from_thread(self, frames: bytes) -> bool:
+        """Write frames from a plain thread, unless the hub is writing; whether it did.
+
+        A plain thread (a notebook cell) is spared a trip through the hub thread to send a
+        request. The socket takes what it can without waiting; the rest, if any, goes to
+        the hub, to be written before anything else.
+        """
+        if self._socket is None:
+            return False
+        with self._wire:
+            if self._writing or self._rest or self._pending or self._lock.locked():
+                return False
+            try:
+                sent = self._socket.send(frames)
+            except OSError:  # full (nothing sent), or broken: the hub's writers will know
+                return False
+            self._rest = frames[sent:]
+        if self._rest:
+            get_runtime().post(self.flush)
+        self._connection.bytes_sent += 1
+        return True

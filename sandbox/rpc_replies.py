@@ -1,0 +1,229 @@
+"""Calls waiting for their replies: where each outcome lands, and how its caller waits.
+
+A reply queue's consumer hands each reply to :class:`PendingReplies`, which settles the
+call's :class:`Pending`; the caller holds an :class:`RpcReply` and waits on it from the hub,
+from a green thread, or from a plain thread (which may read the socket itself through a
+``ThreadReader``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import eventlet
+import eventlet.event
+import kombu
+
+from sandbox import serialization
+from sandbox.amqp.thread_reader import ThreadReader
+from sandbox.exceptions import (
+    REMOTE_TRACEBACK_HEADER,
+    ReplyQueueExpiredWithPendingReplies,
+    RpcTimeout,
+    deserialize,
+)
+from sandbox.messaging import describe
+from sandbox.runtime import ThreadWakeup, get_runtime, runs_eventlet
+
+log = logging.getLogger(__name__)
+
+
+class ReplyConnectionLost(ConnectionError):
+    """The connection a call's reply was to come on failed; the call may or may not have run."""
+
+
+class Pending:
+    """Where one call's outcome lands: waited for greenly in the hub, or by any other thread.
+
+    A plain thread (a notebook cell, a script) blocks on a lock the consumer's loop releases:
+    no green thread of its own in the hub, and no trip back through the hub to be woken.
+    """
+
+    __slots__ = ("outcome", "interrupt", "_done", "_event", "_settling")
+
+    def __init__(self) -> None:
+        self.outcome: tuple[dict | None, BaseException | None] | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._event: eventlet.event.Event | None = None
+        # The hub thread and a caller's thread reading replies (ThreadReader) may both settle.
+        self._settling = threading.Lock()
+        self.interrupt: Callable[[], None] | None = None  # set by the thread reading for it
+
+    def settle(self, body: dict | None = None, error: BaseException | None = None) -> None:
+        """The reply's body, or the error to raise instead (once; any thread)."""
+        with self._settling:
+            if self.outcome is not None:
+                return
+            self.outcome = (body, error)
+            interrupt = self.interrupt
+        if interrupt is not None:
+            interrupt()
+        runtime = get_runtime()
+        runtime.wake_thread(self._done.release)
+        if self._event is not None:
+            if runtime.in_hub():
+                self._event.send(None)
+            else:
+                runtime.post(self._event.send, None)
+
+    def wait(self, timeout: float | None, reader: ThreadReader | None = None) -> bool:
+        """Whether it settled within ``timeout`` seconds; ``reader``: the connection's."""
+        if self.outcome is not None:
+            return True
+        if get_runtime().in_hub():
+            if self._event is None:
+                self._event = eventlet.event.Event()
+            waiting = reader.waiting() if reader is not None else contextlib.nullcontext()
+            # Settled meanwhile from another thread, which saw no event to send.
+            with waiting, eventlet.Timeout(timeout, False):
+                if self.outcome is None:
+                    self._event.wait()
+        elif runs_eventlet():
+            with reader.waiting() if reader is not None else contextlib.nullcontext():
+                self._wait_green(timeout)
+        elif reader is not None:
+            reader.wait(self, timeout)
+        else:
+            self.wait_released(timeout)
+        return self.outcome is not None
+
+    def _wait_green(self, timeout: float | None) -> None:
+        """In a plain thread that runs eventlet: wait greenly, its hub going on meanwhile."""
+        with ThreadWakeup() as wakeup:
+            with self._settling:
+                if self.outcome is not None:
+                    return
+                self.interrupt = wakeup.set
+            try:
+                wakeup.wait(timeout)
+            finally:
+                self.interrupt = None
+
+    def wait_released(self, timeout: float | None) -> None:
+        """In a plain thread: wait up to ``timeout`` seconds for :meth:`settle`."""
+        if self._done.acquire(timeout=-1 if timeout is None else timeout):
+            self._done.release()
+
+
+class PendingReplies:
+    """Calls waiting for their replies, by correlation id; a reply queue's consumer feeds it.
+
+    The hub thread's, but for a plain thread's ``expect`` and ``forget`` around a request it
+    publishes itself (single dict operations, atomic in CPython).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, Pending] = {}
+        self.reader: ThreadReader | None = None  # when callers' threads read the replies
+
+    def idle(self) -> bool:
+        """Whether no reply is awaited."""
+        return not self._waiting
+
+    def expect(self, correlation_id: str, pending: Pending) -> None:
+        self._waiting[correlation_id] = pending
+
+    def forget(self, correlation_id: str) -> None:
+        self._waiting.pop(correlation_id, None)
+
+    def waiting(self, correlation_id: str) -> bool:
+        return correlation_id in self._waiting
+
+    def deliver(self, message: kombu.Message) -> None:
+        """Hand a reply to its caller (called in the consumer loop)."""
+        pending = self._waiting.pop(message.properties.get("correlation_id"), None)
+        if pending is None:
+            log.debug("dropped a reply nobody waits for (timed out?): %s", describe(message))
+            return
+        try:
+            body = serialization.decode(message)
+        except Exception as exc:
+            pending.settle(error=exc)
+            return
+        if isinstance(body, dict) and body.get("error"):
+            traceback = (message.headers or {}).get(REMOTE_TRACEBACK_HEADER)
+            pending.settle(error=deserialize(body["error"], traceback))
+        else:
+            pending.settle(body)
+
+    def queue_lost(self) -> None:
+        """The reply queue vanished while the connection was down, and the replies with it."""
+        self.fail_all(
+            lambda: ReplyQueueExpiredWithPendingReplies(
+                "the reply queue expired while the broker was unreachable; "
+                "the replies of the calls in flight are lost"
+            )
+        )
+
+    def connection_lost(self) -> None:
+        """The reply queue's connection failed: whatever was on its way to us may be lost.
+
+        Waiting on would hang for as long as the broker stays away; an error now lets the
+        caller decide (retry, or not when the call must not run twice).
+        """
+        self.fail_all(
+            lambda: ReplyConnectionLost(
+                "the connection to the broker was lost while waiting for the reply; "
+                "the call may or may not have run"
+            )
+        )
+
+    def fail(self, correlation_id: str, exc: BaseException) -> None:
+        """Raise ``exc`` in the call's caller, unless its reply came already."""
+        pending = self._waiting.pop(correlation_id, None)
+        if pending is not None:
+            pending.settle(error=exc)
+
+    def fail_all(self, make_error: Callable[[], BaseException]) -> None:
+        waiting, self._waiting = self._waiting, {}
+        # A copy: a caller's thread reading replies may be taking one out meanwhile.
+        for pending in list(waiting.values()):
+            pending.settle(error=make_error())
+
+
+class RpcReply:
+    """The pending result of ``call_async``: ``result()`` waits for it (any thread)."""
+
+    def __init__(
+        self,
+        replies: PendingReplies,
+        correlation_id: str,
+        target: str,
+        timeout: float | None,
+    ):
+        self.correlation_id = correlation_id
+        self.target = target
+        self.timeout = timeout
+        self.pending = Pending()
+        self._replies = replies
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The call's result, or its error raised; ``timeout`` defaults to the client's."""
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            settled = self.pending.wait(timeout, self._replies.reader)
+        except BaseException:  # a kernel interrupt while a cell waits
+            self._forget()
+            raise
+        if not settled:
+            self._forget()
+            raise RpcTimeout(f"{self.target} timed out after {timeout}s")
+        body, error = self.pending.outcome
+        if error is not None:
+            raise error
+        return body.get("result")
+
+    def _forget(self) -> None:
+        runtime = get_runtime()
+        if runtime.in_hub():
+            self._replies.forget(self.correlation_id)
+        else:
+            runtime.call_later(0, self._replies.forget, self.correlation_id)
+
+    def __repr__(self) -> str:
+        return f"<RpcReply {self.target} {self.correlation_id}>"
