@@ -122,7 +122,8 @@ function render({ model, el }) {
   source.className = "topology-source";
   const notice = document.createElement("div");
   notice.className = "topology-notice";
-  const svg = make("svg", { width: COLUMN.service + WIDTH + 20 });
+  const width = COLUMN.service + WIDTH + 10;
+  const svg = make("svg", { width: "100%", style: `max-width: ${width}px` }); // scales down to fit
   const details = document.createElement("div");
   details.className = "topology-details";
   root.append(source, notice, svg, details);
@@ -142,7 +143,7 @@ function render({ model, el }) {
     source.textContent = snapshot.source ? `from the ${snapshot.source}` : "";
     notice.textContent = snapshot.notice || "";
     const { nodes, height } = layout(snapshot);
-    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.replaceChildren();
     const edgeLayer = make("g", {}, svg);
     const found = edges(snapshot, nodes);
