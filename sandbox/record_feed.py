@@ -12,7 +12,8 @@ from sandbox.runtime import get_runtime
 if TYPE_CHECKING:
     from sandbox.records import Record, Recorder
 
-log = logging.getLogger(__name__)
+# Under the records' name, as before the split: log filters and handlers name it.
+log = logging.getLogger("sandbox.records")
 
 
 class RecordSubscription:

@@ -45,7 +45,8 @@ from sandbox.rpc_routes import RPC_QUEUE_TEMPLATE, get_rpc_exchange, record_publ
 if TYPE_CHECKING:
     from sandbox.containers import WorkerContext
 
-log = logging.getLogger(__name__)
+# Under the facade's name, as before the split: log filters and handlers name it.
+log = logging.getLogger("sandbox.rpc")
 
 
 def _exc_info(exc: BaseException) -> tuple:

@@ -39,7 +39,7 @@ def test_a_failing_subscriber_is_logged_and_fed_again(caplog):
         raise RuntimeError("widget gone")
 
     feed = RecordSubscription(None, failing, interval=3600)
-    with caplog.at_level(logging.ERROR, logger="sandbox.record_feed"):
+    with caplog.at_level(logging.ERROR, logger="sandbox.records"):
         feed.flush()
     feed.flush()
     assert calls == [[], []]

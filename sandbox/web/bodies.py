@@ -12,7 +12,8 @@ from sandbox.web.connections import CONNECTION_ENVIRON_KEY
 from sandbox.web.protocol import BadRequestBody, close_after_response
 from sandbox.web.responses import http_exception_response
 
-log = logging.getLogger(__name__)
+# Under the server's name, as before the split: log filters and handlers name it.
+log = logging.getLogger("sandbox.web.server")
 
 
 def buffer_body(environ: dict, limit: int | None) -> Response | None:
