@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pytest
 from pydantic import BaseModel
+from werkzeug.wrappers import Request as WerkzeugRequest
 
 from sandbox import serialization
 from sandbox.events import event_handler
@@ -58,6 +59,10 @@ class Shop:
     def check_order(self, request: Annotated[Request, Order], shop_id: int):
         self.received.append(request)
         return {"shop": shop_id, "body": request.get_json()}
+
+    @http("GET", "/plain/<name>")
+    def plain(self, request: WerkzeugRequest, name):
+        return f"{type(request).__name__} {name}"
 
     @event_handler("warehouse", "shipped")
     def shipped(self, order: Order):
@@ -122,6 +127,10 @@ def test_http_annotated_request_is_checked_and_kept(shop, web_session):
     assert response.status_code == 200
     assert response.json() == {"shop": 7, "body": ORDER}
     assert isinstance(Shop.received[0], Request)
+
+
+def test_http_request_hints_that_declare_no_body_are_left_alone(shop, web_session):
+    assert web_session.get("/plain/ada").text == "Request ada"
 
 
 def test_http_misfit_is_400_with_the_errors_as_json(shop, web_session):
