@@ -119,8 +119,9 @@ def run() -> list[Row]:
 
 LIMITS = """\
 What limits it on 2 cores: RabbitMQ (an Erlang VM), the client process and the workers share
-the two cores. echo does almost nothing per call, so the workers sit idle waiting for the
-broker and the client: a second worker adds little and a fourth only competes for the same
-cores. crunch spends ~1 ms of Python per call, so one worker is CPU-bound on its core
-(one GIL per process) and a second worker uses the other; past 2 workers nothing is left to
-gain, and the broker and the client then take their share of the cores from the workers."""
+the two cores. echo does almost nothing per call: one worker waits on the broker and on its
+own hub thread's turn (one GIL per process), a second takes the other core's idle time, and
+more only compete for the same two cores. crunch spends about 1 ms of Python per call, so one
+worker is CPU-bound on one core and a second uses the other. On a machine shared with other
+work, more processes also win a larger share of the cores from it, which is all that a
+third and fourth worker add; on a quiet 2-core machine they add nothing."""

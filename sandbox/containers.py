@@ -134,6 +134,11 @@ class ServiceContainer:
     def busy_workers(self) -> int:
         return len(self._worker_threads)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop or a kill has begun and the container takes no new work."""
+        return self.started and (self._entrypoints_stopped or self._killer is not None)
+
     def set_max_workers(self, count: int) -> None:
         """Run up to ``count`` workers at once from now on (any thread). Below the busy count,
         the busy workers finish and new work waits until fewer than ``count`` run."""

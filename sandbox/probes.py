@@ -2,11 +2,13 @@
 
 ``GET /healthz`` answers 200 while the process serves at all (its hub turns); ``GET /readyz``
 200 once every container has started and its broker connection is up, else 503 with the
-reasons, one a line; ``GET /metrics`` the Prometheus page of :mod:`sandbox.metrics`. They are
-the routes of an ordinary ``@http`` service on the shared web server (``WEB_SERVER_ADDRESS``),
-added even when no service of the module has routes of its own, so they answer from the same
-port and the same hub as the services. Under ``--workers`` the worker that accepts the
-connection answers for itself; the metrics it answers are every worker's.
+reasons, one a line (from the start of a stop on, while the services drain); ``GET /metrics``
+the Prometheus page of :mod:`sandbox.metrics`. They are the routes of an ordinary ``@http``
+service on the shared web server (``WEB_SERVER_ADDRESS``), added even when no service of the
+module has routes of its own, so they answer from the same port and the same hub as the
+services; ``sandbox run`` runs it in a runner of its own, started before the services and
+stopped after them. Under ``--workers`` the worker that accepts the connection answers for
+itself; the metrics it answers are every worker's.
 
 Config ``HEALTHZ_PATH``, ``READYZ_PATH`` and ``METRICS_PATH`` move them; ``null``, ``false``
 or an empty string turns one off. A path that one of the services' own routes answers is left
@@ -88,6 +90,9 @@ def not_ready_reasons(runner: ServiceRunner) -> list[str]:
         name = container.service_name
         if not getattr(container, "started", True):
             reasons.append(f"service {name} is not started")
+            continue
+        if getattr(container, "stopping", False):
+            reasons.append(f"service {name} is stopping")
             continue
         extensions = getattr(container, "extensions", ())
         if any(isinstance(ext, QueueConsumer) and not ext.connected for ext in extensions):

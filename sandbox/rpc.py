@@ -20,10 +20,18 @@ from sandbox.rpc_calling import (
     ServiceRpc,
 )
 from sandbox.rpc_replies import ReplyConnectionLost, RpcReply
-from sandbox.rpc_routes import get_rpc_exchange
+from sandbox.rpc_routes import (
+    RPC_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TTL,
+    get_rpc_exchange,
+)
 from sandbox.rpc_serving import Rpc, RpcConsumer, rpc
 
 __all__ = [
+    "RPC_QUEUE_TEMPLATE",
+    "RPC_REPLY_QUEUE_TEMPLATE",
+    "RPC_REPLY_QUEUE_TTL",
     "Client",
     "ClusterRpc",
     "MethodProxy",

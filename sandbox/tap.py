@@ -35,6 +35,7 @@ from sandbox.runtime import get_runtime
 log = logging.getLogger(__name__)
 
 EVENTS_SUFFIX = ".events"
+QUEUE_PREFIX = "sandbox-tap-"  # the topology and sb.why leave these queues out
 REFRESH = 2.0  # seconds between looks for new event exchanges
 _TAP_EXPIRES_MS = 60_000  # a tap whose kernel died goes with its connection; this is a spare
 
@@ -56,7 +57,7 @@ class ClusterTap:
         self.is_local = is_local
         self.management, self.vhost = management, vhost_of(self.uri)
         self.rpc_exchange = get_rpc_exchange(config).name
-        self.queue = f"sandbox-tap-{uuid.uuid4().hex[:12]}"
+        self.queue = f"{QUEUE_PREFIX}{uuid.uuid4().hex[:12]}"
         self.tapped: set[str] = set()  # exchanges bound to the tap's queue
         self._thread: Any = None
         self._connection: Any = None

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sandbox.management import HTTPError, ManagementApi, management_uri, vhost_of
+from sandbox.tap import QUEUE_PREFIX as TAP_QUEUE_PREFIX
 
 MEMORY, RABBITMQ = "memory", "rabbitmq"
 
@@ -161,6 +162,8 @@ def rabbitmq_state(api: ManagementApi, vhost: str) -> dict[str, Any]:
         tags.setdefault(consumer["queue"]["name"], []).append(consumer["consumer_tag"])
     queues = []
     for q in api.get_queues(vhost):
+        if q["name"].startswith(TAP_QUEUE_PREFIX):
+            continue  # a kernel's copy of the traffic (sandbox.tap), not part of the system
         stats = q.get("message_stats") or {}
         queues.append(
             {
@@ -182,7 +185,9 @@ def rabbitmq_state(api: ManagementApi, vhost: str) -> dict[str, Any]:
             "arguments": b.get("arguments") or {},
         }
         for b in api.get_bindings(vhost)
-        if b["source"] and b["destination_type"] == "queue"
+        if b["source"]
+        and b["destination_type"] == "queue"
+        and not b["destination"].startswith(TAP_QUEUE_PREFIX)
     ]
     return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
 

@@ -273,6 +273,40 @@ def test_graceful_stop_waits_for_in_flight_workers(container_factory):
     assert not stopper.is_alive() and finished == [True]
 
 
+def test_work_waiting_for_a_slot_when_a_stop_begins_is_refused_not_run(container_factory):
+    release = eventlet.event.Event()
+    started, refused = [], []
+
+    class Svc:
+        name = "full"
+
+        @dummy
+        def work(self, n):
+            started.append(n)
+            release.wait()
+
+    container = container_factory(Svc, {"max_workers": 1})
+    container.start()
+    (entrypoint,) = container.entrypoints
+
+    def trigger(n):
+        try:
+            container.spawn_worker(entrypoint, (n,), {})
+        except ContainerBeingKilled:
+            refused.append(n)  # an RPC request would go back to its queue
+
+    get_runtime().call(lambda: [eventlet.spawn(trigger, n) for n in (1, 2)])
+    wait_until(lambda: started == [1])
+    stopper = threading.Thread(target=container.stop)
+    stopper.start()
+    wait_until(lambda: container.stopping)
+    get_runtime().call(release.send, None)
+    stopper.join(10)
+    assert not stopper.is_alive()
+    wait_until(lambda: refused == [2])
+    assert started == [1]
+
+
 def test_stop_with_timeout_kills_stuck_workers(container_factory):
     finished = []
 

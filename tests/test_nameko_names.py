@@ -49,3 +49,15 @@ def test_proxy_method_is_a_method_proxy_with_call_async(rabbit_config, container
         assert kinds() == (True, True)
     with entrypoint_hook(caller, "add_async") as add_async:
         assert add_async(2, 3) == 5
+
+
+def test_nameko_rpc_s_module_names_are_in_sandbox_rpc():
+    # nameko.rpc's module-level names, which Nameko code and tests import.
+    import sandbox.rpc
+
+    names = ["RPC_QUEUE_TEMPLATE", "RPC_REPLY_QUEUE_TEMPLATE", "RPC_REPLY_QUEUE_TTL"]
+    names += ["get_rpc_exchange", "Rpc", "rpc", "RpcConsumer", "ReplyListener", "ClusterRpc"]
+    names += ["ServiceRpc", "RpcProxy", "Client", "Proxy", "ServiceProxy", "MethodProxy"]
+    assert [name for name in names if not hasattr(sandbox.rpc, name)] == []
+    assert sandbox.rpc.RPC_QUEUE_TEMPLATE.format("greeter") == "rpc-greeter"
+    assert sandbox.rpc.get_rpc_exchange({}).name == "nameko-rpc"

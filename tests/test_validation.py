@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pytest
 from pydantic import BaseModel
+from werkzeug.wrappers import Request as WerkzeugRequest
 
 from sandbox import serialization
 from sandbox.events import event_handler
@@ -58,6 +59,10 @@ class Shop:
     def check_order(self, request: Annotated[Request, Order], shop_id: int):
         self.received.append(request)
         return {"shop": shop_id, "body": request.get_json()}
+
+    @http("GET", "/plain/<name>")
+    def plain(self, request: WerkzeugRequest, name):
+        return f"{type(request).__name__} {name}"
 
     @event_handler("warehouse", "shipped")
     def shipped(self, order: Order):
@@ -124,6 +129,10 @@ def test_http_annotated_request_is_checked_and_kept(shop, web_session):
     assert isinstance(Shop.received[0], Request)
 
 
+def test_http_request_hints_that_declare_no_body_are_left_alone(shop, web_session):
+    assert web_session.get("/plain/ada").text == "Request ada"
+
+
 def test_http_misfit_is_400_with_the_errors_as_json(shop, web_session):
     response = web_session.post("/orders/7/check", json={"item": "tea", "ship_to": {}})
     assert response.status_code == 400
@@ -161,12 +170,12 @@ def test_event_misfit_is_logged_and_rejected_then_the_next_one_runs(shop, shop_c
     assert "'many'" in rejection
 
 
-def test_off_by_default_nothing_is_checked(rabbit_config, container_factory):
-    Shop.received = []
-    container_factory(Shop, rabbit_config).start()
-    with ServiceRpcProxy("shop", rabbit_config) as proxy:
+def test_off_by_default_nothing_is_checked(shop_config, container_factory):
+    config = {k: v for k, v in shop_config.items() if k != VALIDATE_CONFIG_KEY}
+    container_factory(Shop, config).start()
+    with ServiceRpcProxy("shop", config) as proxy:
         assert proxy.add("2", "3") == "23"  # as under Nameko: the hints are not read
-    container = container_factory(Shop, rabbit_config)
+    container = container_factory(Shop, config)
     assert all(entrypoint.validator is None for entrypoint in container.entrypoints)
 
 

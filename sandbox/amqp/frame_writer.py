@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import amqp
+import eventlet
 import eventlet.semaphore
 from amqp import method_framing
 
@@ -33,6 +35,7 @@ class FrameWriter:
         self._lock = eventlet.semaphore.Semaphore()
         self._batching = 0
         self._pending: list[bytes] = []
+        self._flush_soon_pending = False
         # Between the hub thread and plain threads: who is on the socket, and what a plain
         # thread left half written (the hub writes it before anything else).
         self._socket = getattr(transport, "plain_socket", None)
@@ -53,6 +56,21 @@ class FrameWriter:
         with self._writing_greenly():
             self._write(frames)
         self._connection.bytes_sent += 1
+
+    def send_soon(self, frames: bytes) -> None:
+        """Write encoded frames at the end of this hub turn, in one write with the others
+        sent so by then: the acks of a consumer's workers."""
+        self._pending.append(frames)
+        if not self._flush_soon_pending:
+            self._flush_soon_pending = True
+            eventlet.spawn_n(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_soon_pending = False
+        # A dead connection: its reader hears of it; acks lost with it mean redeliveries.
+        with contextlib.suppress(OSError, amqp.RecoverableConnectionError):
+            if self._pending:
+                self.flush()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

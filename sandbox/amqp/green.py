@@ -24,7 +24,7 @@ class GreenChannel(kombu.transport.pyamqp.Channel):
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
         connection = self._live_connection()
-        connection.frame_writer.send(wire.ack_frame(self.channel_id, delivery_tag, multiple))
+        connection.frame_writer.send_soon(wire.ack_frame(self.channel_id, delivery_tag, multiple))
 
     def message_to_python(self, raw_message: amqp.Message, decompress: bool = True) -> Any:
         """kombu's Message of a delivery; with ``decompress=False`` its body as it came, for

@@ -14,7 +14,8 @@ import eventlet.semaphore
 import kombu
 from amqp.exceptions import NotFound
 
-from sandbox.amqp.connection import CONNECTION_ERRORS, close_quietly, connect
+from sandbox.amqp.confirms import ConfirmPipeline
+from sandbox.amqp.connection import CONNECTION_ERRORS, GREEN_SCHEMES, close_quietly, connect
 
 
 class PooledChannel:
@@ -75,6 +76,9 @@ class ConnectionPool:
         self._idle: list[PooledChannel] = []
         self._slots = eventlet.semaphore.Semaphore(limit)
         self._known_queues: set[str] = set()
+        self.pipelines = confirms and uri.partition("://")[0].lower() in GREEN_SCHEMES
+        self._pipeline: ConfirmPipeline | None = None
+        self._opening = eventlet.semaphore.Semaphore()
 
     @contextlib.contextmanager
     def acquire(self) -> Iterator[PooledChannel]:
@@ -94,6 +98,14 @@ class ConnectionPool:
 
     def _open(self) -> PooledChannel:
         return PooledChannel(connect(self.uri, **self._options))
+
+    def pipeline(self) -> ConfirmPipeline:
+        """The connection that publishes with confirms in flight at once (RabbitMQ only, see
+        :attr:`pipelines`); a new one when the last one failed."""
+        with self._opening:
+            if self._pipeline is None or self._pipeline.broken is not None:
+                self._pipeline = ConfirmPipeline(connect(self.uri, **self._options))
+            return self._pipeline
 
     def queue_exists(self, name: str) -> bool:
         """Whether the broker has queue ``name``; a yes is remembered until :meth:`forget_queue`."""
@@ -121,6 +133,9 @@ class ConnectionPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.close()
 
 
 # Connections belong to the hub of the thread that made them, so each thread has its own pools.

@@ -17,11 +17,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 import eventlet
+import kombu
 import kombu.common
 import kombu.compression
 from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder, serialization
+from sandbox.amqp.confirms import ConfirmPipeline
 from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_delays
 from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
@@ -147,12 +149,55 @@ class AmqpPublisher:
                 kombu.common.maybe_declare(entity, pooled.channel)
 
     def _send(self, message: OutgoingMessage) -> list[tuple[Exception, str, str]]:
+        if self.pool.pipelines:
+            return self._send_pipelined(message)
         with self.pool.acquire() as pooled:
             if not self.use_confirms:
                 _read_unasked(pooled)
             pooled.producer.publish(message.body, retry=False, **message.options)
             # With confirms, returns arrive before the confirm, so they are all in by now.
             return list(pooled.returned)
+
+    def _send_pipelined(self, message: OutgoingMessage) -> list[tuple[Exception, str, str]]:
+        """Publish on the pool's confirm pipeline, in flight with others, until confirmed."""
+        pipeline = self.pool.pipeline()
+        exchange = message.options.get("exchange") or ""
+        name = getattr(exchange, "name", exchange)
+        self._ensure_entities(pipeline, message.options["declare"], name)
+        compression, headers, properties = message_fields(message.options)
+        if not properties.get("delivery_mode") and isinstance(exchange, kombu.Exchange):
+            properties["delivery_mode"] = maybe_delivery_mode(exchange.delivery_mode)
+        body = message.body
+        if isinstance(body, str):
+            body = body.encode(properties.setdefault("content_encoding", "utf-8"))
+        if compression:
+            body, headers["compression"] = kombu.compression.compress(body, compression)
+        routing_key = message.options.get("routing_key") or ""
+        mandatory = bool(message.options.get("mandatory"))
+        frames = pipeline.channel.publish_frames(
+            body, name, routing_key, properties, headers, mandatory
+        )
+        returned = pipeline.publish(frames, (name, routing_key, body) if mandatory else None)
+        outcome = returned.wait()
+        return [] if outcome is None else [outcome]
+
+    def _ensure_entities(self, pipeline: ConfirmPipeline, declare: list, exchange: str) -> None:
+        """Declare what this pipeline's connection has not seen declared, and make sure the
+        exchange exists: a publish to a missing one would close the channel under every
+        publish in flight, not only under its own (this one raises NotFound instead)."""
+        missing = [entity for entity in declare if entity not in pipeline.known]
+        check = exchange and exchange not in pipeline.known
+        if not missing and not check:
+            return
+        with self.pool.acquire() as pooled:
+            for entity in missing:
+                kombu.common.maybe_declare(entity, pooled.channel)
+                pipeline.known.add(entity)
+                if isinstance(entity, kombu.Exchange):
+                    pipeline.known.add(entity.name)
+            if exchange and exchange not in pipeline.known:
+                pooled.channel.exchange_declare(exchange, "topic", passive=True)
+                pipeline.known.add(exchange)
 
 
 # Nameko's name (``nameko.amqp.publish.Publisher``); unique names inside sandbox.
@@ -251,17 +296,8 @@ class MessageTemplate:
     """
 
     def __init__(self, publisher: AmqpPublisher):
-        options = {
-            k: v for k, v in publisher.publish_kwargs.items() if k not in _NOT_MESSAGE_FIELDS
-        }
         self.serializer = publisher.serializer
-        self.compression = options.pop("compression", None)
-        self.headers = dict(options.pop("headers", None) or {})
-        expiration = options.pop("expiration", None)
-        if expiration is not None:
-            options["expiration"] = str(int(expiration * 1000))
-        options["delivery_mode"] = maybe_delivery_mode(options.get("delivery_mode"))
-        self.properties = {k: v for k, v in options.items() if v is not None}
+        self.compression, self.headers, self.properties = message_fields(publisher.publish_kwargs)
 
     def encode(self, payload: Any, serializer: str | None = None) -> tuple[Any, dict, dict]:
         """``(body, properties, headers)`` of a message; the dicts are the caller's to change.
@@ -280,6 +316,19 @@ class MessageTemplate:
         if self.compression:
             body, headers["compression"] = kombu.compression.compress(body, self.compression)
         return body, properties, headers
+
+
+def message_fields(options: Mapping[str, Any]) -> tuple[str | None, dict, dict]:
+    """``(compression, headers, properties)``: publish options as :class:`MessageTemplate`
+    reads them; the dicts are the caller's to change."""
+    options = {k: v for k, v in options.items() if k not in _NOT_MESSAGE_FIELDS}
+    compression = options.pop("compression", None)
+    headers = dict(options.pop("headers", None) or {})
+    expiration = options.pop("expiration", None)
+    if expiration is not None:
+        options["expiration"] = str(int(expiration * 1000))
+    options["delivery_mode"] = maybe_delivery_mode(options.get("delivery_mode"))
+    return compression, headers, {k: v for k, v in options.items() if v is not None}
 
 
 def _read_unasked(pooled: PooledChannel) -> None:

@@ -23,7 +23,7 @@ from amqp.exceptions import (
 )
 
 from .deadletter import REJECTED
-from .fates import ACKED, DELIVERED, REQUEUED, Step
+from .fates import ACKED, DELIVERED, REQUEUED
 from .queues import Entry, Message, Queue
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ class Channel:
 
     def _delivered(self, queue: Queue, entry: Entry, consumer_tag: str | None) -> None:
         queue.delivered += 1
-        self.broker.fates.note(entry.message, Step(DELIVERED, queue.name, consumer_tag))
+        self.broker.fates.note(entry.message, DELIVERED, queue.name, consumer_tag)
 
     # -- acknowledgements and flow control -------------------------------------------------
 
@@ -382,9 +382,9 @@ class Channel:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
             if requeue is None:
-                fates.note(entry.message, Step(ACKED, queue.name))
+                fates.note(entry.message, ACKED, queue.name)
             elif requeue:
-                fates.note(entry.message, Step(REQUEUED, queue.name))
+                fates.note(entry.message, REQUEUED, queue.name)
             if requeue is not None and self.broker.is_live(queue):
                 returned.setdefault(queue, []).append(entry)
         for queue, entries in returned.items():

@@ -31,7 +31,7 @@ from .arguments import (
 from .channels import BrokerConsumer, Cancelled, Connection
 from .deadletter import EXPIRED, MAXLEN, REJECTED, dead_lettered, is_cycle
 from .exchanges import EXCHANGE_TYPES, Exchange
-from .fates import DIED, QUEUED, REFUSED, ROUTED, Fates, Step
+from .fates import DIED, QUEUED, REFUSED, ROUTED, Fates
 from .queues import Entry, Message, Queue
 
 _PREDECLARED = {
@@ -342,7 +342,7 @@ class Broker:
         if message.exchange:
             self.exchange(message.exchange, spec.Basic.Publish).published += 1
         targets = self._route(message)
-        self.fates.note(message, Step(ROUTED, detail=[q.name for q in targets]))
+        self.fates.note(message, ROUTED, detail=tuple(q.name for q in targets))
         now = self.clock.now()
         refused = False
         for queue in targets:
@@ -371,7 +371,7 @@ class Broker:
         of it, else into the queue. False when ``x-overflow`` refuses it."""
         entry = queue.entry(message, now, ttl)
         if queue.overflow != "drop-head" and queue.would_overflow(entry):
-            self.fates.note(message, Step(REFUSED, queue.name))
+            self.fates.note(message, REFUSED, queue.name)
             if queue.overflow == "reject-publish-dlx":
                 self.dead_letter(queue, [entry], MAXLEN)
             return False
@@ -380,7 +380,7 @@ class Broker:
         if consumer is not None:
             consumer.channel.deliver(consumer, queue, entry)  # even with a TTL of 0
             return True
-        self.fates.note(message, Step(QUEUED, queue.name))
+        self.fates.note(message, QUEUED, queue.name)
         queue.put(entry)
         self.trim(queue)
         self.dispatch(queue)
@@ -403,7 +403,7 @@ class Broker:
         if name is not None and name and name not in self.exchanges:
             name = None  # a missing dead-letter exchange drops the messages as none does
         for entry in entries:
-            self.fates.note(entry.message, Step(DIED, queue.name, (reason, name)))
+            self.fates.note(entry.message, DIED, queue.name, (reason, name))
         if name is None or not entries:
             return
         now, timestamp = self.clock.now(), self.clock.timestamp()

@@ -9,6 +9,8 @@ program that does not use ``select()`` (each HTTP connection and broker connecti
 file descriptor, and the usual soft limit is 1,024), and logs the limit in force.
 With config ``DOCS: true`` the web server also serves the services' documents at
 ``/openapi.json``, ``/asyncapi.json`` and ``/docs`` (unless a route of theirs is there).
+It always serves the probes and metrics of :mod:`sandbox.probes`; ``--workers N`` runs N
+processes under a supervisor (:mod:`sandbox.cli.workers`).
 """
 
 from __future__ import annotations

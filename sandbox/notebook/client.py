@@ -185,7 +185,9 @@ class NotebookClient:
             show_error(f"cannot load {target!r}: {reason}")
             return None
         self._mark()
-        view = LoadView(run, self._session, target_service(self._session, parsed))
+        # Connected alone, sb reaches a cluster the kernel's services are not part of.
+        service = target_service(self._session, parsed) if self._alone is None else None
+        view = LoadView(run, self._session, service)
         return view
 
     # --- widgets ----------------------------------------------------------------------------

@@ -137,3 +137,35 @@ def test_reloading_cell_shows_the_notice_in_a_real_kernel(sandbox_kernel):
     sandbox_kernel.run("sb.trace.clear()")
     cleared = sandbox_kernel.run(SHOP_CELL.format(hint=": int"))
     assert "would refuse" not in cleared.stderr
+
+
+ROUTE_CELL = """
+from pydantic import BaseModel
+from sandbox.web.handlers import http
+
+class Item(BaseModel):
+    name: str
+    price: float
+
+class Catalog:
+    name = "catalog"
+
+    @http("POST", "/items")
+    def create(self, {first}):
+        return 201, "created"
+"""
+
+
+def test_recorded_http_bodies_are_checked_against_a_new_body_model(sandbox_kernel):
+    sandbox_kernel.run("from sandbox import config; config['VALIDATE'] = True")
+    sandbox_kernel.run(ROUTE_CELL.format(first="request"))
+    posted = sandbox_kernel.run(
+        'print(sb.http.post("/items", json={"name": "tea", "price": "cheap"}).status,'
+        ' sb.http.post("/items", json={"name": "tea", "price": 2}).status)'
+    )
+    assert posted.stdout.strip() == "201 201"
+    reloaded = sandbox_kernel.run(ROUTE_CELL.format(first="item: Item"))
+    assert 'the new "catalog" would refuse 1 of the 2 recorded calls to it:' in reloaded.stderr
+    assert "POST http://" in reloaded.stderr
+    assert "/items: item.price: Input should be a valid number" in reloaded.stderr
+    assert "with config VALIDATE on" not in reloaded.stderr

@@ -1,9 +1,11 @@
 """/healthz, /readyz and /metrics of `sandbox run`, as a process of its own."""
 
 import contextlib
+import signal
 import socket
 import sys
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from polling import wait_until
@@ -73,8 +75,8 @@ def samples(text):
     }
 
 
-def test_probes_answer_for_a_module_without_routes(serve):
-    served = serve(RPC_ONLY)
+def test_probes_answer_for_a_module_without_routes(serve, rabbit_config):
+    served = serve(RPC_ONLY, uri=rabbit_config["AMQP_URI"])
     health = served.get("/healthz")
     assert (health.status_code, health.text) == (200, "ok\n")
     ready = served.get("/readyz")
@@ -120,9 +122,16 @@ def test_readyz_follows_the_broker_through_a_cut(serve, vhost_uri, rabbit_manage
         assert cluster.counted.ok(1) == 1
 
 
+def test_metrics_count_calls_errors_and_latency(serve, vhost_uri):
+    assert_counted(serve(RPC_ONLY, uri=vhost_uri), vhost_uri)
+
+
 def test_metrics_count_calls_errors_and_latency_across_workers(serve, vhost_uri):
-    served = serve(RPC_ONLY, "--workers", "2", uri=vhost_uri, ready_lines=2)
-    with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as cluster:
+    assert_counted(serve(RPC_ONLY, "--workers", "2", uri=vhost_uri, ready_lines=2), vhost_uri)
+
+
+def assert_counted(served, uri):
+    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=30) as cluster:
         for n in range(20):
             assert cluster.counted.ok(n) == n
         for _ in range(3):
@@ -137,14 +146,10 @@ def test_metrics_count_calls_errors_and_latency_across_workers(serve, vhost_uri)
     assert values[("sandbox_entrypoint_errors_total", fail)] == 3
     assert ("sandbox_entrypoint_errors_total", ok) not in values
     assert values[("sandbox_entrypoint_duration_seconds_count", ok)] == 20
-    assert (
-        values[("sandbox_entrypoint_duration_seconds_bucket", tuple(sorted((*ok, ("le", "+Inf")))))]
-        == 20
-    )
+    inf = tuple(sorted((*ok, ("le", "+Inf"))))
+    assert values[("sandbox_entrypoint_duration_seconds_bucket", inf)] == 20
     assert values[("sandbox_workers_busy", (("service", "counted"),))] == 0
-    assert not any(
-        labels and dict(labels).get("service") == "sandbox-probes" for _, labels in values
-    )
+    assert not any(dict(labels).get("service") == "sandbox-probes" for _, labels in values)
 
 
 # --- in process -------------------------------------------------------------------------------
@@ -192,3 +197,40 @@ def test_route_less_services_run_side_by_side_without_probes_when_the_port_is_ta
         process.wait_for_line("started service counted")
     finally:
         holder.close()
+
+
+HELD = """
+import os
+import pathlib
+
+import eventlet
+
+from sandbox.web.handlers import http
+
+
+class Held:
+    name = "held"
+
+    @http("GET", "/hold")
+    def hold(self, request):
+        pathlib.Path("holding").touch()
+        while not os.path.exists("go"):
+            eventlet.sleep(0.05)
+        return "done"
+"""
+
+
+def test_readyz_is_503_while_a_stop_drains(serve, tmp_path):
+    served = serve(HELD)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(served.get, "/hold")
+        wait_until((tmp_path / "holding").exists, timeout=30)
+        served.process.proc.send_signal(signal.SIGTERM)
+        served.process.wait_for_line("stopping gracefully")
+        wait_until(lambda: served.get("/readyz").status_code == 503, timeout=30, interval=0.05)
+        assert served.get("/readyz").text == "service held is stopping\n"
+        assert served.get("/healthz").status_code == 200
+        (tmp_path / "go").touch()
+        assert held.result(timeout=30).text == "done"
+    code, stderr = served.process.finish()
+    assert code == 0, stderr

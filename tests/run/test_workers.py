@@ -181,3 +181,23 @@ def test_the_shared_port_in_use_says_which_option_to_pass(cli):
         "WEB_SERVER_ADDRESS=HOST:PORT (or set $WEB_SERVER_ADDRESS for an exported config.yaml)"
     )
     assert "started worker" not in stderr
+
+
+def gone(pid):
+    """Whether ``pid`` has ended (a zombie nobody reaped yet has ended too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_when_their_supervisor_is_killed(serve, vhost_uri):
+    served = serve(SERVICE, "--workers", "2", uri=vhost_uri, ready_lines=2)
+    workers = served.started_pids().values()
+    served.process.proc.kill()
+    for pid in workers:
+        wait_until(lambda pid=pid: gone(pid), timeout=60, interval=0.05)
+    _, stderr = served.process.finish()
+    assert stderr.count("the supervisor is gone: stopping") == 2
+    assert stderr.count("sandbox.cli.run: stopped") == 2  # gracefully

@@ -4,7 +4,7 @@
 // makes the counts grow.
 
 const SVG = "http://www.w3.org/2000/svg";
-const COLUMN = { exchange: 20, queue: 290, service: 560 };
+const COLUMN = { exchange: 10, queue: 350, service: 690 };
 const WIDTH = 230;
 const GAP = 14;
 const MAX_DOTS = 240; // on screen at once
@@ -29,6 +29,10 @@ function byQueue(snapshot) {
   const order = new Map((snapshot.queues || []).map((q, i) => [q.name, i]));
   const first = (s) => Math.min(...(s.queues || []).map((q) => order.get(q) ?? 1e9), 1e9);
   return [...(snapshot.services || [])].sort((a, b) => first(a) - first(b));
+}
+
+function fit(value, length) {
+  return value.length > length ? `${value.slice(0, length - 1)}…` : value;
 }
 
 function layout(snapshot) {
@@ -94,18 +98,19 @@ function drawNode(layer, id, node, selected, onClick) {
     transform: `translate(${node.x},${node.y})`, "data-id": id }, layer);
   make("rect", { width: WIDTH, height: node.h, rx: 6 }, g);
   const item = node.item;
+  make("title", {}, g).textContent = item.name; // the whole name, where the box cuts it
   if (node.kind === "exchange") {
-    text(g, 8, 16, item.name || "(default)", "title");
+    text(g, 8, 16, fit(item.name, 28), "title");
     text(g, 8, 30, `${item.type} · ${item.published} published`, "sub");
   } else if (node.kind === "queue") {
-    text(g, 8, 16, item.name, "title");
+    text(g, 8, 16, fit(item.name, 28), "title");
     text(g, 8, 30, `ready ${item.ready} · unacked ${item.unacked} · consumers ${item.consumers}`, "sub");
     const bar = Math.min(WIDTH - 16, Math.log10(1 + item.ready) * 50);
     make("rect", { x: 8, y: 38, width: bar, height: 6, class: item.consumers ? "depth" : "depth idle" }, g);
   } else {
     const where = item.local ? (item.busy_workers ? ` · ${item.busy_workers} busy` : "") : " · outside";
-    text(g, 8, 16, `${item.name}${where}`, "title");
-    item.entrypoints.forEach((e, i) => text(g, 14, 31 + 14 * i, `${e.kind.toLowerCase()} ${e.name}${e.route ? " " + e.route : ""}`, "sub"));
+    text(g, 8, 16, `${fit(item.name, 20)}${where}`, "title");
+    item.entrypoints.forEach((e, i) => text(g, 14, 31 + 14 * i, fit(`${e.kind.toLowerCase()} ${e.name}${e.route ? " " + e.route : ""}`, 30), "sub"));
   }
   g.addEventListener("click", () => onClick(id));
 }
@@ -117,7 +122,8 @@ function render({ model, el }) {
   source.className = "topology-source";
   const notice = document.createElement("div");
   notice.className = "topology-notice";
-  const svg = make("svg", { width: COLUMN.service + WIDTH + 20 });
+  const width = COLUMN.service + WIDTH + 10;
+  const svg = make("svg", { width: "100%", style: `max-width: ${width}px` }); // scales down to fit
   const details = document.createElement("div");
   details.className = "topology-details";
   root.append(source, notice, svg, details);
@@ -137,7 +143,7 @@ function render({ model, el }) {
     source.textContent = snapshot.source ? `from the ${snapshot.source}` : "";
     notice.textContent = snapshot.notice || "";
     const { nodes, height } = layout(snapshot);
-    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.replaceChildren();
     const edgeLayer = make("g", {}, svg);
     const found = edges(snapshot, nodes);
@@ -145,7 +151,7 @@ function render({ model, el }) {
       edge.path = make("path", { d: path(edge), class: `edge ${edge.kind}` }, edgeLayer);
       if (edge.label) {
         const mid = edge.path.getPointAtLength(edge.path.getTotalLength() / 2);
-        text(edgeLayer, mid.x - 10, mid.y - 4, edge.label, "edge-label");
+        text(edgeLayer, mid.x, mid.y - 4, fit(edge.label, 16), "edge-label");
       }
     }
     const nodeLayer = make("g", {}, svg);
