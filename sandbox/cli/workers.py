@@ -38,8 +38,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import eventlet.greenio
 
 from sandbox import metrics
 from sandbox.cli.argv import HIDDEN_ARGS_VARIABLE, hidden_arguments
@@ -50,6 +52,7 @@ from sandbox.web.server import (
     DEFAULT_WEB_SERVER_ADDRESS,
     LISTEN_BACKLOG,
     BindAddress,
+    adopt_listening_socket,
     base_url,
     parse_address,
 )
@@ -92,10 +95,6 @@ class WorkerLink:
         """Serve ``address`` (``WEB_SERVER_ADDRESS``) from the supervisor's socket."""
         if self.listen_fd is None:
             return
-        import eventlet.greenio
-
-        from sandbox.web.server import adopt_listening_socket
-
         sock = socket.socket(fileno=self.listen_fd)
         sock.set_inheritable(False)
         adopt_listening_socket(parse_address(address), eventlet.greenio.GreenSocket(sock))
@@ -124,7 +123,6 @@ class WorkerProcess:
     proc: subprocess.Popen
     link: socket.socket
     ready: bool = False
-    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -333,7 +331,9 @@ class Supervisor:
 
     def _exit_code(self) -> int:
         """0 when every worker stopped gracefully, 130 when one was killed, else 1."""
-        if all(code == 0 for code in self._codes):
+        # A worker that the stop's SIGTERM ended before it had set up its handlers had not
+        # started serving: nothing of it was lost.
+        if all(code in (0, -signal.SIGTERM) for code in self._codes):
             return 0
         if any(code == 128 + signal.SIGINT for code in self._codes):
             return 128 + signal.SIGINT
