@@ -224,4 +224,5 @@ def banner(client: Any) -> str:
         "`sb` is the client: "
         "sb.rpc.SERVICE.METHOD(...), sb.dispatch(SERVICE, EVENT, PAYLOAD), sb.http.get(PATH). "
         "`n` is Nameko's: n.rpc.SERVICE.METHOD(...), n.dispatch_event(SERVICE, EVENT, PAYLOAD)."
+        + (" `nameko` is sandbox (Nameko is not installed)." if alias.activate() else "")
     )
