@@ -314,9 +314,10 @@ class ServiceContainer:
             raise ContainerBeingKilled()
         stopped = self._entrypoints_stopped
         self._slots.acquire()
-        # Killed, or stopped, while we waited for a slot: the work has not started, so it goes
-        # back (a request to its queue) rather than start once the stop found no worker busy.
-        if self._killer is not None or (self._entrypoints_stopped and not stopped):
+        # Killed, or stopped, while we waited for a slot: work that can go back (a request to
+        # its queue) does, rather than start once the stop found no worker busy.
+        refused = self._entrypoints_stopped and not stopped and entrypoint.returns_unstarted_work
+        if self._killer is not None or refused:
             self._slots.release()
             raise ContainerBeingKilled()
         if self._idle.ready():

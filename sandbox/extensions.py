@@ -159,6 +159,9 @@ class Entrypoint(Extension):
     validator: CallValidator | None = None
     # How the first argument carries a body whose type its hint declares (HTTP's request).
     request_body: RequestBody | None = None
+    # Work that can go back where it came from (a message to its queue): when a stop begins
+    # while such work waits for a free worker, the container refuses it rather than start it.
+    returns_unstarted_work: bool = False
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # ``sensitive_variables``, the argument's name before Nameko 2.7, is still taken (as by

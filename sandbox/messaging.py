@@ -262,6 +262,7 @@ class Consumer(Entrypoint, HeaderDecoder):
     """
 
     record_kind = MESSAGE
+    returns_unstarted_work = True
 
     queue_consumer = QueueConsumer()
 

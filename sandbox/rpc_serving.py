@@ -336,6 +336,7 @@ class Rpc(Entrypoint, HeaderDecoder):
     """``@rpc``: the method answers RPC requests for ``{service}.{method}``."""
 
     record_kind = RPC
+    returns_unstarted_work = True
 
     rpc_consumer = RpcConsumer()
 

@@ -277,10 +277,13 @@ def test_work_waiting_for_a_slot_when_a_stop_begins_is_refused_not_run(container
     release = eventlet.event.Event()
     started, refused = [], []
 
+    class Returnable(Entrypoint):
+        returns_unstarted_work = True  # as a message's work: it can go back to its queue
+
     class Svc:
         name = "full"
 
-        @dummy
+        @Returnable.decorator
         def work(self, n):
             started.append(n)
             release.wait()

@@ -184,9 +184,16 @@ def test_probe_paths_default_and_turn_off():
 
 def test_route_less_services_run_side_by_side_without_probes_when_the_port_is_taken(cli):
     holder = socket.socket()
-    with contextlib.suppress(OSError):  # or someone else holds it: taken either way
-        holder.bind(("127.0.0.1", 8000))
-        holder.listen()
+
+    def hold():
+        # Ours to hold: a port that another process frees meanwhile would be a free port.
+        with contextlib.suppress(OSError):
+            holder.bind(("127.0.0.1", 8000))
+            holder.listen()
+            return True
+        return False
+
+    wait_until(hold, timeout=120, interval=0.1)
     try:
         process = cli("run", "services", modules={"services": RPC_ONLY})
         line = process.wait_for_line("is in use")

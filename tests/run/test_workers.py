@@ -114,7 +114,8 @@ def test_sigterm_drains_every_worker_and_leaves_the_rest_queued(serve, vhost_uri
         assert started == finished, stderr  # drained, not killed
         assert len(started) < calls
         # What no worker started waits in the queue for the next instance.
-        cli("run", "services", env={"SANDBOX_AMQP_URI": vhost_uri}).wait_for_line("started")
+        port = ["-d", "WEB_SERVER_ADDRESS=127.0.0.1:0"]
+        cli("run", "services", *port, env={"SANDBOX_AMQP_URI": vhost_uri}).wait_for_line("started")
         assert [reply.result(timeout=60) for reply in replies] == list(range(calls))
 
 
@@ -126,6 +127,8 @@ def test_a_worker_that_cannot_start_ends_the_command_with_its_error(cli):
         "2",
         "-d",
         "TRANSPORT_OPTIONS={max_retries: 0}",
+        "-d",
+        "WEB_SERVER_ADDRESS=127.0.0.1:0",
         modules={"services": SERVICE},
         env={"SANDBOX_AMQP_URI": "amqp://nobody@127.0.0.1:1/"},
     )
