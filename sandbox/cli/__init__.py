@@ -16,6 +16,7 @@ import argparse
 import os
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,21 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="set a config key, VALUE is read as YAML; may be repeated",
     )
+
+
+def count_of(what: str) -> Callable[[str], int]:
+    """An argparse type for a whole number of ``what`` (e.g. "processes"), at least 1."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a number of {what} >= 1, not {text!r}")
+        return value
+
+    return count
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:

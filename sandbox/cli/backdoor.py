@@ -29,16 +29,10 @@ CLIENTS = ("netcat", "nc", "telnet")
 _CLOSE_ON_EOF = {"nc.openbsd": ["-N"], "nc.traditional": ["-q", "0"], "netcat": ["--close"]}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "backdoor",
-        help="open a console in a running `sandbox run --backdoor-port`",
-        description=(
-            "Connect to the backdoor of a running `sandbox run --backdoor-port [HOST:]PORT`: "
-            "a Python console in the services' process, with `runner` at hand. "
-            "Needs netcat, nc or telnet. Ctrl-C closes it."
-        ),
-    )
+HELP = "open a console in a running `sandbox run --backdoor-port`"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", metavar="[HOST:]PORT", type=backdoor_address, help="where the backdoor listens"
     )
@@ -47,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="line editing with rlwrap (default: when it is installed)",
     )
-    parser.set_defaults(handler=backdoor)
 
 
 def backdoor_address(text: str) -> tuple[str, int]:
@@ -58,7 +51,10 @@ def backdoor_address(text: str) -> tuple[str, int]:
     return host or DEFAULT_HOST, int(port)
 
 
-def backdoor(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Connect to the backdoor of a running `sandbox run --backdoor-port [HOST:]PORT`: a Python
+    console in the services' process, with `runner` at hand. Needs netcat, nc or telnet.
+    Ctrl-C closes it."""
     host, port = args.target
     command = client_command(host, port, args.rlwrap)
     try:

@@ -13,16 +13,10 @@ from sandbox.config import config
 from sandbox.docs import service_docs
 from sandbox.exceptions import CommandError
 
+HELP = "print the OpenAPI or AsyncAPI document of services"
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "docs",
-        help="print the OpenAPI or AsyncAPI document of services",
-        description=(
-            "Document the service classes of MODULE (or only CLASS), from their entrypoints, "
-            "type hints and docstrings."
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument(
@@ -48,10 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not to stdout")
     add_config_arguments(parser)
-    parser.set_defaults(handler=docs)
 
 
-def docs(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Document the service classes of MODULE (or only CLASS), from their entrypoints, type hints
+    and docstrings."""
     config.setup(config_from_args(args))
     documents = service_docs(load_services(args.services), config)
     if args.kind == "html":

@@ -9,16 +9,10 @@ from pathlib import Path
 from sandbox.exceptions import CommandError
 from sandbox.export import ExportError, export_cells
 
+HELP = "export a notebook's services to a module"
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export",
-        help="export a notebook's services to a module",
-        description=(
-            "Write the service classes of NOTEBOOK, with the imports, helpers and constants "
-            "they need, to a module, and config.yaml beside it (secrets as ${ENV} placeholders)."
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebook", metavar="NOTEBOOK.ipynb")
     parser.add_argument(
         "-o",
@@ -35,10 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="export only this class (class or service name); may be repeated",
     )
-    parser.set_defaults(handler=export)
 
 
-def export(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Write the service classes of NOTEBOOK, with the imports, helpers and constants they need, to
+    a module, and config.yaml beside it (secrets as ${ENV} placeholders)."""
     notebook = Path(args.notebook)
     output = Path(args.output)
     try:

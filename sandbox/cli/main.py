@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import inspect
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 import sandbox
@@ -14,7 +16,9 @@ from sandbox.cli.argv import hide_passwords, restore_passwords
 from sandbox.exceptions import CommandError, ConfigurationError
 from sandbox.utils.masking import mask_log_records, sanitize_url
 
-# Each command module adds its subparser and sets ``handler`` (args -> exit code).
+# Each command is a module, named for it (``show_config`` is ``show-config``), with HELP (one
+# line), ``add_arguments(parser)`` and ``handle(args) -> exit code``, whose docstring is the
+# command's description.
 COMMANDS = (run, shell, backdoor, show_config, export, manifests, docs)
 
 
@@ -47,8 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        command.add_parser(subparsers)
+        add_command(subparsers, command)
     return parser
+
+
+def add_command(subparsers: argparse._SubParsersAction, command: ModuleType) -> None:
+    name = command.__name__.rpartition(".")[2].replace("_", "-")
+    parser = subparsers.add_parser(
+        name, help=command.HELP, description=inspect.getdoc(command.handle)
+    )
+    command.add_arguments(parser)
+    parser.set_defaults(handler=command.handle)
 
 
 class MaskingArgumentParser(argparse.ArgumentParser):

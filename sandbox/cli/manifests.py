@@ -6,23 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from sandbox.cli import count_of
 from sandbox.exceptions import CommandError
 from sandbox.export import CONFIG_FILE
 from sandbox.export.manifests import DEFAULT_REPLICAS, ManifestError, write_deployment
 
+HELP = "write a Dockerfile, compose.yaml and k8s/ manifests for a module"
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "manifests",
-        help="write a Dockerfile, compose.yaml and k8s/ manifests for a module",
-        description=(
-            "Write to DIR a Dockerfile (a slim Python image running `sandbox run MODULE`), "
-            "compose.yaml (RabbitMQ and REPLICAS replicas) and k8s/ (a Deployment with "
-            "/healthz and /readyz probes, a ConfigMap for config.yaml, a Service for HTTP; "
-            "secrets come from a Secret, never written). The module and config.yaml are "
-            "copied to DIR, which is then the image's build context."
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("module", metavar="MODULE", help="the module, as `sandbox run` takes it")
     parser.add_argument("-o", "--output", metavar="DIR", default="deploy", help="default: deploy")
     parser.add_argument(
@@ -33,24 +25,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--replicas",
-        type=_positive,
+        type=count_of("replicas"),
         default=DEFAULT_REPLICAS,
         help=f"replicas in compose.yaml and the Deployment (default: {DEFAULT_REPLICAS})",
     )
-    parser.set_defaults(handler=manifests)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def manifests(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Write to DIR a Dockerfile (a slim Python image running `sandbox run MODULE`), compose.yaml
+    (RabbitMQ and REPLICAS replicas) and k8s/ (a Deployment with /healthz and /readyz
+    probes, a ConfigMap for config.yaml, a Service for HTTP; secrets come from a Secret,
+    never written). The module and config.yaml are copied to DIR, which is then the image's
+    build context."""
     module = module_file(args.module)
     config = Path(args.config) if args.config else module.with_name(CONFIG_FILE)
     for path in (module, config):

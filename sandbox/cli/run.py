@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from sandbox import alias, metrics, recorder
-from sandbox.cli import add_config_arguments, config_from_args
+from sandbox.cli import add_config_arguments, config_from_args, count_of
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
 from sandbox.cli.workers import Supervisor, WorkerLink, bind, check_broker
 from sandbox.config import config
@@ -52,18 +52,16 @@ EXIT_KILLED = 128 + signal.SIGINT
 _MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run services",
-        description="Run the service classes of MODULE (or only CLASS) until SIGTERM or Ctrl-C.",
-    )
+HELP = "run services"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("services", nargs="+", metavar="MODULE[:CLASS]")
     add_config_arguments(parser)
     parser.add_argument(
         "--workers",
         metavar="N",
-        type=worker_count,
+        type=count_of("processes"),
         default=1,
         help="run N worker processes sharing the broker's queues and the HTTP port "
         "(default 1: this process)",
@@ -75,20 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="serve a Python console with `runner` on PORT of HOST (default localhost), "
         "for `sandbox backdoor`",
     )
-    parser.set_defaults(handler=run)
 
 
-def worker_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, not {text!r}")
-    return count
-
-
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Run the service classes of MODULE (or only CLASS) until SIGTERM or Ctrl-C."""
     settings = config_from_args(args)
     config.setup(settings)
     worker = WorkerLink.from_environment()

@@ -30,18 +30,10 @@ from sandbox.standalone.events import event_dispatcher
 from sandbox.standalone.rpc import ClusterRpcProxy
 from sandbox.utils import sanitize_url
 
+HELP = "an interactive shell with `sb` connected to the broker"
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "shell",
-        help="an interactive shell with `sb` connected to the broker",
-        description=(
-            "Open IPython with `sb`, the client, connected to the configured broker: "
-            "sb.rpc.SERVICE.METHOD(...), sb.dispatch(SERVICE, EVENT, PAYLOAD), sb.http.get(PATH); "
-            "and Nameko's `n`: n.rpc.SERVICE.METHOD(...), n.dispatch_event(SERVICE, EVENT, "
-            "PAYLOAD). With piped input, the first statement that raises exits with code 1."
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument(
         "--command", metavar="CODE", help="run CODE in the shell and exit (for scripts)"
@@ -55,10 +47,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="use Python's plain console even if IPython is here"
     )
-    parser.set_defaults(handler=shell)
 
 
-def shell(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """Open IPython with `sb`, the client, connected to the configured broker:
+    sb.rpc.SERVICE.METHOD(...), sb.dispatch(SERVICE, EVENT, PAYLOAD), sb.http.get(PATH); and
+    Nameko's `n`: n.rpc.SERVICE.METHOD(...), n.dispatch_event(SERVICE, EVENT, PAYLOAD). With
+    piped input, the first statement that raises exits with code 1."""
     config.setup(config_from_args(args))
     alias.activate()
     helper = NamekoShellHelper(config)
