@@ -147,6 +147,9 @@ class SandboxMagics(Magics):
           sb.inspect(kind="RPC")   the message inspector, filtered
           sb.topology()            services, exchanges, queues and bindings as a live graph
           sb.why(record)           what became of a recorded message, in one paragraph
+          sb.load("svc.method", rate=50, duration=10)
+                                   drive an RPC method, "GET /path" or "event:svc.type" at a
+                                   fixed rate, with a live plot and a max_workers slider
           sb.dashboard()           services: state, entrypoints, workers, buttons, logs
           sb.call_form()           a form to call an RPC method, HTTP route or event handler
           sb.docs()                the services' OpenAPI and AsyncAPI documents
