@@ -175,17 +175,10 @@ class QueueDepth:
         self._queue = queue
 
     def __call__(self) -> int | None:
-        from kombu.exceptions import ChannelError
+        from sandbox.amqp.connection import declared_queue
 
-        # A passive declare of a missing queue closes its channel: a throwaway one each time.
-        channel = self._connection.channel()
-        try:
-            return channel.queue_declare(self._queue, passive=True).message_count
-        except ChannelError:
-            return None
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+        declared = declared_queue(self._connection, self._queue)
+        return None if declared is None else declared.message_count
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sandbox.utils import Registrations
+
 log = logging.getLogger(__name__)
 
 # What a ``message_published`` record's ``kind`` says the message is: the contract between
@@ -24,17 +26,9 @@ PUBLISHED_EVENT = "event"
 PUBLISHED_RPC_REQUEST = "rpc-request"
 PUBLISHED_RPC_REPLY = "rpc-reply"
 
-_observers: list[Any] = []
-
-
-def add_observer(observer: Any) -> None:
-    if observer not in _observers:
-        _observers.append(observer)
-
-
-def remove_observer(observer: Any) -> None:
-    if observer in _observers:
-        _observers.remove(observer)
+_observers: Registrations[Any] = Registrations()
+add_observer = _observers.add
+remove_observer = _observers.remove
 
 
 def observed() -> bool:
@@ -43,7 +37,7 @@ def observed() -> bool:
 
 
 def notify(event: str, *args: Any) -> None:
-    for observer in list(_observers):
+    for observer in _observers:
         handler = getattr(observer, event, None)
         if handler is None:
             continue

@@ -34,6 +34,7 @@ import eventlet.tpool
 import greenlet
 
 from sandbox import blocking, watchdog
+from sandbox.utils import Registrations
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +48,15 @@ _os = eventlet.patcher.original("os")
 # first. The notebook layer uses it to route a green thread's output to the cell that started it;
 # the core knows nothing of IPython.
 ContextCapturer = Callable[[], Callable[[], None] | None]
-_capturers: list[ContextCapturer] = []
-
-
-def add_context_capturer(capturer: ContextCapturer) -> None:
-    if capturer not in _capturers:
-        _capturers.append(capturer)
-
-
-def remove_context_capturer(capturer: ContextCapturer) -> None:
-    if capturer in _capturers:
-        _capturers.remove(capturer)
+_capturers: Registrations[ContextCapturer] = Registrations()
+add_context_capturer = _capturers.add
+remove_context_capturer = _capturers.remove
 
 
 def _capture() -> Callable[[], None]:
     """Snapshot the caller's context so the green thread runs as if it were the caller."""
     ctx = contextvars.copy_context()
-    restorers = [r for r in (c() for c in list(_capturers)) if r is not None]
+    restorers = [r for r in (c() for c in _capturers) if r is not None]
 
     def enter() -> None:
         # A greenlet has its own contextvars context; adopting the caller's keeps ContextVars

@@ -103,6 +103,23 @@ def retry_delays(policy: Mapping[str, Any] | None = None) -> Iterator[float]:
     return delays if max_retries is None else itertools.islice(delays, max_retries)
 
 
+def declared_queue(connection: Any, name: str) -> Any:
+    """What a passive declare of queue ``name`` answers (``.message_count``...), or None when
+    the broker refuses it (no such queue, or exclusive to another connection).
+
+    ``connection`` is a kombu or py-amqp connection. A refused passive declare closes its
+    channel, so it is made on a throwaway one.
+    """
+    channel = connection.channel()
+    try:
+        return channel.queue_declare(name, passive=True)
+    except amqp.ChannelError:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
 def close_quietly(connection: kombu.Connection) -> None:
     """Close politely if the broker answers within a second, else just drop the socket.
 

@@ -169,17 +169,9 @@ class AmqpConsumer:
                 self._stop_publishing()
             raise
 
-    def publish_from_thread(
-        self,
-        body: bytes | str,
-        *,
-        exchange: str,
-        routing_key: str,
-        properties: Mapping[str, Any],
-        headers: Mapping[str, Any] | None = None,
-        mandatory: bool = False,
-    ) -> bool:
+    def publish_from_thread(self, body: bytes | str, **options: Any) -> bool:
         """:meth:`publish` from a plain thread, straight onto the socket; whether it did.
+        ``options`` are :meth:`publish`'s but ``wait``.
 
         It does not when that would wait (no connection, or the hub is writing) or on the
         embedded broker: the caller hands the message to the hub instead.
@@ -188,9 +180,7 @@ class AmqpConsumer:
         if writer is None or channel is None:
             return False
         try:
-            frames = channel.publish_frames(
-                body, exchange, routing_key, properties, headers, mandatory
-            )
+            frames = channel.publish_frames(body, **options)
         except amqp.RecoverableConnectionError:
             return False
         return writer.send_from_thread(frames)

@@ -12,10 +12,15 @@ from typing import Any
 
 import eventlet.semaphore
 import kombu
-from amqp.exceptions import NotFound
 
 from sandbox.amqp.confirms import ConfirmPipeline
-from sandbox.amqp.connection import CONNECTION_ERRORS, GREEN_SCHEMES, close_quietly, connect
+from sandbox.amqp.connection import (
+    CONNECTION_ERRORS,
+    GREEN_SCHEMES,
+    close_quietly,
+    connect,
+    declared_queue,
+)
 
 
 class PooledChannel:
@@ -36,17 +41,8 @@ class PooledChannel:
         self.returned.append((exc, exchange, routing_key))
 
     def queue_exists(self, name: str) -> bool:
-        # A passive declare of a missing queue closes its channel: use a throwaway one, made
-        # on the raw connection (kombu's would reconnect a dead one, sleeping, by itself).
-        channel = self.channel.connection.channel()
-        try:
-            channel.queue_declare(name, passive=True)
-            return True
-        except NotFound:
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+        # On the raw connection: kombu's would reconnect a dead one, sleeping, by itself.
+        return declared_queue(self.channel.connection, name) is not None
 
     def close(self) -> None:
         close_quietly(self.connection)

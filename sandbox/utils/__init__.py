@@ -7,13 +7,15 @@ import importlib
 import inspect
 import os
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 # Masking has a module of its own; these names stay importable from here.
 from sandbox.utils.masking import REDACTED, is_secret_key, mask_secrets, sanitize_url
 
 __all__ = [
     "REDACTED",
+    "Registrations",
     "get_redacted_args",
     "import_from_path",
     "is_secret_key",
@@ -21,6 +23,30 @@ __all__ = [
     "sanitize_url",
     "unique_id",
 ]
+
+T = TypeVar("T")
+
+
+class Registrations(Generic[T]):
+    """Hooks registered once each, in order; removing one that is not there is no error.
+    Iteration goes over a copy, so a hook may remove itself while the others run."""
+
+    def __init__(self) -> None:
+        self._hooks: list[T] = []
+
+    def add(self, hook: T) -> None:
+        if hook not in self._hooks:
+            self._hooks.append(hook)
+
+    def remove(self, hook: T) -> None:
+        if hook in self._hooks:
+            self._hooks.remove(hook)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self._hooks))
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
 
 
 def unique_id() -> str:
