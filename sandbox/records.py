@@ -135,9 +135,7 @@ class Record:
     def request(self) -> Any:
         """The request payload as JSON-safe data."""
         if self.http is not None:
-            request = self.http["request"]
-            body = _parsed_body(request["body"], request["headers"])
-            return {"method": request["method"], "url": request["url"], "body": body}
+            return self._http_message("request", "method", "url")
         if self.event is not None:
             return jsonable(self.event["payload"])
         return {"args": jsonable(self.args), "kwargs": jsonable(self.kwargs)}
@@ -146,12 +144,16 @@ class Record:
     def response(self) -> Any:
         """The reply as JSON-safe data: the result, the HTTP response, or the error."""
         if self.http is not None:
-            response = self.http["response"]
-            body = _parsed_body(response["body"], response["headers"])
-            return {"status": response["status"], "headers": response["headers"], "body": body}
+            return self._http_message("response", "status", "headers")
         if self.error is not None:
             return {"error": self.error}
         return jsonable(self.result)
+
+    def _http_message(self, side: str, *fields: str) -> dict[str, Any]:
+        """The HTTP request or response: ``fields`` as recorded, and the body parsed."""
+        message = self.http[side]
+        body = _parsed_body(message["body"], message["headers"])
+        return {**{field: message[field] for field in fields}, "body": body}
 
     @property
     def headers(self) -> dict[str, Any]:
