@@ -175,17 +175,17 @@ class Channel:
 
     def _binding(
         self,
-        change: str,
+        bind: bool,
         queue: str,
         exchange: str,
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> None:
-        getattr(self._live(), change)(queue, exchange, routing_key, arguments, self.connection)
+        self._live().change_binding(bind, queue, exchange, routing_key, arguments, self.connection)
 
     # queue_bind(queue, exchange, routing_key="", arguments=None), and queue_unbind alike
-    queue_bind = partialmethod(_binding, "bind")
-    queue_unbind = partialmethod(_binding, "unbind")
+    queue_bind = partialmethod(_binding, True)
+    queue_unbind = partialmethod(_binding, False)
 
     def queue_purge(self, queue: str) -> int:
         return self._live().purge_queue(queue, self.connection)
