@@ -194,14 +194,22 @@ class QueueConsumer(SharedExtension, ProviderCollector):
         )
         self.consumer.wait_until_ready()
 
-    def handle(self, fn: Callable[[], None], identifier: str) -> None:
-        """Run a message's handler (from ``on_message``) in a green thread of the container.
+    def spawning(
+        self, handle_message: Callable[[kombu.Message], None], identifier: str
+    ) -> Callable[[kombu.Message], None]:
+        """An ``on_message`` for :meth:`consume` that runs ``handle_message`` in a green thread
+        of the container: it may wait for a worker slot, the loop must not.
 
         A message that came alone is handled at once, before the loop reads on: its worker
         answers a hub turn sooner, and overtakes no other. Several that came together start
         in their order, at the hub's next turn.
         """
-        self.container.spawn_managed_thread(fn, identifier, at_once=self.consumer.alone)
+
+        def on_message(message: kombu.Message) -> None:
+            handle = partial(handle_message, message)
+            self.container.spawn_managed_thread(handle, identifier, at_once=self.consumer.alone)
+
+        return on_message
 
     def unregister_provider(self, provider: Any) -> None:
         for subscription in self._subscriptions.pop(provider, ()):
@@ -279,19 +287,14 @@ class Consumer(Entrypoint, HeaderDecoder):
         super().__init__(**kwargs)
 
     def setup(self) -> None:
+        identifier = f"{self.container.service_name}.{self.method_name}.message"
+        on_message = self.queue_consumer.spawning(self.handle_message, identifier)
         self.queue_consumer.consume(
-            self, self.queue, self.on_message, prefetch_count=self.prefetch_count
+            self, self.queue, on_message, prefetch_count=self.prefetch_count
         )
 
     def stop(self) -> None:
         self.queue_consumer.unregister_provider(self)
-
-    def on_message(self, message: kombu.Message) -> None:
-        # In a green thread of its own: it may wait for a worker slot, the loop must not.
-        self.queue_consumer.handle(
-            partial(self.handle_message, message),
-            identifier=f"{self.container.service_name}.{self.method_name}.message",
-        )
 
     def handle_message(self, message: kombu.Message) -> None:
         try:

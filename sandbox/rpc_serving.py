@@ -89,7 +89,10 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             routing_key=f"{service_name}.*",
             durable=True,
         )
-        self.queue_consumer.consume(self, queue, self.on_message)
+        identifier = f"{service_name}.rpc_request"
+        self.queue_consumer.consume(
+            self, queue, self.queue_consumer.spawning(self.handle_message, identifier)
+        )
         self.queue_consumer.consumer.on_return(_reply_returned)
 
     def register_provider(self, provider: Rpc) -> None:
@@ -102,12 +105,6 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         super().unregister_provider(provider)
         if not self._entrypoints:
             self.queue_consumer.unregister_provider(self)
-
-    def on_message(self, message: kombu.Message) -> None:
-        self.queue_consumer.handle(
-            partial(self.handle_message, message),
-            identifier=f"{self.container.service_name}.rpc_request",
-        )
 
     def handle_message(self, message: kombu.Message) -> None:
         if not message.properties.get("reply_to"):

@@ -1,9 +1,12 @@
 """OpenTelemetry spans for every entrypoint run and every RPC request, event and HTTP call sent.
 
-With ``opentelemetry-api`` installed (the ``tracing`` extra), the first container of a process
-installs one recorder observer; spans go to the global tracer provider, so whatever SDK and
-exporter the process sets up receives them (without one they are the API's non-recording
-spans). Without it, :func:`install` is one cached import check.
+With ``opentelemetry-api`` installed (the ``tracing`` extra) and a tracer provider set (an SDK's,
+set up before the services start, as ``opentelemetry-instrument`` or the process's own start-up
+code does), the first container started after it installs one recorder observer; spans go to
+that global provider and whatever exporter it has. Without a provider OpenTelemetry would make
+non-recording spans, and the observer would still cost every call (and make every record the
+recorder makes only for observers): then, and without OpenTelemetry, :func:`install` is a
+check and nothing more.
 
 - An entrypoint run is a span named ``service.entrypoint``: kind SERVER for RPC and HTTP,
   CONSUMER for events and other messages, INTERNAL for timers; started and ended in the worker's
@@ -47,11 +50,18 @@ def available() -> bool:
 
 
 def install() -> None:
-    """Make spans from now on, when OpenTelemetry is installed; any thread, any number of times."""
+    """Make spans from now on, when OpenTelemetry is installed and a tracer provider is set;
+    any thread, any number of times."""
     global _spans
-    if _spans is None and available():
+    if _spans is None and available() and _provider_set():
         _spans = SpanObserver()
         recorder.add_observer(_spans)
+
+
+def _provider_set() -> bool:
+    from opentelemetry import trace
+
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 class SpanObserver:

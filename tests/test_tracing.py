@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import greeting_chain
@@ -184,36 +183,53 @@ def test_one_trace_across_two_processes(vhost_uri, cli, tmp_path, spans):
     check_one_trace(read_lines(spans_written) + describe(spans.get_finished_spans()), stacks)
 
 
-def test_without_opentelemetry_nothing_observes_the_workers(tmp_path):
-    # A process where `import opentelemetry` fails, as where it is not installed.
-    code = textwrap.dedent(
-        """
-        import sys
-        sys.modules["opentelemetry"] = None
-        from sandbox import recorder, tracing
-        from sandbox.containers import ServiceContainer
-        from sandbox.testing.services import dummy
+CONTAINER_THEN_OBSERVED = """
+from sandbox import recorder, tracing
+from sandbox.containers import ServiceContainer
+from sandbox.testing.services import dummy
 
-        class Service:
-            name = "service"
+class Service:
+    name = "service"
 
-            @dummy
-            def method(self):
-                pass
+    @dummy
+    def method(self):
+        pass
 
-        ServiceContainer(Service, {"AMQP_URI": "memory://"})
-        print(tracing.available(), recorder.observed())
-        """
-    )
+ServiceContainer(Service, {"AMQP_URI": "memory://"})
+print(tracing.available(), recorder.observed())
+"""
+
+
+def observed_in_a_process(preamble: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", preamble + CONTAINER_THEN_OBSERVED],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "False False\n"
+    return done.stdout
+
+
+def test_without_opentelemetry_nothing_observes_the_workers():
+    # A process where `import opentelemetry` fails, as where it is not installed.
+    preamble = 'import sys\nsys.modules["opentelemetry"] = None\n'
+    assert observed_in_a_process(preamble) == "False False\n"
+
+
+def test_without_a_tracer_provider_nothing_observes_the_workers():
+    # The API alone would make non-recording spans: the cost of tracing for nothing.
+    assert observed_in_a_process("") == "True False\n"
+
+
+def test_a_tracer_provider_set_first_makes_the_container_observe_its_workers():
+    preamble = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+    )
+    assert observed_in_a_process(preamble) == "True True\n"
 
 
 class Stock:

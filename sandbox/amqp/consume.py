@@ -141,18 +141,10 @@ class AmqpConsumer:
         """Wait until every queue is consumed; raise when the first connection failed."""
         self._ready.wait()
 
-    def publish(
-        self,
-        body: bytes | str,
-        *,
-        exchange: str,
-        routing_key: str,
-        properties: Mapping[str, Any],
-        headers: Mapping[str, Any] | None = None,
-        mandatory: bool = False,
-        wait: float = 5,
-    ) -> None:
-        """Publish on this connection (hub thread); it is written, not confirmed.
+    def publish(self, body: bytes | str, *, wait: float = 5, **options: Any) -> None:
+        """Publish on this connection (hub thread); it is written, not confirmed. ``options``
+        are :meth:`GreenChannel.publish_frames`'s: ``exchange``, ``routing_key``,
+        ``properties``, ``headers`` and ``mandatory``.
 
         While the connection is being made again, waits up to ``wait`` seconds for it, then
         raises. A mandatory message nobody takes comes back to the :meth:`on_return` callbacks.
@@ -161,7 +153,7 @@ class AmqpConsumer:
             self.wait_connected(wait)
         publish = self._publish
         try:
-            publish(body, exchange, routing_key, properties, headers, mandatory)
+            publish(body, **options)
         except CONNECTION_ERRORS:
             # The connection died before the loop noticed: the next publish waits for the
             # next connection rather than fail on this one again.
@@ -437,7 +429,7 @@ class AmqpConsumer:
             # blocked" news, and the loop must stay the socket's only reader.
             return channel.publish_content
 
-        def publish(body, exchange, routing_key, properties, headers, mandatory) -> None:
+        def publish(body, exchange, routing_key, properties, headers=None, mandatory=False) -> None:
             fields = dict(properties)
             message = channel.prepare_message(
                 body,

@@ -126,51 +126,25 @@ class MemoryChannel(base.StdChannel):
             raise
 
     # -- entities --------------------------------------------------------------------------
+    # py-amqp's entity methods, keyword options as there; ``nowait`` changes nothing, as the
+    # embedded broker answers at once. Unlike the broker's own, auto_delete defaults to True.
 
     def exchange_declare(
-        self,
-        exchange: str,
-        type: str,
-        passive: bool = False,
-        durable: bool = False,
-        auto_delete: bool = True,
-        nowait: bool = False,
-        arguments: dict | None = None,
+        self, exchange: str, type: str, *, nowait: bool = False, **options: Any
     ) -> None:
-        self._call(
-            "exchange_declare",
-            exchange,
-            type,
-            passive=passive,
-            durable=durable,
-            auto_delete=auto_delete,
-            arguments=arguments,
-        )
+        """``options``: ``passive``, ``durable``, ``auto_delete`` and ``arguments``."""
+        self._call("exchange_declare", exchange, type, **{"auto_delete": True, **options})
 
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
         self._call("exchange_delete", exchange, if_unused=if_unused)
 
     def queue_declare(
-        self,
-        queue: str = "",
-        passive: bool = False,
-        durable: bool = False,
-        exclusive: bool = False,
-        auto_delete: bool = True,
-        nowait: bool = False,
-        arguments: dict | None = None,
+        self, queue: str = "", *, nowait: bool = False, **options: Any
     ) -> queue_declare_ok_t:
-        return queue_declare_ok_t(
-            *self._call(
-                "queue_declare",
-                queue,
-                passive=passive,
-                durable=durable,
-                exclusive=exclusive,
-                auto_delete=auto_delete,
-                arguments=arguments,
-            )
-        )
+        """``options``: ``passive``, ``durable``, ``exclusive``, ``auto_delete`` and
+        ``arguments``."""
+        declared = self._call("queue_declare", queue, **{"auto_delete": True, **options})
+        return queue_declare_ok_t(*declared)
 
     def queue_bind(
         self,

@@ -12,6 +12,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partialmethod
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqp import spec
@@ -161,65 +162,30 @@ class Channel:
 
     # -- entities (owned by the broker; the channel adds the connection) -------------------
 
-    def exchange_declare(
-        self,
-        exchange: str,
-        type: str = "direct",
-        *,
-        passive: bool = False,
-        durable: bool = False,
-        auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> None:
-        self._live().declare_exchange(
-            exchange,
-            type,
-            passive=passive,
-            durable=durable,
-            auto_delete=auto_delete,
-            arguments=arguments,
-        )
+    def exchange_declare(self, exchange: str, type: str = "direct", **options: Any) -> None:
+        """``options`` are :meth:`Broker.declare_exchange`'s (``passive``, ``durable``...)."""
+        self._live().declare_exchange(exchange, type, **options)
 
     def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:
         self._live().delete_exchange(exchange, if_unused=if_unused)
 
-    def queue_declare(
-        self,
-        queue: str = "",
-        *,
-        passive: bool = False,
-        durable: bool = False,
-        exclusive: bool = False,
-        auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> tuple[str, int, int]:
-        return self._live().declare_queue(
-            queue,
-            self.connection,
-            passive=passive,
-            durable=durable,
-            exclusive=exclusive,
-            auto_delete=auto_delete,
-            arguments=arguments,
-        )
+    def queue_declare(self, queue: str = "", **options: Any) -> tuple[str, int, int]:
+        """``options`` are :meth:`Broker.declare_queue`'s (``passive``, ``exclusive``...)."""
+        return self._live().declare_queue(queue, self.connection, **options)
 
-    def queue_bind(
+    def _binding(
         self,
+        bind: bool,
         queue: str,
         exchange: str,
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> None:
-        self._live().bind(queue, exchange, routing_key, arguments, self.connection)
+        self._live().change_binding(bind, queue, exchange, routing_key, arguments, self.connection)
 
-    def queue_unbind(
-        self,
-        queue: str,
-        exchange: str,
-        routing_key: str = "",
-        arguments: dict[str, Any] | None = None,
-    ) -> None:
-        self._live().unbind(queue, exchange, routing_key, arguments, self.connection)
+    # queue_bind(queue, exchange, routing_key="", arguments=None), and queue_unbind alike
+    queue_bind = partialmethod(_binding, True)
+    queue_unbind = partialmethod(_binding, False)
 
     def queue_purge(self, queue: str) -> int:
         return self._live().purge_queue(queue, self.connection)

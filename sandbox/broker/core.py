@@ -250,33 +250,27 @@ class Broker:
             )
         return queue
 
-    def bind(
+    def change_binding(
         self,
+        bind: bool,
         queue: str,
         exchange: str,
         routing_key: str,
         arguments: Mapping[str, Any] | None,
         connection: Connection,
     ) -> None:
-        method = spec.Queue.Bind
-        target = self.queue(queue, connection, method)
-        self._bindable(exchange, method).bind(target.name, routing_key, arguments)
-
-    def unbind(
-        self,
-        queue: str,
-        exchange: str,
-        routing_key: str,
-        arguments: Mapping[str, Any] | None,
-        connection: Connection,
-    ) -> None:
-        method = spec.Queue.Unbind
-        if queue not in self.queues or (exchange and exchange not in self.exchanges):
+        """``queue.bind`` (``bind`` true) or ``queue.unbind``, which may free an auto-delete
+        exchange."""
+        method = spec.Queue.Bind if bind else spec.Queue.Unbind
+        if not bind and (queue not in self.queues or (exchange and exchange not in self.exchanges)):
             return  # RabbitMQ answers unbind-ok: there is nothing to unbind
         target = self.queue(queue, connection, method)
         source = self._bindable(exchange, method)
-        source.unbind(target.name, routing_key, arguments)
-        self._maybe_auto_delete(source)
+        if bind:
+            source.bind(target.name, routing_key, arguments)
+        else:
+            source.unbind(target.name, routing_key, arguments)
+            self._maybe_auto_delete(source)
 
     def purge_queue(self, name: str, connection: Connection) -> int:
         """Empty a queue; purged messages are not dead-lettered, as in RabbitMQ."""
