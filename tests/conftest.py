@@ -2,6 +2,7 @@
 
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -85,6 +86,15 @@ class Observed(list):
     def __init__(self, event: str):
         super().__init__()
         setattr(self, event, self.append)
+
+
+@pytest.fixture
+def taken_port():
+    """A port of 127.0.0.1 that another socket listens on for the whole test."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
 
 
 @pytest.fixture

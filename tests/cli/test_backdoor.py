@@ -106,19 +106,16 @@ def test_run_with_a_host_and_sigterm_while_a_console_is_open(cli):
         ("127.0.0.1:{port}", "sandbox: error: cannot serve the backdoor on 127.0.0.1:{port}: "),
     ],
 )
-def test_run_backdoor_errors_are_one_line(cli, address, message):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        proc = cli(
-            "run",
-            "services",
-            "--backdoor-port",
-            address.format(port=port),
-            modules={"services": SERVICE},
-        )
-        code, stderr = proc.finish()
+def test_run_backdoor_errors_are_one_line(cli, address, message, taken_port):
+    port = str(taken_port)
+    proc = cli(
+        "run",
+        "services",
+        "--backdoor-port",
+        address.format(port=port),
+        modules={"services": SERVICE},
+    )
+    code, stderr = proc.finish()
     assert code == 2
     assert message.format(port=port) in stderr.splitlines()[-1]
     assert "Traceback" not in stderr

@@ -1,7 +1,5 @@
 """`sandbox run` on an address another process serves: one line naming the option to pass."""
 
-import socket
-
 HTTP_SERVICE = """
 from sandbox.web.handlers import http
 
@@ -15,15 +13,10 @@ class Page:
 """
 
 
-def test_address_in_use_says_which_option_to_pass(cli):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        proc = cli(
-            "run", "page", "-d", f"WEB_SERVER_ADDRESS={address}", modules={"page": HTTP_SERVICE}
-        )
-        code, stderr = proc.finish()
+def test_address_in_use_says_which_option_to_pass(cli, taken_port):
+    address = f"127.0.0.1:{taken_port}"
+    proc = cli("run", "page", "-d", f"WEB_SERVER_ADDRESS={address}", modules={"page": HTTP_SERVICE})
+    code, stderr = proc.finish()
     assert code == 2
     error = stderr.splitlines()[-1]
     assert error.startswith(

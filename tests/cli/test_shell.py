@@ -1,7 +1,6 @@
 """`sandbox shell`: IPython (or Python's console) with `sb` connected to the configured broker."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,36 +56,28 @@ def test_command_runs_with_sb_connected_to_the_configured_broker(tmp_path):
     assert lines[1] == "NotebookClient hello"
 
 
-def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path):
+def test_sb_http_calls_the_configured_address_even_when_it_is_taken(tmp_path, taken_port):
     # In a shell the address is the cluster's web server, which is running: it must not move.
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        address = f"127.0.0.1:{server.getsockname()[1]}"
-        done = shell(
-            "-d", f"WEB_SERVER_ADDRESS={address}", "--command", "print(sb.http)", tmp_path=tmp_path
-        )
+    address = f"127.0.0.1:{taken_port}"
+    done = shell(
+        "-d", f"WEB_SERVER_ADDRESS={address}", "--command", "print(sb.http)", tmp_path=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"<sb.http on http://{address}>"
     assert "taken" not in done.stderr
 
 
 @pytest.mark.parametrize("console", [[], ["--plain"]])
-def test_sb_http_calls_the_cluster_address_given_with_http(tmp_path, console):
+def test_sb_http_calls_the_cluster_address_given_with_http(tmp_path, console, taken_port):
     # A cluster's config binds every interface; --http names where it is reached from here.
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        config = f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n"
-        (tmp_path / "config.yaml").write_text(config)
-        bound = shell(
-            *console, "-c", "config.yaml", "--command", "print(sb.http)", tmp_path=tmp_path
-        )
-        url = f"http://localhost:{port}/api"
-        given = shell(
-            *console, "--http", url, "--command", "print(sb.http.url_of('/x'))", tmp_path=tmp_path
-        )
+    port = taken_port
+    config = f"WEB_SERVER_ADDRESS: ${{WEB_SERVER_ADDRESS:0.0.0.0:{port}}}\n"
+    (tmp_path / "config.yaml").write_text(config)
+    bound = shell(*console, "-c", "config.yaml", "--command", "print(sb.http)", tmp_path=tmp_path)
+    url = f"http://localhost:{port}/api"
+    given = shell(
+        *console, "--http", url, "--command", "print(sb.http.url_of('/x'))", tmp_path=tmp_path
+    )
     assert bound.returncode == 0, bound.stderr
     assert bound.stdout.splitlines()[-1] == f"<sb.http on http://127.0.0.1:{port}>"
     assert given.returncode == 0, given.stderr

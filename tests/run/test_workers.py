@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -160,23 +159,20 @@ def test_worker_option_errors_are_one_line(cli, args, message):
     assert len(lines) == 1 and message in lines[0], stderr
 
 
-def test_the_shared_port_in_use_says_which_option_to_pass(cli):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        process = cli(
-            "run",
-            "services",
-            "--workers",
-            "2",
-            "--broker",
-            "amqp://localhost/",
-            "-d",
-            f"WEB_SERVER_ADDRESS={address}",
-            modules={"services": SERVICE},
-        )
-        code, stderr = process.finish()
+def test_the_shared_port_in_use_says_which_option_to_pass(cli, taken_port):
+    address = f"127.0.0.1:{taken_port}"
+    process = cli(
+        "run",
+        "services",
+        "--workers",
+        "2",
+        "--broker",
+        "amqp://localhost/",
+        "-d",
+        f"WEB_SERVER_ADDRESS={address}",
+        modules={"services": SERVICE},
+    )
+    code, stderr = process.finish()
     assert code == 2
     assert stderr.splitlines()[-1] == (
         f"sandbox: error: cannot start services: [Errno 98] cannot listen on http://{address}: "
