@@ -31,9 +31,11 @@ $(COMPAT_STAMP): $(STAMP)
 run: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Two workers, each given whole files (--dist loadfile) so that a module's shared kernel, browser
+# or service starts once: most tests wait on kernels, processes and RabbitMQ, not on the CPU.
 test: $(COMPAT_STAMP) rabbitmq redis chromium netcat
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 rabbitmq:
 	bash scripts/ensure-rabbitmq.sh
