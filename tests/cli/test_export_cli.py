@@ -8,6 +8,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from sandbox.cli.main import main
 from sandbox.config import load_config
+from sandbox.testing.utils import find_free_port
 
 SETUP = """\
 %load_ext sandbox
@@ -143,7 +144,16 @@ def test_errors_are_one_line(tmp_path, monkeypatch, capsys, setup, args, message
 def test_sandbox_run_runs_the_export_unchanged(cli, notebook):
     exported = cli("export", notebook.name, "-o", "services.py")
     assert exported.finish()[0] == 0
-    proc = cli("run", "services", "--config", "config.yaml", env={"AMQP_PASSWORD": "hunter2"})
+    # The exported config serves on port 8000 unless $WEB_SERVER_ADDRESS says otherwise, and
+    # other tests (other suites on the machine too) may hold 8000 meanwhile.
+    address = f"127.0.0.1:{find_free_port()}"
+    proc = cli(
+        "run",
+        "services",
+        "--config",
+        "config.yaml",
+        env={"AMQP_PASSWORD": "hunter2", "WEB_SERVER_ADDRESS": address},
+    )
     proc.wait_for_line("started service ticker (2 entrypoints)")
     proc.wait_for_line("started service calc (1 entrypoint)")
     proc.wait_for_line("tick #3")  # the timer, its helper chain and the constant all work
