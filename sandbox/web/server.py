@@ -38,7 +38,7 @@ from sandbox.utils import REDACTED
 from sandbox.web.bodies import buffer_body
 from sandbox.web.connections import ConnectionLimits, ConnectionTable
 from sandbox.web.protocol import HttpOnlyProtocol
-from sandbox.web.responses import http_exception_response, negotiated
+from sandbox.web.responses import http_exception_response, negotiated, send
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class WsgiApp:
             return response(environ, start_response)
         response = negotiated(response, request)
         record_request(request, response, started, handler)
-        return response(environ, start_response)
+        return send(response, environ, start_response)
 
     def respond(self, handler: Any, request: Request) -> Response | Callable:
         refusal = buffer_body(request.environ, request.max_content_length)
