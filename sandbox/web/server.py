@@ -144,6 +144,8 @@ def record_request(
     request: Request, response: Response, started: float, handler: Any = None
 ) -> None:
     """The access log: a ``http_request`` record for the recorder, a line at DEBUG."""
+    if not recorder.observed() and not log.isEnabledFor(logging.DEBUG):
+        return  # a line and a record nobody reads need not be made
     duration = time.perf_counter() - started
     service = handler.container.service_name if handler is not None else None
     entrypoint = getattr(handler, "method_name", None)
