@@ -20,7 +20,7 @@ import eventlet.greenthread
 import eventlet.semaphore
 import greenlet
 
-from sandbox import faults, recorder, serialization, tracing
+from sandbox import faults, recorder, reused_threads, serialization, tracing
 from sandbox.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -35,7 +35,7 @@ from sandbox.extensions import (
     is_dependency,
     iter_extensions,
 )
-from sandbox.runtime import HubThread, get_runtime, spawn_at_once
+from sandbox.runtime import HubThread, get_runtime
 from sandbox.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class ServiceContainer:
     def _kill_managed_threads(self) -> None:
         current = greenlet.getcurrent()
         for thread in list(self._managed_threads):
-            if thread is not current:
+            if thread is not current and getattr(thread, "thread", None) is not current:
                 thread.kill()
 
     # --- workers and managed threads: hub thread --------------------------------------------
@@ -444,11 +444,8 @@ class ServiceContainer:
         if not outcome.ready():
             outcome.send_exception(died)
 
-    def spawn_managed_thread(
-        self, fn: Callable[[], Any], identifier: str | None = None, at_once: bool = False
-    ):
-        """Run ``fn`` in a green thread whose failure kills the container; ``at_once``, before
-        the calling green thread goes on (see :func:`spawn_at_once`).
+    def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None):
+        """Run ``fn`` in a green thread whose failure kills the container.
 
         From another thread (test code), the green thread starts in the hub and what returns is
         a :class:`~sandbox.runtime.HubThread` whose ``wait()`` and ``kill()`` go through it.
@@ -456,10 +453,21 @@ class ServiceContainer:
         runtime = get_runtime()
         if not runtime.in_hub():
             return HubThread(runtime, runtime.call(self.spawn_managed_thread, fn, identifier))
-        thread = spawn_at_once(fn) if at_once else eventlet.spawn(fn)
+        thread = eventlet.spawn(fn)
         self._managed_threads[thread] = identifier
         thread.link(self._managed_thread_exited)
         return thread
+
+    def spawn_managed_job(
+        self, fn: Callable[[], Any], identifier: str | None = None, at_once: bool = False
+    ) -> None:
+        """:meth:`spawn_managed_thread` for short jobs, in the hub: ``fn`` runs in a green
+        thread that waited for work (:mod:`sandbox.reused_threads`), and nothing is returned
+        to wait for it by."""
+        job = reused_threads.spawn(fn, at_once)
+        if not job.dead:
+            self._managed_threads[job] = identifier
+        job.link(self._managed_thread_exited)
 
     def _managed_thread_exited(self, thread: Any) -> None:
         identifier = self._managed_threads.pop(thread, None)

@@ -2,7 +2,8 @@
 
 Each container has one :class:`QueueConsumer`: one connection that consumes the queues of all
 its AMQP entrypoints (RPC, events, ``@consume``) and its RPC reply queue. Entrypoints hand
-each delivery to a green thread of its own, which waits for a worker slot; the consumer's loop
+each delivery to a green thread of its own (one that handled an earlier delivery, see
+:mod:`sandbox.reused_threads`), which waits for a worker slot; the consumer's loop
 never waits, so heartbeats flow even while every worker is busy. (Starting the worker from
 the loop when a slot looks free is no saving: slots are handed out in turn, so the loop would
 queue behind the deliveries already waiting, and a worker waiting for an RPC reply that only
@@ -207,7 +208,7 @@ class QueueConsumer(SharedExtension, ProviderCollector):
 
         def on_message(message: kombu.Message) -> None:
             handle = partial(handle_message, message)
-            self.container.spawn_managed_thread(handle, identifier, at_once=self.consumer.alone)
+            self.container.spawn_managed_job(handle, identifier, at_once=self.consumer.alone)
 
         return on_message
 

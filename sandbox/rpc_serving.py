@@ -247,66 +247,83 @@ class RequestLedger:
     :func:`request_digest`), in this process only: a copy that reaches another instance of
     the service runs again. A request that merely shares its caller's reply_to and
     correlation id (a client that reuses ids) is another request, and runs.
+
+    Requests are filed by reply_to and correlation id, which every copy shares: the digest,
+    which costs as much as the rest of a request's handling before its reply, is worked out
+    only for requests that share them, which is rare.
     """
 
     def __init__(self, remembered: int = 1000):
-        self._running: dict[bytes, list[kombu.Message]] = {}
-        self._answered: OrderedDict[bytes, dict] = OrderedDict()
+        self._running: dict[tuple, list[tuple[SeenRequest, list[kombu.Message]]]] = {}
+        self._answered: OrderedDict[tuple, list[tuple[SeenRequest, dict]]] = OrderedDict()
         self._remembered = remembered
+        self._answered_count = 0
 
     def start(self, message: kombu.Message) -> None:
-        key = _copy_key(message)
-        if key is not None:
-            self._running[key] = [message]
+        seen = SeenRequest.of(message)
+        if seen is not None:
+            self._running.setdefault(seen.ids, []).append((seen, [message]))
 
     def forget(self, message: kombu.Message) -> None:
-        self._running.pop(_copy_key(message), None)
+        self._take_run(message)
 
     def join(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a copy of a running request; it is settled with it if so."""
-        copies = self._running.get(_copy_key(message))
-        if copies is None:
+        seen = SeenRequest.of(message)
+        run = seen and seen.find(self._running.get(seen.ids))
+        if run is None:
             return False
-        copies.append(message)
+        run.append(message)
         return True
 
     def reply_for(self, message: kombu.Message) -> dict | None:
-        return self._answered.get(_copy_key(message))
+        seen = SeenRequest.of(message)
+        return seen and seen.find(self._answered.get(seen.ids))
 
     def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
         """Remember the reply of a request that ran; return the deliveries to settle: every
         copy of the request. (One refused before running, a MalformedRequest say, is refused
         again should it come back: nothing to remember.)"""
-        copies = self._running.pop(_copy_key(message), None)
+        copies = self._take_run(message)
         if copies is None:
             return [message]
-        self._answered[_copy_key(message)] = reply
-        if len(self._answered) > self._remembered:
-            self._answered.popitem(last=False)
+        seen = SeenRequest.of(message)
+        self._answered.setdefault(seen.ids, []).append((seen, reply))
+        self._answered_count += 1
+        while self._answered_count > self._remembered:
+            _, forgotten = self._answered.popitem(last=False)
+            self._answered_count -= len(forgotten)
         return copies
+
+    def _take_run(self, message: kombu.Message) -> list[kombu.Message] | None:
+        seen = SeenRequest.of(message)
+        runs = self._running.get(seen.ids) if seen is not None else None
+        run = seen and seen.find(runs)
+        if run is None:
+            return None
+        runs[:] = [entry for entry in runs if entry[1] is not run]
+        if not runs:
+            del self._running[seen.ids]
+        return run
 
 
 # Headers a broker adds to a message it delivers again (a quorum queue counts deliveries).
 _REDELIVERY_HEADERS = frozenset({"x-delivery-count"})
 
 
-def request_digest(message: kombu.Message) -> bytes:
+def request_digest(body: Any, headers: dict | None, properties: dict, info: dict) -> bytes:
     """A digest of everything a request is: its body, headers, properties and destination.
 
     A true copy (redelivered by the broker, or published again by its client) has all of
     them the same; a request that merely reuses another's reply_to and correlation id has
     not, and is never taken for it.
     """
-    body = message.body
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
     headers = {
-        key: value
-        for key, value in (message.headers or {}).items()
-        if key not in _REDELIVERY_HEADERS
+        key: value for key, value in (headers or {}).items() if key not in _REDELIVERY_HEADERS
     }
-    properties = {k: v for k, v in message.properties.items() if k != "application_headers"}
-    info = message.delivery_info
+    properties = {k: v for k, v in properties.items() if k != "application_headers"}
     digest = hashlib.blake2b(body, digest_size=16)
     digest.update(
         repr((info.get("exchange"), info.get("routing_key"), properties, headers)).encode()
@@ -314,19 +331,52 @@ def request_digest(message: kombu.Message) -> bytes:
     return digest.digest()
 
 
-def _copy_key(message: kombu.Message) -> bytes | None:
-    """The key copies of a request share (its digest, worked out once per delivery); None
-    for a request without a correlation id, whose reply nobody could tell from another."""
-    if message.properties.get("correlation_id") is None:
+class SeenRequest:
+    """A request as the ledger knows it: its reply_to and correlation id at once, its digest
+    when another request with the same ids comes."""
+
+    # What the digest needs, not the message (the ledger outlives its channel); slots, as
+    # the ledger keeps a thousand of them for the garbage collector to go through.
+    __slots__ = ("ids", "_body", "_headers", "_properties", "_info", "_digest")
+
+    def __init__(self, message: kombu.Message, ids: tuple):
+        self.ids = ids
+        self._body = message.body
+        self._headers = message.headers
+        self._properties = message.properties
+        self._info = message.delivery_info
+        self._digest: bytes | None = None
+
+    @classmethod
+    def of(cls, message: kombu.Message) -> SeenRequest | None:
+        """The delivery's, made once; None without a correlation id, when nobody could tell
+        its reply from another's."""
+        properties = message.properties
+        correlation_id = properties.get("correlation_id")
+        if correlation_id is None:
+            return None
+        seen = message.__dict__.get(_SEEN_ATTRIBUTE)
+        if seen is None:
+            ids = (properties.get("reply_to"), correlation_id)
+            seen = message.__dict__[_SEEN_ATTRIBUTE] = cls(message, ids)
+        return seen
+
+    def digest(self) -> bytes:
+        if self._digest is None:
+            self._digest = request_digest(self._body, self._headers, self._properties, self._info)
+            self._body = self._headers = self._properties = self._info = None
+        return self._digest
+
+    def find(self, entries: list[tuple[SeenRequest, Any]] | None) -> Any:
+        """What ``entries`` (of requests with our ids) hold for this request, or None."""
+        for seen, value in entries or ():
+            if seen is self or seen.digest() == self.digest():
+                return value
         return None
-    key = message.__dict__.get(_DIGEST_ATTRIBUTE)
-    if key is None:
-        key = message.__dict__[_DIGEST_ATTRIBUTE] = request_digest(message)
-    return key
 
 
-# Where a delivery keeps its digest: asked for several times between its arrival and its reply.
-_DIGEST_ATTRIBUTE = "sandbox_request_digest"
+# Where a delivery keeps its SeenRequest: asked for several times between arrival and reply.
+_SEEN_ATTRIBUTE = "sandbox_seen_request"
 
 
 class Rpc(Entrypoint, HeaderDecoder):

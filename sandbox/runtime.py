@@ -522,25 +522,3 @@ def stop_runtime(timeout: float = 5) -> None:
 
 # Interpreters that exit with kombu still running in the hub thread were seen to segfault.
 atexit.register(stop_runtime)
-
-
-def spawn_at_once(fn: Callable[[], Any]) -> eventlet.greenthread.GreenThread:
-    """:func:`eventlet.spawn`, but ``fn`` runs at once, until it first waits or ends; the
-    calling green thread goes on at the hub's next turn.
-
-    A consumer's loop hands each message to its worker so: the worker answers before the
-    loop reads on, instead of one hub turn later. From the hub itself, a plain spawn.
-    """
-    hub = eventlet.hubs.get_hub()
-    current = greenlet.getcurrent()
-    if current is hub.greenlet:
-        return eventlet.spawn(fn)
-    thread = eventlet.greenthread.GreenThread(hub.greenlet)
-    resume = hub.schedule_call_global(0, current.switch)
-    try:
-        thread.switch(fn, (), {})
-    finally:
-        # Resumed otherwise (a kill throws into the caller): the timer must not wake it
-        # later, wherever it then waits.
-        resume.cancel()
-    return thread

@@ -11,6 +11,7 @@ A reader changing entrypoints needs the first four:
 
 The fast path under them, which those modules call and nothing else does:
 
+- ``fast_path``: what a connection offers beyond py-amqp, asked for by the consumer;
 - ``green``: kombu's py-amqp transport on green sockets;
 - ``frame_writer``: a connection's writes, from green threads or a plain one;
 - ``frame_reader``: whole frames read at once, deliveries assembled without py-amqp;

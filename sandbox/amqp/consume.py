@@ -34,9 +34,8 @@ from amqp.exceptions import ConsumerCancelled
 from sandbox import recorder
 from sandbox.amqp import wire
 from sandbox.amqp.connection import CONNECTION_ERRORS, close_quietly, connect, retry_delays
-from sandbox.amqp.frame_reader import FrameReader, GreenTCPTransport
+from sandbox.amqp.fast_path import FramePublisher, fast_path
 from sandbox.amqp.frame_writer import FrameWriter
-from sandbox.amqp.green import GreenChannel
 from sandbox.amqp.limits import MessageLimits, unopened_message
 from sandbox.amqp.publish import UndeliverableMessage
 from sandbox.amqp.thread_reader import ThreadReader
@@ -105,7 +104,7 @@ class AmqpConsumer:
         self._publish: Callable[..., None] | None = None  # while connected
         # While connected to RabbitMQ: what a plain thread publishes with.
         self._writer: FrameWriter | None = None
-        self._publishing: GreenChannel | None = None
+        self._publishing: FramePublisher | None = None
         self._connected = eventlet.event.Event()
         self._return_callbacks: list[ReturnCallback] = []
         self._ready = eventlet.event.Event()
@@ -143,7 +142,7 @@ class AmqpConsumer:
 
     def publish(self, body: bytes | str, *, wait: float = 5, **options: Any) -> None:
         """Publish on this connection (hub thread); it is written, not confirmed. ``options``
-        are :meth:`GreenChannel.publish_frames`'s: ``exchange``, ``routing_key``,
+        are :meth:`FramePublisher.publish_frames`'s: ``exchange``, ``routing_key``,
         ``properties``, ``headers`` and ``mandatory``.
 
         While the connection is being made again, waits up to ``wait`` seconds for it, then
@@ -262,10 +261,15 @@ class AmqpConsumer:
         self._connection = connection
         # First: deliveries may come (and be answered) while the consumers are being set up.
         publishing = connection.channel()
-        self._publish = self._publisher(publishing)
-        writer = getattr(connection.connection, "frame_writer", None)
-        if isinstance(writer, FrameWriter) and isinstance(publishing, GreenChannel):
-            self._writer, self._publishing = writer, publishing
+        publishing.events["basic_return"].add(self._on_return)
+        fast = fast_path(connection.connection)
+        if fast is None:
+            self._publish = self._publisher(publishing)
+        else:
+            # Never through basic_publish: py-amqp's first reads the socket for "connection
+            # blocked" news, and the loop must stay the socket's only reader.
+            self._publish = publishing.publish_content
+            self._writer, self._publishing = fast.writer, publishing
         channel = connection.channel()
         self._channel = channel
         reconnecting = self._ready.ready()
@@ -379,14 +383,18 @@ class AmqpConsumer:
         # not starve it, so ticks are also due after any event.
         tick = interval / 4 if interval else None
         next_tick = time.monotonic() + tick if tick else None
-        frames = getattr(connection, "transport", None)
-        if isinstance(frames, FrameReader):
+        fast = fast_path(connection)
+        frames = None if fast is None else fast.frames
+        if frames is None:
+
+            def read(timeout: float | None) -> None:
+                # kombu's py-amqp transport takes the timeout by keyword only.
+                transport.drain_events(connection, timeout=timeout)
+
+        else:
             frames.max_body_size = self.limits.max_size
             read = partial(frames.drain, connection.on_inbound_frame, on_delivery=self._on_delivery)
-        else:
-            frames = None
-            read = partial(transport.drain_events, connection)
-        reader = self.thread_reader if isinstance(frames, GreenTCPTransport) else None
+        reader = self.thread_reader if frames is not None and frames.thread_drainable else None
         if reader is not None:
             reader.reset()
         try:
@@ -423,11 +431,7 @@ class AmqpConsumer:
             self._connected = eventlet.event.Event()
 
     def _publisher(self, channel: Any) -> Callable[..., None]:
-        channel.events["basic_return"].add(self._on_return)
-        if isinstance(channel, GreenChannel):
-            # Never through basic_publish: py-amqp's first reads the socket for "connection
-            # blocked" news, and the loop must stay the socket's only reader.
-            return channel.publish_content
+        """Publishing through kombu's channel, on a connection without a fast path."""
 
         def publish(body, exchange, routing_key, properties, headers=None, mandatory=False) -> None:
             fields = dict(properties)

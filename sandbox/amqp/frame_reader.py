@@ -24,6 +24,7 @@ import greenlet
 from amqp.exceptions import UnexpectedFrame
 
 from sandbox.amqp import wire
+from sandbox.amqp.fast_path import DeliveryCallback, FrameCallback
 from sandbox.amqp.limits import DEFAULT_MAX_MESSAGE_SIZE
 
 _green_amqp_transport = eventlet.import_patched("amqp.transport")
@@ -42,12 +43,13 @@ class FrameReader:
     # The largest body a delivery keeps; a larger one is counted, not kept (the consumer
     # refuses it, see sandbox.amqp.limits). Set by the consumer that drains the transport.
     max_body_size = DEFAULT_MAX_MESSAGE_SIZE
+    thread_drainable = False  # see GreenTCPTransport.drain_in_thread
 
     def drain(
         self,
-        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        on_frame: FrameCallback,
         timeout: float | None,
-        on_delivery: Callable[[wire.WireDelivery, bool], Any] | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Wait up to ``timeout`` seconds for data (TimeoutError), then hand each whole frame
         received to ``on_frame`` (py-amqp's ``Connection.on_inbound_frame``), and each whole
@@ -61,9 +63,9 @@ class FrameReader:
     def _drain_with(
         self,
         receive: Callable[[float | None], tuple[bytes, bool]],
-        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        on_frame: FrameCallback,
         timeout: float | None,
-        on_delivery: Callable[[wire.WireDelivery, bool], Any] | None,
+        on_delivery: DeliveryCallback | None,
     ) -> None:
         buffer = self._read_buffer
         waited = False
@@ -194,17 +196,25 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
             self._drained = len(chunk) < self._RECV_SIZE
             return chunk, waited
 
+    # Not over TLS (GreenSSLTransport): a plain thread reads the raw socket under the green
+    # one, and TLS records must go through the SSL object the hub's green threads use.
+    thread_drainable = True
+
     def drain_in_thread(
         self,
-        on_frame: Callable[[tuple[int, int, bytes]], Any],
+        on_frame: FrameCallback,
         timeout: float | None,
-        on_delivery: Callable[[wire.WireDelivery, bool], Any],
+        on_delivery: DeliveryCallback,
         interrupt: int,
     ) -> None:
         """:meth:`drain`, from a plain thread, while the consumer's loop does not read; data
         on the ``interrupt`` pipe (read end) ends the wait too, with TimeoutError."""
         receive = partial(self._receive_in_thread, interrupt=interrupt)
         self._drain_with(receive, on_frame, timeout, on_delivery)
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of what is still to be read (a frame handed back)."""
+        self._read_buffer = data + self._read_buffer
 
     def _receive_in_thread(self, timeout: float | None, interrupt: int) -> tuple[bytes, bool]:
         sock = self.sock.fd

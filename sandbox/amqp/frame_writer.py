@@ -59,9 +59,10 @@ class FrameWriter:
 
     def send_soon(self, frames: bytes) -> None:
         """Write encoded frames at the end of this hub turn, in one write with the others
-        sent so by then: the acks of a consumer's workers."""
+        sent so by then: the acks of a consumer's workers. Inside a batch they go out with
+        it (an RPC request's ack with its reply), and nothing is left for the end of the turn."""
         self._pending.append(frames)
-        if not self._flush_soon_pending:
+        if not self._batching and not self._flush_soon_pending:
             self._flush_soon_pending = True
             eventlet.spawn_n(self._flush_soon)
 

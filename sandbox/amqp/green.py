@@ -14,6 +14,7 @@ import amqp
 import kombu.transport.pyamqp
 
 from sandbox.amqp import wire
+from sandbox.amqp.fast_path import FastPath
 from sandbox.amqp.frame_reader import GreenSSLTransport, GreenTCPTransport
 from sandbox.amqp.frame_writer import FrameWriter
 from sandbox.amqp.limits import unopened_message
@@ -69,6 +70,10 @@ class GreenAmqpConnection(kombu.transport.pyamqp.Connection):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, frame_writer=FrameWriter, **kwargs)
+
+    def fast_path(self) -> FastPath:
+        """Its frame reader and writer (see :func:`sandbox.amqp.fast_path.fast_path`)."""
+        return FastPath(self.transport, self.frame_writer)
 
     def Transport(  # noqa: N802 (py-amqp's name)
         self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None, **kwargs

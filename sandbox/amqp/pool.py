@@ -141,27 +141,26 @@ class ConnectionPool:
 _local = threading.local()
 
 
-def get_pool(
-    uri: str,
-    *,
-    confirms: bool = True,
-    ssl: Any = None,
-    login_method: str | None = None,
-    transport_options: Mapping[str, Any] | None = None,
-) -> ConnectionPool:
-    """This thread's pool for these connection parameters, created on first use."""
+def get_pool(uri: str, *, confirms: bool = True, **options: Any) -> ConnectionPool:
+    """This thread's pool for these connection parameters, created on first use; ``options``
+    are :func:`connect`'s (``ssl``, ``login_method``, ``transport_options``)."""
     pools: dict[tuple, ConnectionPool] = _local.__dict__.setdefault("pools", {})
-    key = (uri, confirms, repr(ssl), login_method, repr(sorted((transport_options or {}).items())))
+    key = (uri, confirms, _options_key(options))
     pool = pools.get(key)
     if pool is None:
-        pool = pools[key] = ConnectionPool(
-            uri,
-            confirms=confirms,
-            ssl=ssl,
-            login_method=login_method,
-            transport_options=transport_options,
-        )
+        pool = pools[key] = ConnectionPool(uri, confirms=confirms, **options)
     return pool
+
+
+def _options_key(options: Mapping[str, Any]) -> str:
+    # An option left out is one given as None; a mapping's order does not matter.
+    return repr(
+        sorted(
+            (name, sorted(value.items()) if isinstance(value, Mapping) else value)
+            for name, value in options.items()
+            if value is not None
+        )
+    )
 
 
 def close_pools(uri: str | None = None) -> None:

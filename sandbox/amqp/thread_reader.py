@@ -23,6 +23,7 @@ import eventlet
 import eventlet.event
 
 from sandbox.amqp import wire
+from sandbox.amqp.fast_path import ThreadFrameSource
 from sandbox.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class ThreadReader:
         self._park_wanted = False
         self._unparked: eventlet.event.Event | None = None
         self._last_read = 0.0
-        self._transport: Any = None
+        self._transport: ThreadFrameSource | None = None
         self._connection: Any = None
         self._deliver: Callable[[wire.WireDelivery], None] | None = None
         self._interrupt_read, self._interrupt_write = os.pipe()
@@ -86,7 +87,10 @@ class ThreadReader:
             self.parked = self._park_wanted = False
 
     def parked_for(
-        self, transport: Any, connection: Any, deliver: Callable[[wire.WireDelivery], None]
+        self,
+        transport: ThreadFrameSource,
+        connection: Any,
+        deliver: Callable[[wire.WireDelivery], None],
     ) -> bool:
         """Before the loop reads: park if a lone caller asked and no reply is awaited, and
         stay parked up to :data:`PARK_GRACE`; whether the loop is (still) parked."""
@@ -103,7 +107,9 @@ class ThreadReader:
             self._unpark()
         return self.parked
 
-    def _park(self, transport: Any, connection: Any, deliver: Callable[..., None]) -> bool:
+    def _park(
+        self, transport: ThreadFrameSource, connection: Any, deliver: Callable[..., None]
+    ) -> bool:
         with self._state:
             if not (self._park_wanted and self._idle()):
                 return False
@@ -185,7 +191,9 @@ class ThreadReader:
             with contextlib.suppress(OSError):  # full already, or closed with the proxy
                 os.write(self._interrupt_write, b"!")
 
-    def _read_until(self, transport: Any, awaited: Awaited, deadline: float | None) -> None:
+    def _read_until(
+        self, transport: ThreadFrameSource, awaited: Awaited, deadline: float | None
+    ) -> None:
         while awaited.outcome is None:
             remaining = _remaining(deadline)
             if remaining == 0:
@@ -197,7 +205,7 @@ class ThreadReader:
             except TimeoutError:
                 continue  # interrupted, or out of time: looked at above
             except _HandBack as handed:
-                transport._read_buffer = wire.frame(*handed.frame) + transport._read_buffer
+                transport.unread(wire.frame(*handed.frame))
                 self._hand_back()
                 return
             except Exception as exc:

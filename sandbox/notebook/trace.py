@@ -18,15 +18,10 @@ SHOWN = 20  # rows in the text view; the rest is one index away
 class RecordList(list):
     """Records that show themselves as a table (text) and as data (application/json)."""
 
-    def filter(
-        self,
-        service: str | None = None,
-        kind: str | None = None,
-        status: str | None = None,
-        text: str | None = None,
-    ) -> RecordList:
-        """The records matching every criterion given (``kind="RPC"``, ``status="error"``...)."""
-        return RecordList(r for r in self if r.matches(service, kind, status, text))
+    def filter(self, **criteria: str | None) -> RecordList:
+        """The records matching every criterion given: ``service``, ``kind`` (``"RPC"``...),
+        ``status`` (``"error"``...) and ``text``, as :meth:`Record.matches` takes them."""
+        return RecordList(r for r in self if r.matches(**criteria))
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         # No application/json: JupyterLab would prefer it and show a collapsed tree.
@@ -91,8 +86,9 @@ class Trace:
     def records(self) -> RecordList:
         return RecordList(self.recorder.records())
 
-    def filter(self, service=None, kind=None, status=None, text=None) -> RecordList:
-        return self.records().filter(service, kind, status, text)
+    def filter(self, **criteria: str | None) -> RecordList:
+        """The records matching every criterion given (see :meth:`RecordList.filter`)."""
+        return self.records().filter(**criteria)
 
     def find(self, record_id: int) -> Record:
         for record in reversed(self.recorder.records()):

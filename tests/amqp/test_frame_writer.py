@@ -1,6 +1,7 @@
 import socket
 from types import SimpleNamespace
 
+import eventlet
 import eventlet.greenio
 
 from sandbox.amqp.frame_writer import FrameWriter
@@ -26,6 +27,25 @@ def test_a_batch_goes_out_in_one_write_and_frames_keep_their_order():
         writer.send(b"reply")
         writer(8, 0, None, b"", None)
     assert writes == [b"alone", b"replyack", b"reply", HEARTBEAT]
+
+
+def test_what_is_sent_soon_inside_a_batch_goes_out_with_it(monkeypatch):
+    spawned = []
+    monkeypatch.setattr(eventlet, "spawn_n", lambda *args: spawned.append(args))
+    writes = []
+    connection = SimpleNamespace(frame_max=131072, bytes_sent=0)
+    writer = FrameWriter(connection, SimpleNamespace(write=lambda data: writes.append(bytes(data))))
+
+    with writer.batch():
+        writer.send(b"reply")
+        writer.send_soon(b"ack")
+    assert writes == [b"replyack"]
+    assert spawned == []  # no flush at the end of the turn: nothing waits for it
+
+    writer.send_soon(b"ack")
+    writer.send_soon(b"ack")
+    assert len(spawned) == 1  # one flush for the turn's acks
+    assert writes == [b"replyack"]
 
 
 def test_a_plain_thread_writes_when_the_hub_does_not_and_the_hub_writes_what_it_left():
