@@ -40,6 +40,7 @@ from typing import Any
 import eventlet.wsgi
 
 from sandbox.web.connections import CONNECTION_ENVIRON_KEY, HttpConnection
+from sandbox.web.response_writer import ResponseWriter
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,12 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
         if isinstance(self.conn_state, HttpConnection):
             self.conn_state.await_request(self.rfile)
         super().handle_one_request()
+
+    def handle_one_response(self) -> None:
+        if self.server.log_output:
+            super().handle_one_response()  # eventlet's writes the access log
+        else:
+            ResponseWriter(self).respond()
 
     # --- the WSGI environ -------------------------------------------------------------------
 
