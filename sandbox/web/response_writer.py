@@ -1,8 +1,9 @@
 """One request answered: the WSGI application called and its response written, as
-eventlet.wsgi's ``handle_one_response`` does, for a quarter of a trivial request less.
+eventlet.wsgi's ``handle_one_response`` does, for an eighth of a trivial request less.
 
-eventlet builds two closures and five one-item lists per request, capitalizes every header
-name afresh and sends through ``writelines``. This writer keeps its behaviour:
+eventlet's builds three closures and six lists per request, capitalizes every header name
+afresh, formats the date each time and sends through ``writelines``. This writer keeps its
+behaviour:
 
 - the status line, header names capitalized per dash-separated word (``content-TYPE`` goes
   out as ``Content-Type``), a ``Date`` unless the application gave one, ``Connection:
@@ -48,7 +49,7 @@ def capitalized(name: str) -> str:
     return known
 
 
-# The last Date sent, as (second, text): formatting it was a tenth of writing a response.
+# The last Date sent, as (second, text): formatted once a second, not once a response.
 _last_date = (0, "")
 
 
