@@ -66,6 +66,9 @@ class GreenJob:
         if self.dead:  # killed before it started
             return
         self.thread = thread
+        # Each job starts with no ContextVars set, as it would in a green thread of its own:
+        # what an earlier job (a user's worker) set must not leak into the next.
+        thread.gr_context = None
         try:
             result = self._fn()
         except BaseException as exc:  # a kill's GreenletExit too: the thread lives on

@@ -1,3 +1,5 @@
+import contextvars
+
 import eventlet
 import greenlet
 import pytest
@@ -110,3 +112,21 @@ def test_only_so_many_threads_wait_for_work_after_a_burst():
         return all(job.dead for job in jobs), len(idle)
 
     assert in_hub(run) == (True, reused_threads.IDLE_KEPT)
+
+
+def test_a_job_sees_no_context_variable_that_an_earlier_job_in_its_thread_set():
+    variable = contextvars.ContextVar("variable", default="unset")
+
+    def run():
+        seen, threads = [], []
+
+        def job(value):
+            threads.append(greenlet.getcurrent())
+            seen.append(variable.get())
+            variable.set(value)
+
+        reused_threads.spawn(lambda: job("first"), at_once=True)
+        reused_threads.spawn(lambda: job("second"), at_once=True)
+        return seen, threads[0] is threads[1]
+
+    assert in_hub(run) == (["unset", "unset"], True)

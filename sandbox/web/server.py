@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import eventlet.wsgi
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response
 
@@ -38,7 +38,7 @@ from sandbox.utils import REDACTED
 from sandbox.web.bodies import buffer_body
 from sandbox.web.connections import ConnectionLimits, ConnectionTable
 from sandbox.web.protocol import HttpOnlyProtocol
-from sandbox.web.responses import http_exception_response, negotiated
+from sandbox.web.responses import http_exception_response, negotiated, send
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class WsgiApp:
             return response(environ, start_response)
         response = negotiated(response, request)
         record_request(request, response, started, handler)
-        return response(environ, start_response)
+        return send(response, environ, start_response)
 
     def respond(self, handler: Any, request: Request) -> Response | Callable:
         refusal = buffer_body(request.environ, request.max_content_length)
@@ -144,6 +144,8 @@ def record_request(
     request: Request, response: Response, started: float, handler: Any = None
 ) -> None:
     """The access log: a ``http_request`` record for the recorder, a line at DEBUG."""
+    if not recorder.observed() and not log.isEnabledFor(logging.DEBUG):
+        return  # a line and a record nobody reads need not be made
     duration = time.perf_counter() - started
     service = handler.container.service_name if handler is not None else None
     entrypoint = getattr(handler, "method_name", None)
@@ -210,6 +212,7 @@ class Listener:
         self.sock = listen(requested)
         self.address = BindAddress(*self.sock.getsockname()[:2])
         self.url_map = Map()
+        self._routes = self.url_map.bind(ROUTING_HOST)
         self.wsgi_server: eventlet.wsgi.Server | None = None
         self._servers: list[WebServer] = []
         self.connections = ConnectionTable(
@@ -220,7 +223,7 @@ class Listener:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         try:
-            (server, handler), path_values = self.url_map.bind_to_environ(environ).match()
+            (server, handler), path_values = self.match(environ)
         except HTTPException as exc:
             request = Request(environ)
             response = negotiated(http_exception_response(exc, environ), request)
@@ -228,6 +231,19 @@ class Listener:
             return response(environ, start_response)
         environ[ROUTE_ENVIRON_KEY] = (handler, path_values)
         return server.wsgi_app(environ, start_response)
+
+    def match(self, environ: dict) -> tuple[Any, dict[str, Any]]:
+        """The endpoint and path values of the route ``environ`` asks for, or HTTPException.
+
+        One adapter serves every request: binding the map to each request's environ (its
+        host, scheme and path parsed again) cost as much as the match. Only a redirect names
+        the request's host, so one is matched again, bound to that request.
+        """
+        path = environ["PATH_INFO"].encode("latin-1").decode(errors="replace")
+        try:
+            return self._routes.match(path, environ["REQUEST_METHOD"], websocket=upgrading(environ))
+        except RequestRedirect:
+            return self.url_map.bind_to_environ(environ).match()
 
     def serve(self, wsgi_server: eventlet.wsgi.Server) -> None:
         """Start accepting connections, served by ``wsgi_server`` with this listener as app."""
@@ -266,6 +282,7 @@ class Listener:
                     seen.add(key)
                     rules.append(_routed_copy(rule, server))
         self.url_map = Map(rules)
+        self._routes = self.url_map.bind(ROUTING_HOST)
 
     def close(self, grace: float) -> None:
         """Stop accepting, free the port, and end the open connections.
@@ -275,6 +292,19 @@ class Listener:
         """
         self.connections.close(grace)
         log.debug("closed %s", base_url(self.address))
+
+
+# The host the shared routing adapter is bound to: no route matches on the host (werkzeug
+# finds no subdomain in a request's own host), and a redirect is matched again with the real one.
+ROUTING_HOST = "localhost"
+
+
+def upgrading(environ: dict) -> bool:
+    """Whether the request asks for a websocket, as werkzeug's routing tells one."""
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return False
+    tokens = environ.get("HTTP_CONNECTION", "").lower().split(",")
+    return any(token.strip(" \t") == "upgrade" for token in tokens)
 
 
 # Clients the kernel holds for accept(): eventlet's 50 drops new clients' SYNs in a burst of

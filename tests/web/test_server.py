@@ -352,6 +352,13 @@ def test_a_missing_trailing_slash_redirects(container_factory, web_config, web_s
     assert web_session.get("/dir").text == "listing"
 
 
+def test_a_redirect_names_the_host_the_request_named(container_factory, web_config, web_session):
+    container_factory(Directory, web_config).start()
+    for host in ("svc.example:8080", "other.example"):
+        redirect = web_session.get("/dir?x=1", headers={"Host": host}, allow_redirects=False)
+        assert redirect.headers["Location"] == f"http://{host}/dir/?x=1"
+
+
 def test_ipv6_loopback(container_factory):
     container_factory(Alpha, {"WEB_SERVER_ADDRESS": "[::1]:0"}).start()
     base_url = get_base_url("[::1]:0")
