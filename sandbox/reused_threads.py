@@ -15,6 +15,7 @@ from typing import Any
 import eventlet
 import eventlet.greenthread
 import eventlet.hubs
+import eventlet.patcher
 import greenlet
 
 # A burst of messages makes as many threads; this many wait for more once it is over
@@ -118,7 +119,9 @@ def _serve(job: GreenJob) -> None:
     while True:
         job._run(thread)
         job = None  # what it held goes now, not once the next job comes
-        if len(idle) >= IDLE_KEPT:
+        # Monkey patched, threading.local is green-local: a worker's locals would be the
+        # next job's there, so each job has a thread of its own.
+        if len(idle) >= IDLE_KEPT or eventlet.patcher.is_monkey_patched("thread"):
             return
         idle.append(thread)
         try:

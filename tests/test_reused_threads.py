@@ -1,6 +1,7 @@
 import contextvars
 
 import eventlet
+import eventlet.patcher
 import greenlet
 import pytest
 
@@ -130,3 +131,16 @@ def test_a_job_sees_no_context_variable_that_an_earlier_job_in_its_thread_set():
         return seen, threads[0] is threads[1]
 
     assert in_hub(run) == (["unset", "unset"], True)
+
+
+def test_in_a_monkey_patched_process_each_job_has_a_thread_of_its_own(monkeypatch):
+    # There threading.local is green-local: a worker's locals must not be the next one's.
+    monkeypatch.setattr(eventlet.patcher, "is_monkey_patched", lambda module: True)
+
+    def run():
+        threads = []
+        for _ in range(2):
+            reused_threads.spawn(lambda: threads.append(greenlet.getcurrent()), at_once=True)
+        return threads[0] is threads[1]
+
+    assert not in_hub(run)

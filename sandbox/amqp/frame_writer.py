@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ class FrameWriter:
         self._wire = threading.Lock()
         self._writing = False
         self._rest = b""
+        self._from_threads: collections.deque[bytes] = collections.deque()
 
     def __call__(self, *frame: Any) -> None:
         """Write a frame py-amqp encodes (after what waits in a batch, to keep the order)."""
@@ -62,7 +64,11 @@ class FrameWriter:
         sent so by then: the acks of a consumer's workers. Inside a batch they go out with
         it (an RPC request's ack with its reply), and nothing is left for the end of the turn."""
         self._pending.append(frames)
-        if not self._batching and not self._flush_soon_pending:
+        if not self._batching:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_soon_pending:
             self._flush_soon_pending = True
             eventlet.spawn_n(self._flush_soon)
 
@@ -70,7 +76,7 @@ class FrameWriter:
         self._flush_soon_pending = False
         # A dead connection: its reader hears of it; acks lost with it mean redeliveries.
         with contextlib.suppress(OSError, amqp.RecoverableConnectionError):
-            if self._pending:
+            if self._pending or self._rest or self._from_threads:
                 self.flush()
 
     @contextlib.contextmanager
@@ -84,7 +90,7 @@ class FrameWriter:
                 self.flush()
 
     def flush(self) -> None:
-        """Write what waits: a batch, what a plain thread left half written."""
+        """Write what waits: a batch, what plain threads left (half) written."""
         with self._writing_greenly():
             pass
         self._connection.bytes_sent += 1
@@ -94,7 +100,7 @@ class FrameWriter:
         with self._lock:
             with self._wire:
                 self._writing = True
-                rest, self._rest = self._rest, b""
+                rest, self._rest = self._rest + self._take_from_threads(), b""
             try:
                 waiting, self._pending = b"".join((rest, *self._pending)), []
                 if waiting:
@@ -103,25 +109,51 @@ class FrameWriter:
             finally:
                 with self._wire:
                     self._writing = False
+                # Left by a thread that found _wire taken by us: its frames are ours to write.
+                if self._from_threads:
+                    self._schedule_flush()
 
     def send_from_thread(self, frames: bytes) -> bool:
-        """Write frames from a plain thread, unless the hub is writing; whether it did.
+        """Write frames from a plain thread, unless the hub is writing; whether it will.
 
         A plain thread (a notebook cell) is spared a trip through the hub thread to send a
         request. The socket takes what it can without waiting; the rest, if any, goes to
-        the hub, to be written before anything else.
+        the hub, to be written before anything else. A thread that finds another writing
+        leaves its frames to it, which writes them before it leaves: many callers' requests
+        go out in one write, and none sleeps until another's write is done.
         """
-        if self._socket is None:
+        if self._socket is None or self._hub_writes():
             return False
-        with self._wire:
-            if self._writing or self._rest or self._pending or self._lock.locked():
-                return False
+        self._from_threads.append(frames)
+        # Appended before trying, and looked at again after letting go: frames left by a
+        # thread that found the lock taken are never left behind.
+        while self._from_threads and self._wire.acquire(blocking=False):
             try:
-                sent = self._socket.send(frames)
-            except OSError:  # full (nothing sent), or broken: the hub's writers will know
-                return False
-            self._rest = frames[sent:]
-        if self._rest:
-            get_runtime().post(self.flush)
-        self._connection.bytes_sent += 1
+                self._write_from_thread()
+            finally:
+                self._wire.release()
         return True
+
+    def _hub_writes(self) -> bool:
+        return self._writing or bool(self._rest) or bool(self._pending) or self._lock.locked()
+
+    def _write_from_thread(self) -> None:
+        """Write what threads left, holding ``_wire``."""
+        data = self._take_from_threads()
+        if not data:  # another thread wrote them
+            return
+        sent = 0
+        if not self._hub_writes():
+            # Full (nothing sent) or broken: the hub's write waits, or finds out.
+            with contextlib.suppress(OSError):
+                sent = self._socket.send(data)
+        if sent < len(data):
+            self._rest += data[sent:]
+            get_runtime().post(self._flush_soon)
+        self._connection.bytes_sent += 1
+
+    def _take_from_threads(self) -> bytes:
+        left = []
+        while self._from_threads:
+            left.append(self._from_threads.popleft())
+        return b"".join(left)

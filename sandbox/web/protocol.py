@@ -40,6 +40,7 @@ from typing import Any
 import eventlet.wsgi
 
 from sandbox.web.connections import CONNECTION_ENVIRON_KEY, HttpConnection
+from sandbox.web.response_writer import ResponseWriter
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
             self.conn_state.await_request(self.rfile)
         super().handle_one_request()
 
+    def handle_one_response(self) -> None:
+        if self.server.log_output:
+            super().handle_one_response()  # eventlet's writes the access log
+        else:
+            ResponseWriter(self).respond()
+
     # --- the WSGI environ -------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -184,6 +191,11 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
         environ["PATH_INFO"] = urllib.parse.unquote(path, encoding="latin1")
         if question:
             environ["QUERY_STRING"] = query
+        # Before the other headers, as eventlet puts them: werkzeug lists headers in this order.
+        environ["CONTENT_TYPE"] = self.headers.get("Content-Type", "text/plain")
+        length = self.headers.get("Content-Length")
+        if length:
+            environ["CONTENT_LENGTH"] = length
         environ["headers_raw"] = fields = tuple(self.headers.fields)
         for name, value in fields:
             if "_" in name:
@@ -192,16 +204,12 @@ class HttpOnlyProtocol(eventlet.wsgi.HttpProtocol):
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = "HTTP_" + key
                 environ[key] = environ[key] + "," + value if key in environ else value
-        environ["CONTENT_TYPE"] = self.headers.get("Content-Type", "text/plain")
         environ["eventlet.posthooks"] = []
-        environ["wsgi.input"] = environ["eventlet.input"] = self.request_body(environ)
+        environ["wsgi.input"] = environ["eventlet.input"] = self.request_body(environ, length)
         return environ
 
-    def request_body(self, environ: dict) -> eventlet.wsgi.Input:
+    def request_body(self, environ: dict, length: str | None) -> eventlet.wsgi.Input:
         """The request's ``wsgi.input``; a chunked one is decoded by :class:`ChunkedInput`."""
-        length = self.headers.get("Content-Length")
-        if length:
-            environ["CONTENT_LENGTH"] = length
         wfile = wfile_line = None
         if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
             wfile, wfile_line = self.wfile, b"HTTP/1.1 100 Continue\r\n"
@@ -250,8 +258,8 @@ def parse_request_line(line: bytes) -> tuple[str, str, str]:
 class RequestHeaders:
     """A request's header fields in their order; ``get`` finds a name's first value in any case.
 
-    What eventlet.wsgi reads of ``headers`` and no more: the stdlib's ``email`` message
-    costs a tenth of a trivial request to fill and to search.
+    What eventlet.wsgi reads of ``headers`` and no more, cheaper to fill and to search than
+    the stdlib's ``email`` message it stands in for.
     """
 
     __slots__ = ("fields", "_first")

@@ -6,6 +6,7 @@ import eventlet.greenio
 
 from sandbox.amqp.frame_writer import FrameWriter
 from sandbox.runtime import get_runtime
+from tests.polling import wait_until
 
 HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
@@ -72,3 +73,48 @@ def test_a_plain_thread_writes_when_the_hub_does_not_and_the_hub_writes_what_it_
         assert writer.send_from_thread(b"later")
         assert theirs.recv(100) == b"later"
         runtime.call(green.close)
+
+
+def test_a_thread_that_finds_another_writing_leaves_its_frames_to_it():
+    runtime = get_runtime()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        green = runtime.call(eventlet.greenio.GreenSocket, ours)  # non-blocking from now on
+        sends = []
+
+        def send(data):
+            sends.append(bytes(data))
+            return green.fd.send(data)
+
+        transport = SimpleNamespace(write=green.sendall, plain_socket=SimpleNamespace(send=send))
+        writer = FrameWriter(SimpleNamespace(frame_max=131072, bytes_sent=0), transport)
+
+        with writer._wire:  # as another thread on the socket would
+            assert writer.send_from_thread(b"first")
+            assert writer.send_from_thread(b"second")
+            assert sends == []
+        assert writer.send_from_thread(b"third")
+        assert sends == [b"firstsecondthird"]
+        assert theirs.recv(100) == b"firstsecondthird"
+
+        # Left while the hub held the lock: the hub's next write takes them first.
+        with writer._wire:
+            assert writer.send_from_thread(b"left")
+        runtime.call(writer.send, b"hub's")
+        assert theirs.recv(100) == b"lefthub's"
+        runtime.call(green.close)
+
+
+def test_frames_a_thread_left_while_the_hub_wrote_go_out_after_it():
+    writes = []
+
+    def write(data):
+        writes.append(bytes(data))
+        if not writer._from_threads and len(writes) == 1:
+            # A thread that found the lock taken by the hub leaves its frames meanwhile.
+            writer._from_threads.append(b"late")
+
+    connection = SimpleNamespace(frame_max=131072, bytes_sent=0)
+    writer = FrameWriter(connection, SimpleNamespace(write=write))
+    get_runtime().call(writer.send, b"hub's")
+    wait_until(lambda: writes == [b"hub's", b"late"])
