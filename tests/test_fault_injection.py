@@ -76,8 +76,9 @@ def recorder():
 
 
 @pytest.fixture
-def shop(rabbit_config, container_factory, runs):
-    container = container_factory(Shop, rabbit_config)
+def shop(rabbit_config, web_config, container_factory, runs):
+    # Shop serves HTTP too: on a free port, not the default one that another test may hold.
+    container = container_factory(Shop, {**rabbit_config, **web_config})
     container.start()
     with ServiceRpcProxy("shop", rabbit_config, timeout=30) as proxy:
         yield proxy

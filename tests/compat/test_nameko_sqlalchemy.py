@@ -78,8 +78,11 @@ def db_config(tmp_path):
     return {"DB_URIS": {"notes:Base": url, "archive:Base": url}}
 
 
-def test_a_service_with_a_database_over_rpc(rabbit_config, db_config, container_factory):
-    config = {**rabbit_config, **db_config}
+def test_a_service_with_a_database_over_rpc(
+    rabbit_config, web_config, db_config, container_factory
+):
+    # Notes serves HTTP too: on a free port, not the default one another test may hold.
+    config = {**rabbit_config, **web_config, **db_config}
     for cls in (Notes, Archive):
         container_factory(cls, config).start()
     with ServiceRpcProxy("notes", config) as notes:
@@ -90,8 +93,8 @@ def test_a_service_with_a_database_over_rpc(rabbit_config, db_config, container_
         assert archive.count() == 2
 
 
-def test_entrypoint_hook_and_worker_factory(db_config, container_factory):
-    container = container_factory(Notes, db_config)
+def test_entrypoint_hook_and_worker_factory(web_config, db_config, container_factory):
+    container = container_factory(Notes, {**web_config, **db_config})
     container.start()
     with entrypoint_hook(container, "add") as add:
         add("hooked")

@@ -108,8 +108,11 @@ def expected_outcome(n: int):
     return ("ValueError", f"failed on {n}") if n % 10 == 7 else n
 
 
-def test_a_worker_raising_mid_burst_fails_its_own_rpc_call_only(rabbit_config, container_factory):
-    container = container_factory(Flaky, rabbit_config)
+def test_a_worker_raising_mid_burst_fails_its_own_rpc_call_only(
+    rabbit_config, web_config, container_factory
+):
+    # Flaky serves HTTP too: on a free port, not the default one another test may hold.
+    container = container_factory(Flaky, {**rabbit_config, **web_config})
     container.start()
     with ClusterRpcProxy(rabbit_config, timeout=30) as cluster:
         replies = [cluster.flaky.work.call_async(n) for n in range(200)]
