@@ -11,6 +11,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response
 
+from sandbox.web.response_writer import no_body
+
 
 def error_response(
     status: int,
@@ -81,10 +83,11 @@ _ADJUSTED_FIELDS = frozenset({"location", "content-location"})
 
 def sent_as_is(response: Response, fields: list[tuple[str, str]], environ: Mapping) -> bool:
     """Whether werkzeug would send ``response`` with ``fields`` and its body unchanged: a body
-    in memory with its length, a status with a body, no location to make a URL of, not HEAD."""
-    if type(response) not in _PLAIN_RESPONSES or environ["REQUEST_METHOD"] == "HEAD":
+    in memory with its length, one that has a body (:func:`no_body`: not HEAD, 1xx, 204 or
+    304), no location to make a URL of."""
+    if type(response) not in _PLAIN_RESPONSES or not response.is_sequence:
         return False
-    if not response.is_sequence or not 200 <= response.status_code not in (204, 304):
+    if no_body(response.status_code, environ["REQUEST_METHOD"]):
         return False
     names = {name.lower() for name, _ in fields}
     return "content-length" in names and not names & _ADJUSTED_FIELDS
