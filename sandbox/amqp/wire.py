@@ -119,8 +119,8 @@ def shortstr(value: str | bytes) -> bytes:
 def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
     """The property flags and the property list of a content header; None means absent."""
     flags, parts = 0, []
-    for name, kind, bit in _FLAGS:
-        value = properties.get(name)
+    for name, kind, bit in _fields_named(tuple(properties)):
+        value = properties[name]
         if value is None:
             continue
         flags |= bit
@@ -133,6 +133,14 @@ def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
         else:
             parts.append(_U64.pack(_seconds(value)))
     return flags, b"".join(parts)
+
+
+# A publisher's messages have the same few properties, in the same order, one after another:
+# each message looks at those, not at all fourteen a content header may have.
+@functools.lru_cache(maxsize=256)
+def _fields_named(names: tuple[str, ...]) -> tuple[tuple[str, str, int], ...]:
+    """The properties among ``names``, in flag order."""
+    return tuple(field for field in _FLAGS if field[0] in names)
 
 
 # Most property values and header names repeat from message to message (content types,
@@ -190,9 +198,7 @@ def _encode_value(value: Any) -> bytes:
 def decode_properties(buffer: bytes, offset: int, flags: int) -> dict[str, Any]:
     """The properties of a content header whose property list starts at ``offset``."""
     properties: dict[str, Any] = {}
-    for name, kind, bit in _FLAGS:
-        if not flags & bit:
-            continue
+    for name, kind in _fields_flagged(flags):
         if kind == "shortstr":
             size = buffer[offset]
             properties[name] = _text(buffer[offset + 1 : offset + 1 + size])
@@ -206,6 +212,13 @@ def decode_properties(buffer: bytes, offset: int, flags: int) -> dict[str, Any]:
             properties[name] = _U64.unpack_from(buffer, offset)[0]
             offset += 8
     return properties
+
+
+# As for encoding: a consumer's deliveries come with the same few properties.
+@functools.lru_cache(maxsize=256)
+def _fields_flagged(flags: int) -> tuple[tuple[str, str], ...]:
+    """The properties whose bits ``flags`` sets, in flag order."""
+    return tuple((name, kind) for name, kind, bit in _FLAGS if flags & bit)
 
 
 def _text(data: bytes) -> str:
