@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import pickle
 import threading
@@ -243,3 +244,30 @@ def test_heartbeats_go_out_while_every_worker_is_busy(rabbit_config, container_f
         assert sleepy.nap(3) == 3
         assert sleepy.nap(0) == 0
     assert "Error connecting to broker" not in caplog.text
+
+
+class LosingWriter:
+    """A frame writer whose batch's write finds the connection gone."""
+
+    @contextlib.contextmanager
+    def batch(self):
+        try:
+            yield
+        finally:
+            raise ConnectionResetError("gone")
+
+
+def test_a_batch_lost_with_the_connection_is_only_logged_once_its_block_ran(caplog):
+    caplog.set_level(logging.DEBUG, logger="sandbox")
+    consumer = AmqpConsumer("amqp://localhost")
+    with consumer.batch():  # not connected: the writes go out as they are made
+        pass
+    consumer._writer = LosingWriter()
+    ran = []
+    with consumer.batch():
+        ran.append(True)
+    assert ran == [True]
+    assert "lost with the connection" in caplog.text
+    # A block that failed says why, whatever became of its writes.
+    with pytest.raises(ConnectionResetError), consumer.batch():
+        raise ValueError("the block's own")
