@@ -238,7 +238,8 @@ class ThreadReader:
             get_runtime().post(self._wake_loop)
 
     def wake_soon(self, waiter: _Waiter) -> None:
-        """Wake ``waiter``; from the reading thread, once it is done with what it read.
+        """Wake ``waiter``; from the reading thread, just before it sleeps until more comes
+        (or as it leaves).
 
         Woken at once, the thread would only wait again, for the reader to let go of the
         interpreter lock: a second sleep and wake-up, for every reply in a batch.
@@ -269,13 +270,16 @@ class ThreadReader:
     def _read_for(self, waiter: _Waiter, deadline: float | None) -> None:
         transport = self._transport
         while waiter.awaited.outcome is None and self.reader is waiter:
-            self._wake_all()
             remaining = _remaining(deadline)
             if remaining == 0:
                 return
             try:
                 transport.drain_in_thread(
-                    self._on_frame, remaining, self._on_delivery, self._interrupt_read
+                    self._on_frame,
+                    remaining,
+                    self._on_delivery,
+                    self._interrupt_read,
+                    self._wake_all,
                 )
             except TimeoutError:
                 continue  # interrupted, or out of time: looked at above
