@@ -62,9 +62,9 @@ class Pending:
                 return
             self.outcome = (body, error)
             interrupt = self.interrupt
-        if interrupt is not None:
-            interrupt()
         runtime = get_runtime()
+        if interrupt is not None:
+            runtime.wake_thread(interrupt)
         runtime.wake_thread(self._done.release)
         if self._event is not None:
             if runtime.in_hub():

@@ -1,3 +1,4 @@
+import os
 import uuid
 
 import pytest
@@ -96,3 +97,21 @@ def test_unique_ids_are_distinct_version_4_uuids():
     for value in ids:
         parsed = uuid.UUID(value)
         assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
+
+
+def test_a_forked_child_makes_ids_of_its_own():
+    unique_id()  # the parent holds randomness for the ids to come
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write_end, "".join(unique_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end) as pipe:
+        theirs = pipe.read()
+    ours = "".join(unique_id() for _ in range(10))
+    assert len(theirs) == len(ours) == 360
+    assert not {theirs[i : i + 36] for i in range(0, 360, 36)} & {
+        ours[i : i + 36] for i in range(0, 360, 36)
+    }

@@ -16,7 +16,7 @@ The fast path under them, which those modules call and nothing else does:
 - ``frame_writer``: a connection's writes, from green threads or a plain one;
 - ``frame_reader``: whole frames read at once, deliveries assembled without py-amqp;
 - ``wire``: the hot frames (publish, ack, delivery) encoded and decoded by hand;
-- ``thread_reader``: a plain thread waiting for its RPC reply reads the socket itself.
+- ``thread_reader``: plain threads waiting for RPC replies read the socket, in turn.
 
 Besides: ``limits`` (what a delivery is held to before its callback sees it) and ``memory``
 (the kombu transport of the embedded broker, :mod:`sandbox.broker`).

@@ -38,10 +38,13 @@ class FrameSource(Protocol):
 
 class ThreadFrameSource(FrameSource, Protocol):
     """A frame source that a plain thread may drain while the consumer's loop steps aside:
-    ``drain_in_thread(on_frame, timeout, on_delivery, interrupt)`` is ``drain`` with a pipe
-    whose data ends the wait too; ``unread(data)`` puts a frame handed back in front."""
+    ``drain_in_thread(on_frame, timeout, on_delivery, interrupt, before_wait)`` is ``drain``
+    with a pipe whose data ends the wait too, calling ``before_wait()`` just before it sleeps;
+    ``unread(data)`` puts a frame handed back in front."""
 
-    drain_in_thread: Callable[[FrameCallback, float | None, DeliveryCallback, int], None]
+    drain_in_thread: Callable[
+        [FrameCallback, float | None, DeliveryCallback, int, Callable[[], object]], None
+    ]
     unread: Callable[[bytes], None]
 
 

@@ -206,37 +206,58 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
         timeout: float | None,
         on_delivery: DeliveryCallback,
         interrupt: int,
+        before_wait: Callable[[], object],
     ) -> None:
         """:meth:`drain`, from a plain thread, while the consumer's loop does not read; data
-        on the ``interrupt`` pipe (read end) ends the wait too, with TimeoutError."""
-        receive = partial(self._receive_in_thread, interrupt=interrupt)
+        on the ``interrupt`` pipe (read end) ends the wait too, with TimeoutError.
+        ``before_wait`` is called just before the thread sleeps until data comes."""
+        receive = partial(self._receive_in_thread, interrupt=interrupt, before_wait=before_wait)
         self._drain_with(receive, on_frame, timeout, on_delivery)
 
     def unread(self, data: bytes) -> None:
         """Put ``data`` back in front of what is still to be read (a frame handed back)."""
         self._read_buffer = data + self._read_buffer
 
-    def _receive_in_thread(self, timeout: float | None, interrupt: int) -> tuple[bytes, bool]:
+    def _receive_in_thread(
+        self, timeout: float | None, interrupt: int, before_wait: Callable[[], object]
+    ) -> tuple[bytes, bool]:
         sock = self.sock.fd
-        waiting = select.poll()
-        waiting.register(sock, select.POLLIN)
-        waiting.register(interrupt, select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
+        # After a read that took all there was, the next would find nothing: wait first.
+        wait = self._drained
         while True:
+            if wait:
+                self._wait_in_thread(deadline, interrupt, before_wait)
             try:
-                return sock.recv(self._RECV_SIZE), False
+                chunk = sock.recv(self._RECV_SIZE)
             except BlockingIOError:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError("timed out") from None
-                # No GIL held while it waits; a socket shut down (the connection closed by
-                # the hub thread) wakes it.
-                ready = waiting.poll(None if remaining is None else max(remaining * 1000, 1))
-                if any(fd == interrupt for fd, _ in ready):
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(interrupt, 512):
-                            pass
-                    raise TimeoutError("interrupted") from None
+                wait = True
+                continue
+            self._drained = len(chunk) < self._RECV_SIZE
+            return chunk, False
+
+    _poller: Any = None  # (poll object, interrupt fd) of the threads that read
+
+    def _wait_in_thread(
+        self, deadline: float | None, interrupt: int, before_wait: Callable[[], object]
+    ) -> None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("timed out")
+        if self._poller is None or self._poller[1] != interrupt:
+            poller = select.poll()
+            poller.register(self.sock.fd, select.POLLIN)
+            poller.register(interrupt, select.POLLIN)
+            self._poller = (poller, interrupt)
+        before_wait()
+        # No GIL held while it waits; a socket shut down (the connection closed by the hub
+        # thread) wakes it.
+        ready = self._poller[0].poll(None if remaining is None else max(remaining * 1000, 1))
+        if any(fd == interrupt for fd, _ in ready):
+            with contextlib.suppress(BlockingIOError):
+                while os.read(interrupt, 512):
+                    pass
+            raise TimeoutError("interrupted")
 
     def _wait_readable(self, timeout: float | None) -> None:
         hub = eventlet.hubs.get_hub()

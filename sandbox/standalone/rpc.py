@@ -4,9 +4,9 @@
 connection and one reply queue from ``start()`` to ``stop()``; requests go out on that
 connection, and the sandbox runtime's hub thread reads the replies, so the calling thread needs
 no eventlet of its own. A plain calling thread writes its request onto the socket itself when
-the hub is not writing. While it is the only one calling, again and again, it reads its replies
-off the socket too, and the hub steps aside (``sandbox.amqp.thread_reader``); otherwise it
-sleeps until the hub hands it the reply.
+the hub is not writing. While plain threads call, the hub steps aside and they read the
+replies off the socket themselves, one thread at a time for all (``sandbox.amqp.thread_reader``);
+while a green thread waits too, the hub reads and hands each plain thread its reply.
 """
 
 from __future__ import annotations

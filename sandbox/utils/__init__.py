@@ -52,11 +52,29 @@ class Registrations(Generic[T]):
 def unique_id() -> str:
     """A random (version 4) UUID as a string, like ``str(uuid.uuid4())`` at a third of the
     cost: correlation and call ids are made for every call."""
-    data = bytearray(os.urandom(16))
+    data = bytearray(_random_bytes())
     data[6] = data[6] & 0x0F | 0x40  # version 4
     data[8] = data[8] & 0x3F | 0x80  # RFC 4122 variant
     h = data.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# os.urandom's randomness, fetched 256 ids at a time. A system call per id would let go of
+# the interpreter lock twice per call, and with several threads calling each let-go can cost
+# a sleep and a wake-up. list.pop and extend are atomic: any thread may take one.
+_RANDOM_BATCH = 256
+_random_pool: list[bytes] = []
+# A child process must not hand out ids its parent has (or will have) handed out.
+os.register_at_fork(after_in_child=_random_pool.clear)
+
+
+def _random_bytes() -> bytes:
+    try:
+        return _random_pool.pop()
+    except IndexError:
+        block = os.urandom(16 * _RANDOM_BATCH)
+        _random_pool.extend(block[start : start + 16] for start in range(16, len(block), 16))
+        return block[:16]
 
 
 def import_from_path(path: str) -> Any:

@@ -8,7 +8,8 @@ import pytest
 from polling import wait_until
 from test_amqp_consume import Echo, Sleepy
 
-from sandbox.exceptions import UnknownService
+from sandbox.exceptions import RpcTimeout, UnknownService
+from sandbox.rpc_replies import Pending
 from sandbox.runtime import get_runtime
 from sandbox.standalone.rpc import ClusterRpcProxy
 
@@ -57,6 +58,63 @@ def test_callers_in_several_threads_and_green_ones_all_get_their_replies(
         assert results == {i: [f"{i}.{n}" for n in range(100)] for i in range(4)}
         assert green == [f"g.{n}" for n in range(100)]
         assert cluster.echo.echo("alone again") == "alone again"
+
+
+def test_callers_in_several_threads_read_for_each_other(
+    rabbit_only, container_factory, monkeypatch
+):
+    container_factory(Echo, rabbit_only).start()
+    settled_in_hub = []
+    settle = Pending.settle
+
+    def recording(pending, *args, **kwargs):
+        settled_in_hub.append(get_runtime().in_hub())
+        settle(pending, *args, **kwargs)
+
+    monkeypatch.setattr(Pending, "settle", recording)
+    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
+        results = {}
+
+        def caller(name):
+            results[name] = [cluster.echo.echo(f"{name}.{n}") for n in range(200)]
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert results == {i: [f"{i}.{n}" for n in range(200)] for i in range(4)}
+    # Were the loop to read while more than one thread waits, it would settle nearly all.
+    assert len(settled_in_hub) == 800
+    assert sum(settled_in_hub) < 400, f"{sum(settled_in_hub)} of 800 replies read by the hub"
+
+
+def test_a_caller_times_out_while_others_read(rabbit_only, container_factory):
+    container_factory(Echo, rabbit_only).start()
+    container_factory(Sleepy, rabbit_only).start()
+    with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
+        results = {}
+        running = threading.Event()
+        running.set()
+
+        def caller(name):
+            count = 0
+            while running.is_set():
+                assert cluster.echo.echo(name) == name
+                count += 1
+            results[name] = count
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        nap = cluster.sleepy.nap.call_async(3)
+        with pytest.raises(RpcTimeout):
+            nap.result(timeout=0.5)
+        running.clear()
+        for thread in threads:
+            thread.join(30)
+        assert len(results) == 3 and all(results.values())
+        assert cluster.echo.echo("after") == "after"
 
 
 def test_what_is_not_a_reply_goes_to_the_loop(rabbit_only, container_factory, amqp_broker):
