@@ -211,6 +211,8 @@ class RpcConsumer(SharedExtension, ProviderCollector):
 
     def _answer_copy(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a request this consumer runs or ran; if so, it is seen to."""
+        if not self.requests.may_know(message):  # nearly every request
+            return False
         if self.requests.join(message):
             return True
         reply = self.requests.reply_for(message)
@@ -267,18 +269,27 @@ class RequestLedger:
     def forget(self, message: kombu.Message) -> None:
         self._take_run(message)
 
+    def may_know(self, message: kombu.Message) -> bool:
+        """Whether ``message`` shares its ids with a request running or answered: only then
+        may it be a copy (:meth:`join`, :meth:`reply_for`)."""
+        seen = SeenRequest.of(message)
+        return seen is not None and (seen.ids in self._running or seen.ids in self._answered)
+
     def join(self, message: kombu.Message) -> bool:
         """Whether ``message`` is a copy of a running request; it is settled with it if so."""
         seen = SeenRequest.of(message)
-        run = seen and seen.find(self._running.get(seen.ids))
-        if run is None:
+        runs = self._running.get(seen.ids) if seen is not None else None
+        index = seen.find(runs) if runs else None
+        if index is None:
             return False
-        run.append(message)
+        runs[index][1].append(message)
         return True
 
     def reply_for(self, message: kombu.Message) -> dict | None:
         seen = SeenRequest.of(message)
-        return seen and seen.find(self._answered.get(seen.ids))
+        replies = self._answered.get(seen.ids) if seen is not None else None
+        index = seen.find(replies) if replies else None
+        return None if index is None else replies[index][1]
 
     def finish(self, message: kombu.Message, reply: dict) -> list[kombu.Message]:
         """Remember the reply of a request that ran; return the deliveries to settle: every
@@ -298,10 +309,10 @@ class RequestLedger:
     def _take_run(self, message: kombu.Message) -> list[kombu.Message] | None:
         seen = SeenRequest.of(message)
         runs = self._running.get(seen.ids) if seen is not None else None
-        run = seen and seen.find(runs)
-        if run is None:
+        index = seen.find(runs) if runs else None
+        if index is None:
             return None
-        runs[:] = [entry for entry in runs if entry[1] is not run]
+        _, run = runs.pop(index)
         if not runs:
             del self._running[seen.ids]
         return run
@@ -367,11 +378,11 @@ class SeenRequest:
             self._body = self._headers = self._properties = self._info = None
         return self._digest
 
-    def find(self, entries: list[tuple[SeenRequest, Any]] | None) -> Any:
-        """What ``entries`` (of requests with our ids) hold for this request, or None."""
-        for seen, value in entries or ():
+    def find(self, entries: list[tuple[SeenRequest, Any]]) -> int | None:
+        """Where this request is in ``entries`` (of requests with our ids), or None."""
+        for index, (seen, _) in enumerate(entries):
             if seen is self or seen.digest() == self.digest():
-                return value
+                return index
         return None
 
 

@@ -80,3 +80,16 @@ def test_only_the_last_requests_are_remembered():
         ledger.finish(message, {"result": number})
     assert ledger.reply_for(request(correlation_id="c-0")) is None
     assert ledger.reply_for(request(correlation_id="c-2")) == {"result": 2}
+
+
+def test_only_a_request_that_shares_ids_with_one_running_or_answered_may_be_known():
+    ledger = RequestLedger()
+    first = request()
+    assert not ledger.may_know(first)
+    ledger.start(first)
+    assert ledger.may_know(request())
+    assert ledger.may_know(request(body=b"{}"))  # the same ids: worth a closer look
+    assert not ledger.may_know(request(correlation_id="c-2"))
+    ledger.finish(first, {"result": 1})
+    assert ledger.may_know(request())
+    assert not ledger.may_know(request(correlation_id=None))  # no id, nobody can tell
