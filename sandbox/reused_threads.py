@@ -29,7 +29,7 @@ class GreenJob:
     """A job run by a reused green thread; killed, linked and waited for as a green thread
     is (``kill()``, ``link(fn)``, ``wait()``, ``dead``), from its hub's thread."""
 
-    __slots__ = ("_fn", "thread", "dead", "_result", "_error", "_links")
+    __slots__ = ("_fn", "thread", "dead", "_result", "_error", "_links", "_handed_by")
 
     def __init__(self, fn: Callable[[], Any]):
         self._fn = fn
@@ -38,6 +38,9 @@ class GreenJob:
         self._result: Any = None
         self._error: BaseException | None = None
         self._links: list[Callable[[GreenJob], Any]] = []
+        # Started at once: the green thread that handed it over, and the timer that
+        # resumes that thread at the hub's next turn.
+        self._handed_by: tuple[greenlet.greenlet, Any] | None = None
 
     def kill(self, *throw_args: Any) -> None:
         """End the job, as ``GreenThread.kill`` does (GreenletExit unless told otherwise)."""
@@ -89,7 +92,8 @@ class GreenJob:
 def spawn(fn: Callable[[], Any], at_once: bool = False) -> GreenJob:
     """Run ``fn`` in a green thread of the calling thread's hub, one that waited for work if
     any did, at the hub's next turn; ``at_once``, until it first waits or ends, and the
-    calling green thread goes on at the hub's next turn (from the hub itself, a plain spawn).
+    calling green thread goes on then: at the hub's next turn if the job waits, at once if
+    it ends (from the hub itself, a plain spawn).
 
     A consumer's loop hands each message to its worker at once when it came alone: the
     worker answers before the loop reads on, instead of one hub turn later.
@@ -103,6 +107,7 @@ def spawn(fn: Callable[[], Any], at_once: bool = False) -> GreenJob:
         hub.schedule_call_global(0, thread.switch, job)
         return job
     resume = hub.schedule_call_global(0, current.switch)
+    job._handed_by = (current, resume)
     try:
         thread.switch(job)
     finally:
@@ -118,6 +123,7 @@ def _serve(job: GreenJob) -> None:
     thread = greenlet.getcurrent()
     while True:
         job._run(thread)
+        handed_by = _still_waiting(job)
         job = None  # what it held goes now, not once the next job comes
         # Monkey patched, threading.local is green-local: a worker's locals would be the
         # next job's there, so each job has a thread of its own.
@@ -125,15 +131,25 @@ def _serve(job: GreenJob) -> None:
             return
         idle.append(thread)
         try:
-            job = _next_job(hub)
+            job = _next_job(hub, handed_by)
         except BaseException:  # thrown into a thread with no job: it ends instead
             idle.remove(thread)
             return
 
 
-def _next_job(hub: Any) -> GreenJob:
-    while True:
+def _still_waiting(job: GreenJob) -> greenlet.greenlet | None:
+    """The green thread that handed ``job`` over at once, if it still waits to go on."""
+    handed_by = job._handed_by
+    if handed_by is None or handed_by[1].called:  # its timer resumed it, or it was resumed
+        return None
+    return handed_by[0]
+
+
+def _next_job(hub: Any, handed_by: greenlet.greenlet | None) -> GreenJob:
+    """Wait for a job; ``handed_by`` goes on first, without the hub turn its timer waits for
+    (it cancels the timer): one switch instead of two, and no turn of the hub."""
+    job = hub.switch() if handed_by is None else handed_by.switch()
+    # A stray wake-up (left by a job's last wait) is no job: wait on.
+    while not isinstance(job, GreenJob):
         job = hub.switch()
-        if isinstance(job, GreenJob):
-            return job
-        # A stray wake-up (left by a job's last wait) is no job: wait on.
+    return job

@@ -35,6 +35,18 @@ def test_at_once_runs_the_job_before_the_caller_goes_on():
     assert in_hub(run) == (["job", "caller"], True)
 
 
+def test_the_caller_goes_on_as_soon_as_a_job_at_once_ends_without_a_hub_turn():
+    def run():
+        order = []
+        eventlet.hubs.get_hub().schedule_call_global(0, order.append, "hub turn")
+        reused_threads.spawn(lambda: order.append("job"), at_once=True)
+        order.append("caller")
+        eventlet.sleep(0)
+        return order
+
+    assert in_hub(run) == ["job", "caller", "hub turn"]
+
+
 def test_a_job_that_waits_lets_the_caller_go_on_and_ends_later():
     def run():
         done = eventlet.event.Event()
