@@ -100,6 +100,9 @@ class AmqpConsumer:
         self._subscriptions: list[QueueSubscription] = []
         self._by_tag: dict[str, QueueSubscription] = {}
         self._connection: kombu.Connection | None = None
+        # The py-amqp connection under it, while connected: kombu's property for it checks
+        # the connection first, which every delivery would pay for.
+        self._amqp: amqp.Connection | None = None
         self._channel: Any = None
         self._publish: Callable[..., None] | None = None  # while connected
         # While connected to RabbitMQ: what a plain thread publishes with.
@@ -246,7 +249,7 @@ class AmqpConsumer:
 
     def _connect(self) -> None:
         connection = connect(self.amqp_uri, heartbeat=self.heartbeat, **self._connection_options)
-        self._connection = connection
+        self._connection, self._amqp = connection, connection.connection
         # First: deliveries may come (and be answered) while the consumers are being set up.
         publishing = connection.channel()
         publishing.events["basic_return"].add(self._on_return)
@@ -299,7 +302,7 @@ class AmqpConsumer:
 
     def _on_delivery(self, delivery: wire.WireDelivery, alone: bool) -> None:
         """A delivery our frame reader assembled (instead of py-amqp)."""
-        channel, connection = self._channel, self._connection.connection
+        channel, connection = self._channel, self._amqp
         connection.bytes_recv += 1  # news from the broker, for the heartbeat check
         subscription = self._by_tag.get(delivery.consumer_tag)
         if subscription is None or delivery.channel != channel.channel_id:
@@ -401,6 +404,7 @@ class AmqpConsumer:
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        self._amqp = None
         self._by_tag.clear()
         for subscription in self._subscriptions:
             subscription.consumer_tag = None
@@ -448,6 +452,7 @@ class AmqpConsumer:
     def close(self) -> None:
         """Close the connection once the loop has been killed."""
         connection, self._connection, self._channel = self._connection, None, None
+        self._amqp = None
         self._stop_publishing()
         if connection is not None:
             close_quietly(connection)
