@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import struct
 from calendar import timegm
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -119,34 +119,41 @@ def shortstr(value: str | bytes) -> bytes:
 def encode_properties(properties: Mapping[str, Any]) -> tuple[int, bytes]:
     """The property flags and the property list of a content header; None means absent."""
     flags, parts = 0, []
-    for name, kind, bit in _fields_named(tuple(properties)):
+    for name, encode, bit in _fields_named(tuple(properties)):
         value = properties[name]
-        if value is None:
-            continue
-        flags |= bit
-        if kind == "shortstr":
-            parts.append(shortstr(value) if name in _ONE_OFF else _repeated(value))
-        elif kind == "octet":
-            parts.append(_U8.pack(value))
-        elif kind == "table":
-            parts.append(encode_table(value))
-        else:
-            parts.append(_U64.pack(_seconds(value)))
+        if value is not None:
+            flags |= bit
+            parts.append(encode(value))
     return flags, b"".join(parts)
 
 
 # A publisher's messages have the same few properties, in the same order, one after another:
-# each message looks at those, not at all fourteen a content header may have.
+# each message looks at those, not at all fourteen a content header may have, and encodes
+# each with the encoder of its type found once.
 @functools.lru_cache(maxsize=256)
-def _fields_named(names: tuple[str, ...]) -> tuple[tuple[str, str, int], ...]:
-    """The properties among ``names``, in flag order."""
-    return tuple(field for field in _FLAGS if field[0] in names)
+def _fields_named(names: tuple[str, ...]) -> tuple[tuple[str, Callable[[Any], bytes], int], ...]:
+    """The properties among ``names``, in flag order, with their encoders."""
+    return tuple((name, _encoder(name, kind), bit) for name, kind, bit in _FLAGS if name in names)
+
+
+def _encoder(name: str, kind: str) -> Callable[[Any], bytes]:
+    if kind == "shortstr":
+        return shortstr if name in _ONE_OFF else _repeated
+    if kind == "octet":
+        return _U8.pack
+    if kind == "table":
+        return encode_table
+    return _timestamp
 
 
 # Most property values and header names repeat from message to message (content types,
 # reply_to, "nameko.call_id_stack"): encoded once. Ids are new with every message.
 _ONE_OFF = frozenset(("correlation_id", "message_id"))
 _repeated = functools.lru_cache(maxsize=4096)(shortstr)
+
+
+def _timestamp(value: datetime | int) -> bytes:
+    return _U64.pack(_seconds(value))
 
 
 def _seconds(value: datetime | int) -> int:
