@@ -267,7 +267,7 @@ class RequestLedger:
             self._running.setdefault(seen.ids, []).append((seen, [message]))
 
     def forget(self, message: kombu.Message) -> None:
-        self._take_run(message)
+        self._take_run(SeenRequest.of(message))
 
     def may_know(self, message: kombu.Message) -> bool:
         """Whether ``message`` shares its ids with a request running or answered: only then
@@ -295,10 +295,10 @@ class RequestLedger:
         """Remember the reply of a request that ran; return the deliveries to settle: every
         copy of the request. (One refused before running, a MalformedRequest say, is refused
         again should it come back: nothing to remember.)"""
-        copies = self._take_run(message)
+        seen = SeenRequest.of(message)
+        copies = self._take_run(seen)
         if copies is None:
             return [message]
-        seen = SeenRequest.of(message)
         self._answered.setdefault(seen.ids, []).append((seen, reply))
         self._answered_count += 1
         while self._answered_count > self._remembered:
@@ -306,8 +306,7 @@ class RequestLedger:
             self._answered_count -= len(forgotten)
         return copies
 
-    def _take_run(self, message: kombu.Message) -> list[kombu.Message] | None:
-        seen = SeenRequest.of(message)
+    def _take_run(self, seen: SeenRequest | None) -> list[kombu.Message] | None:
         runs = self._running.get(seen.ids) if seen is not None else None
         index = seen.find(runs) if runs else None
         if index is None:
@@ -362,14 +361,15 @@ class SeenRequest:
     def of(cls, message: kombu.Message) -> SeenRequest | None:
         """The delivery's, made once; None without a correlation id, when nobody could tell
         its reply from another's."""
+        seen = message.__dict__.get(_SEEN_ATTRIBUTE)
+        if seen is not None:
+            return seen
         properties = message.properties
         correlation_id = properties.get("correlation_id")
         if correlation_id is None:
             return None
-        seen = message.__dict__.get(_SEEN_ATTRIBUTE)
-        if seen is None:
-            ids = (properties.get("reply_to"), correlation_id)
-            seen = message.__dict__[_SEEN_ATTRIBUTE] = cls(message, ids)
+        ids = (properties.get("reply_to"), correlation_id)
+        seen = message.__dict__[_SEEN_ATTRIBUTE] = cls(message, ids)
         return seen
 
     def digest(self) -> bytes:
