@@ -33,11 +33,11 @@ remove_observer = _observers.remove
 
 def observed() -> bool:
     """Whether anyone listens."""
-    return bool(_observers)
+    return bool(_observers.hooks)
 
 
 def notify(event: str, *args: Any) -> None:
-    for observer in _observers:
+    for observer in _observers.hooks:
         handler = getattr(observer, event, None)
         if handler is None:
             continue

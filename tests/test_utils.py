@@ -5,6 +5,7 @@ import pytest
 
 from sandbox.utils import (
     REDACTED,
+    Registrations,
     import_from_path,
     is_secret_key,
     mask_secrets,
@@ -115,3 +116,26 @@ def test_a_forked_child_makes_ids_of_its_own():
     assert not {theirs[i : i + 36] for i in range(0, 360, 36)} & {
         ours[i : i + 36] for i in range(0, 360, 36)
     }
+
+
+def test_registrations_keep_each_hook_once_in_order_and_let_one_remove_itself():
+    hooks = Registrations()
+    ran = []
+
+    def first():
+        ran.append("first")
+        hooks.remove(first)
+
+    def second():
+        ran.append("second")
+
+    hooks.add(first)
+    hooks.add(second)
+    hooks.add(first)
+    hooks.remove(print)  # never added: no error
+    for hook in hooks:
+        hook()
+    assert ran == ["first", "second"]
+    assert list(hooks) == [second] and hooks
+    hooks.remove(second)
+    assert not hooks

@@ -7,6 +7,7 @@ import importlib
 import inspect
 import os
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
@@ -29,24 +30,32 @@ T = TypeVar("T")
 
 class Registrations(Generic[T]):
     """Hooks registered once each, in order; removing one that is not there is no error.
-    Iteration goes over a copy, so a hook may remove itself while the others run."""
+
+    ``hooks`` is a tuple, replaced on every change: iterating it needs no copy (the recorder
+    goes through its observers twice per worker), and a hook may remove itself while the
+    others run."""
 
     def __init__(self) -> None:
-        self._hooks: list[T] = []
+        self.hooks: tuple[T, ...] = ()
+        self._changing = threading.Lock()
 
     def add(self, hook: T) -> None:
-        if hook not in self._hooks:
-            self._hooks.append(hook)
+        with self._changing:
+            if hook not in self.hooks:
+                self.hooks = (*self.hooks, hook)
 
     def remove(self, hook: T) -> None:
-        if hook in self._hooks:
-            self._hooks.remove(hook)
+        with self._changing:
+            hooks = list(self.hooks)
+            if hook in hooks:
+                hooks.remove(hook)
+                self.hooks = tuple(hooks)
 
     def __iter__(self) -> Iterator[T]:
-        return iter(list(self._hooks))
+        return iter(self.hooks)
 
     def __bool__(self) -> bool:
-        return bool(self._hooks)
+        return bool(self.hooks)
 
 
 def unique_id() -> str:
