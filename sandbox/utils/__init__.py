@@ -68,9 +68,10 @@ def unique_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# os.urandom's randomness, fetched 256 ids at a time. A system call per id would let go of
-# the interpreter lock twice per call, and with several threads calling each let-go can cost
-# a sleep and a wake-up. list.pop and extend are atomic: any thread may take one.
+# os.urandom's randomness, fetched 256 ids at a time. An RPC call makes two ids, and a system
+# call for each would let go of the interpreter lock twice per call: with several threads
+# calling, each let-go can cost a sleep and a wake-up. list.pop, and extend with a list, are
+# atomic: any thread may take one.
 _RANDOM_BATCH = 256
 _random_pool: list[bytes] = []
 # A child process must not hand out ids its parent has (or will have) handed out.
@@ -82,7 +83,7 @@ def _random_bytes() -> bytes:
         return _random_pool.pop()
     except IndexError:
         block = os.urandom(16 * _RANDOM_BATCH)
-        _random_pool.extend(block[start : start + 16] for start in range(16, len(block), 16))
+        _random_pool.extend([block[start : start + 16] for start in range(16, len(block), 16)])
         return block[:16]
 
 
