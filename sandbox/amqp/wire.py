@@ -87,10 +87,8 @@ def publish_frames(
         frame(HEADER_FRAME, channel, header),
     ]
     chunk = frame_max - 8
-    frames.extend(
-        frame(BODY_FRAME, channel, body[start : start + chunk])
-        for start in range(0, len(body), chunk)
-    )
+    for start in range(0, len(body), chunk):  # a loop, not a generator: one body frame, mostly
+        frames.append(frame(BODY_FRAME, channel, body[start : start + chunk]))
     return b"".join(frames)
 
 
