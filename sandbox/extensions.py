@@ -232,7 +232,8 @@ class Entrypoint(Extension):
         if (
             names is not None
             and len(args) + len(kwargs) == len(names)
-            and all(name in kwargs for name in names[len(args) :])
+            # Most calls pass no keywords: then every name is filled by position.
+            and (not kwargs or all(name in kwargs for name in names[len(args) :]))
         ):
             return  # binding them would say the same, at several times the cost
         try:
