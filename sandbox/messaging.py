@@ -56,10 +56,11 @@ def decode_from_headers(headers: Mapping[str, Any] | None, prefix: str = HEADER_
     """The context data carried by message headers: all of them, ``prefix.`` removed where
     present (Nameko's: a caller's own headers reach the worker too)."""
     start = f"{prefix}."
-    return {
-        key.removeprefix(start) if isinstance(key, str) else key: value
-        for key, value in (headers or {}).items()
-    }
+    data = {}
+    # A loop, not a comprehension (a function made and called): it runs for every worker.
+    for key, value in (headers or {}).items():
+        data[key.removeprefix(start) if isinstance(key, str) else key] = value
+    return data
 
 
 class HeaderEncoder:
