@@ -36,9 +36,19 @@ class GreenChannel(kombu.transport.pyamqp.Channel):
             raw_message.body, raw_message.properties, raw_message.delivery_info, self
         )
 
-    def publish_content(self, *message: Any, **options: Any) -> None:
-        """Basic.Publish, unconfirmed, in one write (:meth:`publish_frames`'s arguments)."""
-        self._live_connection().frame_writer.send(self.publish_frames(*message, **options))
+    def publish_content(
+        self,
+        body: bytes | str,
+        exchange: str,
+        routing_key: str,
+        properties: Mapping[str, Any],
+        headers: Mapping[str, Any] | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        """Basic.Publish, unconfirmed, in one write (:meth:`publish_frames`'s arguments, named
+        one by one: every RPC reply comes through here)."""
+        send = self._live_connection().frame_writer.send
+        send(self.publish_frames(body, exchange, routing_key, properties, headers, mandatory))
 
     def publish_frames(
         self,
