@@ -250,7 +250,7 @@ class LosingWriter:
     """A frame writer whose batch's write finds the connection gone."""
 
     @contextlib.contextmanager
-    def batch(self):
+    def batch(self, soon=False):
         try:
             yield
         finally:
