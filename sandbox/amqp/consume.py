@@ -182,11 +182,16 @@ class AmqpConsumer:
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Writes made inside (publishes, acks) go out together, in one write, at the end.
 
-        Should that write fail, the loop finds the connection dead too and starts afresh;
-        what was left unacked comes back from the broker.
+        The write waits for the end of the hub turn, unless the block handles a delivery that
+        came alone (see :attr:`alone`): the workers of deliveries that came in one read then
+        reply in one write, which spares the broker as much as it spares us. Should that write
+        fail, the loop finds the connection dead too and starts afresh; what was left unacked
+        comes back from the broker.
         """
         writer = self._writer
-        return contextlib.nullcontext() if writer is None else _Batch(writer.batch())
+        if writer is None:
+            return contextlib.nullcontext()
+        return _Batch(writer.batch(soon=not self.alone))
 
     @property
     def connected(self) -> bool:

@@ -25,7 +25,9 @@ class FrameWriter:
     and would let another green thread's frames in between.
 
     Frames encoded by :mod:`sandbox.amqp.wire` go through :meth:`send`; inside :meth:`batch`
-    they wait to go out together, in one write (a reply and the ack of its request). A plain
+    they wait to go out together, in one write (a reply and the ack of its request), or with
+    those of other batches that end in the same hub turn (the replies to requests that came
+    in one read). A plain
     thread may write too (:meth:`send_from_thread`), while no green thread writes.
     """
 
@@ -80,14 +82,19 @@ class FrameWriter:
                 self.flush()
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, soon: bool = False) -> Iterator[None]:
+        """Writes inside go out together, in one write at the end, or with ``soon`` at the
+        end of this hub turn, with whatever else is written so by then."""
         self._batching += 1
         try:
             yield
         finally:
             self._batching -= 1
             if not self._batching and self._pending:
-                self.flush()
+                if soon:
+                    self._schedule_flush()
+                else:
+                    self.flush()
 
     def flush(self) -> None:
         """Write what waits: a batch, what plain threads left (half) written."""

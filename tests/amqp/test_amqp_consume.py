@@ -223,6 +223,28 @@ def test_a_channel_closed_by_the_broker_is_consumed_again(rabbit_config, amqp_br
     assert "its callback failed" in caplog.text
 
 
+def test_a_reply_waiting_for_the_end_of_the_turn_goes_out_before_the_connection_closes(
+    rabbit_config, amqp_broker
+):
+    if rabbit_config["AMQP_URI"].startswith("memory"):
+        pytest.skip("the embedded broker writes no frames")
+    amqp_broker.run(lambda channel: kombu.Queue("closing-replies")(channel).declare())
+    consumer = AmqpConsumer(amqp_uri(rabbit_config))
+    consumer.add_queue(kombu.Queue("closing-requests"), lambda message: None, no_ack=True)
+    runtime = get_runtime()
+    thread = runtime.spawn(consumer.run)
+    runtime.call(consumer.wait_until_ready)
+    runtime.call(thread.kill)  # the loop is gone already: closing goes through no hub turn
+
+    def reply_and_close():
+        with consumer.batch():  # handling no lone delivery: written at the turn's end
+            consumer.publish(b"late", exchange="", routing_key="closing-replies", properties={})
+        consumer.close()  # its Connection.Close goes through the writer, after what waits
+
+    runtime.call(reply_and_close)
+    assert amqp_broker.message_count("closing-replies") == 1
+
+
 class Sleepy:
     name = "sleepy"
 
@@ -250,7 +272,7 @@ class LosingWriter:
     """A frame writer whose batch's write finds the connection gone."""
 
     @contextlib.contextmanager
-    def batch(self):
+    def batch(self, soon=False):
         try:
             yield
         finally:

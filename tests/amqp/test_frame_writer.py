@@ -49,6 +49,28 @@ def test_what_is_sent_soon_inside_a_batch_goes_out_with_it(monkeypatch):
     assert writes == [b"replyack"]
 
 
+def test_batches_that_end_soon_go_out_together_at_the_end_of_the_turn():
+    writes = []
+    connection = SimpleNamespace(frame_max=131072, bytes_sent=0)
+    writer = FrameWriter(connection, SimpleNamespace(write=lambda data: writes.append(bytes(data))))
+
+    def reply(number):
+        with writer.batch(soon=True):
+            writer.send(b"reply%d" % number)
+            writer.send(b"ack%d" % number)
+
+    def turn():
+        for number in range(3):
+            reply(number)
+        assert writes == []  # the turn is not over
+
+    get_runtime().call(turn)
+    wait_until(lambda: writes == [b"reply0ack0reply1ack1reply2ack2"])
+    # A write that cannot wait goes after what waits for the end of the turn.
+    get_runtime().call(lambda: (reply(3), writer.send(b"now")))
+    assert writes[1:] == [b"reply3ack3", b"now"]
+
+
 def test_a_plain_thread_writes_when_the_hub_does_not_and_the_hub_writes_what_it_left():
     runtime = get_runtime()
     ours, theirs = socket.socketpair()

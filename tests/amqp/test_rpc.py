@@ -257,3 +257,29 @@ def test_client_publisher_options_shape_the_requests(rabbit_config, amqp_broker)
     assert request.headers["tenant"] == "a"
     assert request.headers["nameko.language"] == "fr"
     assert request.headers["compression"] == "application/x-gzip"
+
+
+def test_replies_to_requests_read_together_leave_together(
+    rabbit_config, container_factory, monkeypatch
+):
+    if rabbit_config["AMQP_URI"].startswith("memory"):
+        pytest.skip("the embedded broker writes no frames")
+    from sandbox.amqp.frame_writer import FrameWriter
+
+    ended_soon = []
+    batch = FrameWriter.batch
+
+    def recording(writer, soon=False):
+        ended_soon.append(soon)
+        return batch(writer, soon)
+
+    monkeypatch.setattr(FrameWriter, "batch", recording)
+    container_factory(Z, rabbit_config).start()
+    with ClusterRpcProxy(rabbit_config, timeout=30) as cluster:
+        assert cluster.z.echo("alone") == "alone"
+        # A request that came by itself is answered at once, in a write of its own.
+        assert ended_soon == [False]
+        burst = get_runtime().call(lambda: [cluster.z.echo.call_async(n) for n in range(20)])
+        assert [reply.result() for reply in burst] == [str(n) for n in range(20)]
+    # Sent back to back, some came in one read: their replies waited for the turn's end.
+    assert len(ended_soon) == 21 and any(ended_soon)
