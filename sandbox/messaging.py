@@ -207,9 +207,11 @@ class QueueConsumer(SharedExtension, ProviderCollector):
         in their order, at the hub's next turn.
         """
 
+        consumer = self.consumer  # asked for once, not per message (a property)
+
         def on_message(message: kombu.Message) -> None:
             handle = partial(handle_message, message)
-            self.container.spawn_managed_job(handle, identifier, at_once=self.consumer.alone)
+            self.container.spawn_managed_job(handle, identifier, at_once=consumer.alone)
 
         return on_message
 

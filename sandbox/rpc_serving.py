@@ -93,7 +93,9 @@ class RpcConsumer(SharedExtension, ProviderCollector):
         self.queue_consumer.consume(
             self, queue, self.queue_consumer.spawning(self.handle_message, identifier)
         )
-        self.queue_consumer.consumer.on_return(_reply_returned)
+        # Asked for once, not per reply (a property): the consumer every reply is written on.
+        self.consumer = self.queue_consumer.consumer
+        self.consumer.on_return(_reply_returned)
 
     def register_provider(self, provider: Rpc) -> None:
         self._entrypoints[provider.method_name] = provider
@@ -183,7 +185,7 @@ class RpcConsumer(SharedExtension, ProviderCollector):
             reply_properties["correlation_id"] = properties["correlation_id"]
 
         routing_key = properties["reply_to"]
-        consumer = self.queue_consumer.consumer
+        consumer = self.consumer
         # The ack follows the reply on the same connection, in the same write: should the
         # connection fail before it, the request comes back and is answered from
         # self.requests.
