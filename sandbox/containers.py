@@ -103,8 +103,10 @@ class ServiceContainer:
         self._slots = eventlet.semaphore.Semaphore(self.max_workers)
         self._worker_threads: dict[WorkerContext, Any] = {}
         self._inline_workers: set[WorkerContext] = set()
-        self._idle = eventlet.event.Event()
-        self._idle.send(None)
+        # From a worker's slot on, until no worker runs; the event is made only for whoever
+        # waits for that (a stop), not for each busy spell (most requests make one).
+        self._busy = False
+        self._idle: eventlet.event.Event | None = None
         self._managed_threads: dict[Any, str | None] = {}
         # Sub-extensions that outlive the extensions that declared them (restrict_entrypoints
         # keeps the RPC queue consumed, as Nameko does, so other methods answer MethodNotFound).
@@ -207,7 +209,10 @@ class ServiceContainer:
     def _drain_workers(self, timeout: float | None = None) -> bool:
         """Wait until no worker runs; False when ``timeout`` seconds passed first."""
         with eventlet.Timeout(timeout, False):
-            self._idle.wait()
+            if self._busy:
+                if self._idle is None:
+                    self._idle = eventlet.event.Event()
+                self._idle.wait()
             return True
         return False
 
@@ -320,16 +325,18 @@ class ServiceContainer:
         if self._killer is not None or refused:
             self._slots.release()
             raise ContainerBeingKilled()
-        if self._idle.ready():
-            self._idle = eventlet.event.Event()
+        self._busy = True
         service = self.service_cls()
         return WorkerContext(self, service, entrypoint, args, kwargs, data=context_data)
 
     def _worker_done(self, worker_ctx: WorkerContext) -> None:
         if self._worker_threads.pop(worker_ctx, None) is not None:
             self._slots.release()
-        if not self._worker_threads and not self._idle.ready():
-            self._idle.send(None)
+        if not self._worker_threads and self._busy:
+            self._busy = False
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                idle.send(None)
 
     def _worker_exited(self, thread: Any, worker_ctx: WorkerContext) -> None:
         self._worker_done(worker_ctx)
