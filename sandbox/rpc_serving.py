@@ -61,7 +61,8 @@ def parse_request(message: kombu.Message) -> tuple[list, dict]:
         raise MalformedRequest(f"cannot decode the body: {exc}") from None
     args = body.get("args") if isinstance(body, dict) else None
     kwargs = body.get("kwargs") if isinstance(body, dict) else None
-    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+    # A tuple of types, not ``list | tuple``: that makes a union object for every request.
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
         raise MalformedRequest("Message missing `args` or `kwargs`")
     return list(args), kwargs
 

@@ -18,7 +18,7 @@ def _parent_calls(stack: Any) -> list[str]:
     It comes off the wire: anything but a list of strings (a forged or broken header) starts
     a new chain rather than failing the request, or killing the container that received it.
     """
-    if not isinstance(stack, list | tuple):
+    if not isinstance(stack, (list, tuple)):  # not ``list | tuple``: a union made per worker
         return []
     for call_id in stack:  # a loop, not all() over a generator: it runs for every worker
         if not isinstance(call_id, str):
