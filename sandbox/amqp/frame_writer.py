@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,10 @@ import eventlet.semaphore
 from amqp import method_framing
 
 from sandbox.runtime import get_runtime
+
+# How long a batch that ends soon may wait for others to join it. Workers that answer in
+# microseconds share a write; one that takes longer does not hold back the replies before it.
+SOON_LIMIT = 0.001  # seconds
 
 
 class FrameWriter:
@@ -39,6 +44,7 @@ class FrameWriter:
         self._batching = 0
         self._pending: list[bytes] = []
         self._flush_soon_pending = False
+        self._soon_since = 0.0  # when the oldest batch waiting for the turn's end ended
         # Between the hub thread and plain threads: who is on the socket, and what a plain
         # thread left half written (the hub writes it before anything else).
         self._socket = getattr(transport, "plain_socket", None)
@@ -91,10 +97,16 @@ class FrameWriter:
         finally:
             self._batching -= 1
             if not self._batching and self._pending:
-                if soon:
+                if soon and self._may_wait():
                     self._schedule_flush()
                 else:
                     self.flush()
+
+    def _may_wait(self) -> bool:
+        now = time.monotonic()
+        if not self._soon_since:
+            self._soon_since = now
+        return now - self._soon_since < SOON_LIMIT
 
     def flush(self) -> None:
         """Write what waits: a batch, what plain threads left (half) written."""
@@ -110,6 +122,7 @@ class FrameWriter:
                 rest, self._rest = self._rest + self._take_from_threads(), b""
             try:
                 waiting, self._pending = b"".join((rest, *self._pending)), []
+                self._soon_since = 0.0
                 if waiting:
                     self._write(waiting)
                 yield
