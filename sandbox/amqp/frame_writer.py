@@ -6,7 +6,8 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import amqp
@@ -55,16 +56,14 @@ class FrameWriter:
 
     def __call__(self, *frame: Any) -> None:
         """Write a frame py-amqp encodes (after what waits in a batch, to keep the order)."""
-        with self._writing_greenly():
-            self._write_frame(*frame)
+        self._write_greenly(then=partial(self._write_frame, *frame))
 
     def send(self, frames: bytes) -> None:
         """Write encoded frames, or keep them for the end of the batch."""
         if self._batching:
             self._pending.append(frames)
             return
-        with self._writing_greenly():
-            self._write(frames)
+        self._write_greenly(frames)
         self._connection.bytes_sent += 1
 
     def send_soon(self, frames: bytes) -> None:
@@ -87,20 +86,18 @@ class FrameWriter:
             if self._pending or self._rest or self._from_threads:
                 self.flush()
 
-    @contextlib.contextmanager
-    def batch(self, soon: bool = False) -> Iterator[None]:
+    def batch(self, soon: bool = False) -> contextlib.AbstractContextManager[None]:
         """Writes inside go out together, in one write at the end, or with ``soon`` at the
         end of this hub turn, with whatever else is written so by then."""
-        self._batching += 1
-        try:
-            yield
-        finally:
-            self._batching -= 1
-            if not self._batching and self._pending:
-                if soon and self._may_wait():
-                    self._schedule_flush()
-                else:
-                    self.flush()
+        return _WriteBatch(self, soon)
+
+    def _end_batch(self, soon: bool) -> None:
+        self._batching -= 1
+        if not self._batching and self._pending:
+            if soon and self._may_wait():
+                self._schedule_flush()
+            else:
+                self.flush()
 
     def _may_wait(self) -> bool:
         now = time.monotonic()
@@ -110,22 +107,23 @@ class FrameWriter:
 
     def flush(self) -> None:
         """Write what waits: a batch, what plain threads left (half) written."""
-        with self._writing_greenly():
-            pass
+        self._write_greenly()
         self._connection.bytes_sent += 1
 
-    @contextlib.contextmanager
-    def _writing_greenly(self) -> Iterator[None]:
+    def _write_greenly(self, frames: bytes = b"", then: Callable[[], Any] | None = None) -> None:
+        """Write what plain threads left, what waits for the end of a batch or of the turn,
+        and ``frames``, in one write; then call ``then`` (py-amqp writing a frame itself)."""
         with self._lock:
             with self._wire:
                 self._writing = True
                 rest, self._rest = self._rest + self._take_from_threads(), b""
             try:
-                waiting, self._pending = b"".join((rest, *self._pending)), []
+                waiting, self._pending = b"".join((rest, *self._pending, frames)), []
                 self._soon_since = 0.0
                 if waiting:
                     self._write(waiting)
-                yield
+                if then is not None:
+                    then()
             finally:
                 with self._wire:
                     self._writing = False
@@ -177,3 +175,20 @@ class FrameWriter:
         while self._from_threads:
             left.append(self._from_threads.popleft())
         return b"".join(left)
+
+
+class _WriteBatch:
+    """:meth:`FrameWriter.batch`. A class, not a generator: every RPC reply goes through one,
+    and a generator's context manager costs several calls more."""
+
+    __slots__ = ("_writer", "_soon")
+
+    def __init__(self, writer: FrameWriter, soon: bool):
+        self._writer = writer
+        self._soon = soon
+
+    def __enter__(self) -> None:
+        self._writer._batching += 1
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._writer._end_batch(self._soon)
