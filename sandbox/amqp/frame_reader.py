@@ -182,15 +182,21 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     _drained = False  # the last read took all there was: wait before the next
 
     def _receive(self, timeout: float | None) -> tuple[bytes, bool]:
-        sock = self.sock.fd  # the plain socket under the green one, non-blocking
+        return self._receive_waiting_with(partial(self._wait_readable, timeout))
+
+    def _receive_waiting_with(self, wait: Callable[[], object]) -> tuple[bytes, bool]:
+        """What arrived on the plain socket under the green one (non-blocking), calling
+        ``wait()`` until it is readable; and whether it waited."""
+        sock = self.sock.fd
+        # After a read that took all there was, the next would find nothing: wait first.
         waited = self._drained
         if waited:
-            self._wait_readable(timeout)
+            wait()
         while True:
             try:
                 chunk = sock.recv(self._RECV_SIZE)
             except BlockingIOError:
-                self._wait_readable(timeout)
+                wait()
                 waited = True
                 continue
             self._drained = len(chunk) < self._RECV_SIZE
@@ -221,20 +227,9 @@ class GreenTCPTransport(FrameReader, _green_amqp_transport.TCPTransport):
     def _receive_in_thread(
         self, timeout: float | None, interrupt: int, before_wait: Callable[[], object]
     ) -> tuple[bytes, bool]:
-        sock = self.sock.fd
         deadline = None if timeout is None else time.monotonic() + timeout
-        # After a read that took all there was, the next would find nothing: wait first.
-        wait = self._drained
-        while True:
-            if wait:
-                self._wait_in_thread(deadline, interrupt, before_wait)
-            try:
-                chunk = sock.recv(self._RECV_SIZE)
-            except BlockingIOError:
-                wait = True
-                continue
-            self._drained = len(chunk) < self._RECV_SIZE
-            return chunk, False
+        wait = partial(self._wait_in_thread, deadline, interrupt, before_wait)
+        return self._receive_waiting_with(wait)[0], False
 
     _poller: Any = None  # (poll object, interrupt fd) of the threads that read
 
