@@ -21,6 +21,20 @@ def rabbit_only(rabbit_config):
     return rabbit_config
 
 
+def echoing_threads(cluster, count, calls):
+    """``count`` plain threads started, each echoing ``calls`` values through ``cluster``;
+    the threads, and the dict each fills with its replies under its number."""
+    results = {}
+
+    def caller(name):
+        results[name] = [cluster.echo.echo(f"{name}.{n}") for n in range(calls)]
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
 def test_a_lone_caller_reads_its_replies_and_the_loop_listens_again_after(
     rabbit_only, container_factory
 ):
@@ -43,14 +57,7 @@ def test_callers_in_several_threads_and_green_ones_all_get_their_replies(
     with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
         for n in range(5):
             assert cluster.echo.echo(n) == n  # parked from here on
-        results = {}
-
-        def caller(name):
-            results[name] = [cluster.echo.echo(f"{name}.{n}") for n in range(100)]
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
+        threads, results = echoing_threads(cluster, 4, 100)
         # A green thread's reply comes on the same connection, read by whoever reads.
         green = get_runtime().call(lambda: [cluster.echo.echo(f"g.{n}") for n in range(100)])
         for thread in threads:
@@ -73,14 +80,7 @@ def test_callers_in_several_threads_read_for_each_other(
 
     monkeypatch.setattr(Pending, "settle", recording)
     with ClusterRpcProxy(rabbit_only, timeout=30) as cluster:
-        results = {}
-
-        def caller(name):
-            results[name] = [cluster.echo.echo(f"{name}.{n}") for n in range(200)]
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
+        threads, results = echoing_threads(cluster, 4, 200)
         for thread in threads:
             thread.join(60)
     assert results == {i: [f"{i}.{n}" for n in range(200)] for i in range(4)}
