@@ -84,16 +84,27 @@ class RpcCaller:
         consumer.on_return(self._returned)
 
     def send(
-        self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
+        self,
+        service_name: str,
+        method_name: str,
+        args: tuple,
+        kwargs: dict,
+        context_data: dict,
+        wait_sent: bool = False,
     ) -> RpcReply:
-        """Send a request; any thread. From the hub the errors of sending raise here, from
-        other threads (which do not wait for the hub to send) they raise from ``result()``."""
+        """Send a request; any thread. From the hub the errors of sending raise here. Another
+        thread writes the request itself when that need not wait; otherwise it hands it to the
+        hub and, unless ``wait_sent``, does not wait for it to go: its errors then raise from
+        ``result()``."""
         request = self._request(service_name, method_name, args, kwargs, context_data)
         runtime = get_runtime()
         if runtime.in_hub():
             self._publish(request)
         elif not self._publish_from_thread(request):
-            runtime.post(self._publish_soon, request)
+            if wait_sent:
+                runtime.call(self._publish, request)
+            else:
+                runtime.post(self._publish_soon, request)
         return request.reply
 
     def _request(
@@ -199,7 +210,8 @@ class RpcCaller:
         self.replies.fail(correlation_id, UnknownService(service_name))
 
 
-Send = Callable[[str, str, tuple, dict], RpcReply]
+# ``send(service_name, method_name, args, kwargs, wait_sent=False)``: see RpcCaller.send.
+Send = Callable[..., RpcReply]
 
 
 class RpcClient:
@@ -231,12 +243,12 @@ class RpcClient:
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
         """Send the request and return its reply; a refused request raises here."""
-        return get_runtime().call(self._send_request, args, kwargs)
+        return self._send_request(args, kwargs, wait_sent=True)
 
-    def _send_request(self, args: tuple, kwargs: dict) -> RpcReply:
+    def _send_request(self, args: tuple, kwargs: dict, wait_sent: bool = False) -> RpcReply:
         if self.method_name is None:
             raise TypeError(f"{self!r} is not a method: call client.service.method(...)")
-        return self._send(self.service_name, self.method_name, args, kwargs)
+        return self._send(self.service_name, self.method_name, args, kwargs, wait_sent=wait_sent)
 
     def __repr__(self) -> str:
         target = ".".join(name for name in (self.service_name, self.method_name) if name)
@@ -313,8 +325,16 @@ class ClusterRpc(DependencyProvider):
         context_data = worker_ctx.context_data
         return RpcClient(partial(self._send, context_data))
 
-    def _send(self, context_data: dict, *request: Any) -> RpcReply:
-        return self.caller.send(*request, context_data)
+    def _send(
+        self,
+        context_data: dict,
+        service_name: str,
+        method_name: str,
+        args: tuple,
+        kwargs: dict,
+        wait_sent: bool = False,
+    ) -> RpcReply:
+        return self.caller.send(service_name, method_name, args, kwargs, context_data, wait_sent)
 
 
 class ServiceRpc(ClusterRpc):

@@ -51,13 +51,15 @@ class PendingCalls:
         self._calls: dict[str, weakref.WeakSet[RpcReply]] = {}
         session.crash_listeners.append(self._crashed)
 
-    def send(self, service: str, method: str, args: tuple, kwargs: dict) -> RpcReply:
+    def send(
+        self, service: str, method: str, args: tuple, kwargs: dict, wait_sent: bool = False
+    ) -> RpcReply:
         """Send a request with the configured timeout, unless its service has crashed."""
         target = f"{service}.{method}"
         error = self._crash_of(service, target)
         if error is not None:
             raise error
-        reply = self._send(service, method, args, kwargs)
+        reply = self._send(service, method, args, kwargs, wait_sent=wait_sent)
         reply.timeout = call_timeout()
         with self._lock:
             self._calls.setdefault(service, weakref.WeakSet()).add(reply)

@@ -103,8 +103,15 @@ class ClusterRpcProxy:
             )
             caller.replies.reader.close()
 
-    def send(self, service_name: str, method_name: str, args: tuple, kwargs: dict) -> RpcReply:
-        """Send one request; what the clients ``start()`` returns call."""
+    def send(
+        self,
+        service_name: str,
+        method_name: str,
+        args: tuple,
+        kwargs: dict,
+        wait_sent: bool = False,
+    ) -> RpcReply:
+        """Send one request; what the clients ``start()`` returns call (see RpcCaller.send)."""
         if self._caller is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not running: use it in a `with` block, "
@@ -112,7 +119,7 @@ class ClusterRpcProxy:
             )
         call_id = f"{self.caller}.{unique_id()}"
         context_data = {**self.context_data, "call_id_stack": [call_id]}
-        return self._caller.send(service_name, method_name, args, kwargs, context_data)
+        return self._caller.send(service_name, method_name, args, kwargs, context_data, wait_sent)
 
 
 class ServiceRpcProxy(ClusterRpcProxy):

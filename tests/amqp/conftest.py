@@ -92,6 +92,15 @@ class AmqpBroker:
 
 
 @pytest.fixture
+def rabbit_only(rabbit_config):
+    """The RabbitMQ config alone: the embedded broker's connection has no socket, so neither a
+    fast path nor a caller's thread writing or reading one."""
+    if rabbit_config["AMQP_URI"].startswith("memory"):
+        pytest.skip("the embedded broker's connection has no socket")
+    return rabbit_config
+
+
+@pytest.fixture
 def amqp_broker(rabbit_config, request) -> AmqpBroker:
     uri = rabbit_config["AMQP_URI"]
     manager = None if uri.startswith("memory") else request.getfixturevalue("rabbit_manager")

@@ -54,13 +54,6 @@ def connect_without_fast_path(uri, *, heartbeat=None, **options):
     return connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
 
 
-@pytest.fixture
-def rabbit_only(rabbit_config):
-    if rabbit_config["AMQP_URI"].startswith("memory"):
-        pytest.skip("the embedded broker's connection never has a fast path")
-    return rabbit_config
-
-
 def test_a_green_connection_offers_its_frame_reader_and_writer(rabbit_only):
     def offered():
         with connect(rabbit_only["AMQP_URI"]) as kombu_connection:

@@ -56,6 +56,26 @@ def test_many_threads_share_one_proxy(rabbit_config, math_service):
     assert asynchronous == [n + 1 for n in range(10)]
 
 
+def test_call_async_from_a_plain_thread_does_not_wait_for_the_hub(rabbit_only, math_service):
+    hub_busy, hub_free = threading.Event(), threading.Event()
+
+    def hold_the_hub():
+        hub_busy.set()
+        hub_free.wait(30)  # the hub's own loop, blocked for real: no green thread runs
+
+    with ServiceRpcProxy("math") as math:
+        assert math.add(1, 1) == 2  # the service's queue is known to exist from now on
+        get_runtime().post(hold_the_hub)
+        assert hub_busy.wait(30)
+        sent = []
+        thread = threading.Thread(target=lambda: sent.append(math.add.call_async(2, 3)))
+        thread.start()
+        thread.join(30)
+        hub_free.set()
+        assert sent, "call_async waited for the busy hub"
+        assert sent[0].result(timeout=30) == 5
+
+
 def test_one_reply_queue_and_no_connection_per_call(rabbit_config, math_service, monkeypatch):
     opened = []
     real_connect = sandbox.amqp.pool.connect

@@ -14,13 +14,6 @@ from sandbox.runtime import get_runtime
 from sandbox.standalone.rpc import ClusterRpcProxy
 
 
-@pytest.fixture
-def rabbit_only(rabbit_config):
-    if rabbit_config["AMQP_URI"].startswith("memory"):
-        pytest.skip("the embedded broker has no socket for a caller's thread to read")
-    return rabbit_config
-
-
 def echoing_threads(cluster, count, calls):
     """``count`` plain threads started, each echoing ``calls`` values through ``cluster``;
     the threads, and the dict each fills with its replies under its number."""
