@@ -1,4 +1,4 @@
-"""RPC round trip (p50, p99) and 10-caller throughput.
+"""RPC round trip (p50, p99), 10-caller throughput, and 10 calls in flight from one thread.
 
 On one RabbitMQ, in one run: sandbox vs Nameko 2.14.1 vs a raw py-amqp request/reply loop
 (the floor: the same messages on the wire, none of a framework's work). Each service runs in
@@ -7,8 +7,13 @@ all round trips before any throughput run, and each implementation keeps its bes
 noisy neighbour skews no one in particular; the median round trips are printed as well.
 Then the embedded broker: a sandbox service and its caller in one process (a notebook's case).
 
+Ten callers are ten plain threads for sandbox (sharing one proxy) and ten green threads for
+Nameko (a proxy each); the raw loop has one thread keep ten requests in flight. "In flight" is
+that loop for all three: one thread, ten ``call_async`` replies outstanding, a new request as
+each reply comes.
+
 Targets: over RabbitMQ sandbox p50 <= 0.4 x Nameko and <= 1.2 x raw, 10-caller throughput
->= 2 x Nameko and >= 0.9 x raw; embedded p50 <= 1 ms.
+>= 2 x Nameko and >= 0.9 x raw (10 in flight too); embedded p50 <= 1 ms.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ CALLERS = 10
 # How a client measures: shared by the sandbox and Nameko clients, which differ only in how
 # they open a caller. Each prints one JSON line.
 MEASURE = """
-import json, sys, threading, time
+import collections, json, sys, threading, time
 
 def sequential(call, calls):
     for _ in range(max(calls // 10, 50)):
@@ -78,11 +83,27 @@ def concurrent(open_caller, callers, seconds):
         thread.join()
     return {"throughput": calls / elapsed}
 
+def pipelined(open_caller, calls, seconds):
+    with open_caller() as call:
+        call("x")
+        flight = collections.deque(call.call_async("x") for _ in range(calls))
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            flight.popleft().result()
+            done += 1
+            flight.append(call.call_async("x"))
+        elapsed = time.perf_counter() - started
+        for reply in flight:
+            reply.result()
+    return {"in_flight": done / elapsed}
+
 def measure(open_caller):
     mode, amount = sys.argv[2], float(sys.argv[3])
     if mode == "sequential":
         with open_caller() as call:
             result = sequential(call, int(amount))
+    elif mode == "in_flight":
+        result = pipelined(open_caller, int(sys.argv[4]), amount)
     else:
         result = concurrent(open_caller, int(sys.argv[4]), amount)
     print(json.dumps(result), flush=True)
@@ -207,7 +228,8 @@ serve(connection, channel, "rpc-bench_raw", on_request)
 """
 )
 
-# With N callers it keeps N requests in flight on its one connection: a new one per reply.
+# With N callers (or N in flight) it keeps N requests in flight on its one connection: a new
+# one per reply.
 RAW_CLIENT = (
     RAW_COMMON
     + MEASURE
@@ -250,12 +272,14 @@ def in_flight(callers, seconds):
             replies.pop()
             done += 1
             send()
-    return {"throughput": done / (time.perf_counter() - started)}
+    return done / (time.perf_counter() - started)
 
 if sys.argv[2] == "sequential":
     print(json.dumps(sequential(call, int(sys.argv[3]))), flush=True)
 else:
-    print(json.dumps(in_flight(int(sys.argv[4]), float(sys.argv[3]))), flush=True)
+    rate = in_flight(int(sys.argv[4]), float(sys.argv[3]))
+    key = "throughput" if sys.argv[2] == "concurrent" else "in_flight"
+    print(json.dumps({key: rate}), flush=True)
 """
 )
 
@@ -383,12 +407,17 @@ def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     best: dict[str, float] = {}
     for measured in rounds:
         for key, value in measured.items():
-            better = max if key == "throughput" else min
+            better = max if key in RATES else min
             best[key] = better(best.get(key, value), value)
     return best
 
 
-PHASES = {"sequential": (CALLS,), "concurrent": (SECONDS, CALLERS)}
+PHASES = {
+    "sequential": (CALLS,),
+    "concurrent": (SECONDS, CALLERS),
+    "in_flight": (SECONDS, CALLERS),
+}
+RATES = ("throughput", "in_flight")  # higher is better; for the rest, lower
 
 
 def measure_rounds(clients: dict[str, list[str]]) -> dict[str, list[dict[str, float]]]:
@@ -412,11 +441,15 @@ def rows_for(where: str, impl: str, best: dict[str, float]) -> list[Row]:
         Row(f"rpc {where} p50", impl, best["p50"] * 1e6, "us"),
         Row(f"rpc {where} p99", impl, best["p99"] * 1e6, "us"),
         Row(f"rpc {where} {CALLERS} callers", impl, best["throughput"], "calls/s"),
+        Row(f"rpc {where} {CALLERS} in flight", impl, best["in_flight"], "calls/s"),
     ]
 
 
 def run() -> list[Row]:
-    print(f"{CALLS} sequential calls and {SECONDS:g} s of {CALLERS} callers, best of {ROUNDS}")
+    print(
+        f"{CALLS} sequential calls, {SECONDS:g} s of {CALLERS} callers and of {CALLERS} in "
+        f"flight, best of {ROUNDS}"
+    )
     print("raw-amqp: py-amqp, Nameko's wire format, no confirms; 10 callers = 10 in flight")
     print("embedded: sandbox only (Nameko 2.14.1 fails on kombu's memory:// transport)")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
@@ -451,6 +484,7 @@ def report_targets(best: dict[str, dict[str, float]], embedded: dict[str, float]
     checks.append(
         ("throughput sandbox/raw-amqp", ours["throughput"] / raw["throughput"], ">=", 0.9)
     )
+    checks.append(("in flight sandbox/raw-amqp", ours["in_flight"] / raw["in_flight"], ">=", 0.9))
     for name, value, op, target in checks:
         met = value <= target if op == "<=" else value >= target
         print(f"{name} = {value:.2f} (target {op} {target}): {'met' if met else 'MISSED'}")
