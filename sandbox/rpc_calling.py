@@ -93,19 +93,26 @@ class RpcCaller:
         wait_sent: bool = False,
     ) -> RpcReply:
         """Send a request; any thread. From the hub the errors of sending raise here. Another
-        thread writes the request itself when that need not wait; otherwise it hands it to the
-        hub and, unless ``wait_sent``, does not wait for it to go: its errors then raise from
-        ``result()``."""
+        thread writes the request itself when that need not wait, or else hands it to the hub
+        without waiting for it to go: its errors then raise from ``result()``. With
+        ``wait_sent`` it waits for the hub when the request could still be refused (no
+        connection yet, or its service's queue not yet known to exist), so that the refusal
+        raises here."""
         request = self._request(service_name, method_name, args, kwargs, context_data)
         runtime = get_runtime()
         if runtime.in_hub():
             self._publish(request)
         elif not self._publish_from_thread(request):
-            if wait_sent:
+            if wait_sent and not self._goes_at_once(request):
                 runtime.call(self._publish, request)
             else:
                 runtime.post(self._publish_soon, request)
         return request.reply
+
+    def _goes_at_once(self, request: OutgoingRequest) -> bool:
+        """Whether the hub would publish ``request`` without waiting (for the connection, or
+        for the broker to say whether the service's queue exists)."""
+        return self.consumer.connected and self.pool.knows_queue(request.queue)
 
     def _request(
         self, service_name: str, method_name: str, args: tuple, kwargs: dict, context_data: dict
@@ -187,9 +194,8 @@ class RpcCaller:
         )
 
     def _publish_soon(self, request: OutgoingRequest) -> None:
-        # In the hub's loop: out at once, unless that could wait (for the connection, or for
-        # the broker to say whether the service's queue exists); then in a green thread.
-        if self.consumer.connected and self.pool.knows_queue(request.queue):
+        # In the hub's loop: out at once, unless that could wait; then in a green thread.
+        if self._goes_at_once(request):
             self._publish_or_fail(request)
         else:
             get_runtime().spawn(self._publish_or_fail, request)

@@ -56,7 +56,7 @@ def test_many_threads_share_one_proxy(rabbit_config, math_service):
     assert asynchronous == [n + 1 for n in range(10)]
 
 
-def test_call_async_from_a_plain_thread_does_not_wait_for_the_hub(rabbit_only, math_service):
+def test_call_async_from_a_plain_thread_does_not_wait_for_the_hub(rabbit_config, math_service):
     hub_busy, hub_free = threading.Event(), threading.Event()
 
     def hold_the_hub():
