@@ -53,10 +53,17 @@ class Cli:
                 return line
 
     def finish(self, timeout=30):
-        """Wait for the exit; return the exit code and the whole stderr."""
-        code = self.proc.wait(timeout=timeout)
+        """Wait for the exit; return the exit code and the whole stderr. A process still
+        running after ``timeout`` seconds is killed, and the test fails with its stderr."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = None
         while (line := self._queue.get(timeout=timeout)) is not None:
             self.lines.append(line)
+        if code is None:
+            pytest.fail(f"still running {timeout}s later; its stderr:\n{''.join(self.lines)}")
         return code, "".join(self.lines)
 
     def kill(self):
