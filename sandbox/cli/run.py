@@ -33,6 +33,7 @@ from typing import Any
 from sandbox import alias, metrics, recorder
 from sandbox.cli import add_config_arguments, config_from_args, count_of
 from sandbox.cli.backdoor import backdoor_address, serve_backdoor
+from sandbox.cli.signals import next_event
 from sandbox.cli.workers import Supervisor, WorkerLink, bind, check_broker
 from sandbox.config import config
 from sandbox.constants import WEB_SERVER_CONFIG_KEY
@@ -324,7 +325,7 @@ def _handle_events(runner: ServiceRunner, events: queue.SimpleQueue) -> int:
     """React to signals until the runner has stopped; the first stops, the second kills."""
     stopping = killed = False
     while True:
-        event = events.get()
+        event = next_event(events)
         if event is None:
             log.info("stopped")
             return EXIT_KILLED if killed else 0

@@ -45,6 +45,7 @@ import eventlet.greenio
 
 from sandbox import metrics
 from sandbox.cli.argv import HIDDEN_ARGS_VARIABLE, hidden_arguments
+from sandbox.cli.signals import next_event
 from sandbox.constants import AMQP_URI_CONFIG_KEY, WEB_SERVER_CONFIG_KEY
 from sandbox.exceptions import CommandError
 from sandbox.utils import sanitize_url
@@ -237,9 +238,10 @@ class Supervisor:
 
     def _loop(self) -> int:
         while self.workers or self._restarts:
-            event = self.events.get(timeout=self._next_restart())
-            if event is None:
-                continue
+            try:
+                event = next_event(self.events, self._next_restart())
+            except queue.Empty:
+                continue  # a restart is due
             if isinstance(event, signal.Signals):
                 self._on_signal(event)
             elif event[0] == "ready":
@@ -323,7 +325,7 @@ class Supervisor:
 
     def _wait_all(self) -> None:
         while self.workers:
-            event = self.events.get()
+            event = next_event(self.events)
             if isinstance(event, tuple) and event[0] == "exit":
                 self._on_exit(event[1])
             elif isinstance(event, signal.Signals):

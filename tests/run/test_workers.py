@@ -139,6 +139,53 @@ def test_a_worker_that_cannot_start_ends_the_command_with_its_error(cli):
     assert "cannot start services" in stderr
 
 
+DIES_ONCE = """
+import os
+
+from sandbox.extensions import DependencyProvider
+from sandbox.rpc import rpc
+
+
+class DiesOnce(DependencyProvider):
+    def setup(self):
+        try:  # the first worker here, of all of them, dies
+            os.close(os.open("died-once", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        os._exit(1)
+
+
+class Flaky:
+    name = "flaky"
+    dies_once = DiesOnce()
+
+    @rpc
+    def ping(self):
+        return "pong"
+"""
+
+
+def test_a_worker_that_dies_while_starting_is_started_again_after_a_delay(cli, vhost_uri):
+    process = cli(
+        "run",
+        "services",
+        "--workers",
+        "2",
+        "-d",
+        "WEB_SERVER_ADDRESS=127.0.0.1:0",
+        modules={"services": DIES_ONCE},
+        env={"SANDBOX_AMQP_URI": vhost_uri},
+    )
+    process.wait_for_line("died while starting (exit code 1): starting another in 0.5s", 60)
+    while sum(" ready" in line for line in process.lines) < 2:  # the other, and the new one
+        process.wait_for_line(" ready", 60)
+    with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as cluster:
+        assert cluster.flaky.ping() == "pong"
+    process.proc.send_signal(signal.SIGTERM)
+    code, stderr = process.finish(timeout=60)
+    assert code == 0, stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
