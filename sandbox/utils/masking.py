@@ -61,7 +61,7 @@ def uri_problem(uri: str) -> str | None:
                     "percent-encode a ';' in the password (%3B)"
                 )
             continue
-        if not _parses(part):
+        if not _parses(part) or _user_spills(part):
             return (
                 "is not a valid URI: check the host and port, and percent-encode any "
                 "';', '/', '?', '#', '[' or ']' in the user or password"
@@ -75,6 +75,15 @@ def _parses(uri: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _user_spills(uri: str) -> bool:
+    """Whether a raw '/', '?' or '#' in the user or password ends the host part early, so that
+    the rest of them reads as the path, the query or the fragment (whose options a client may
+    quote back in an error): the '@' that ends them then comes after it."""
+    rest = uri.partition("://")[2]
+    ends = [at for at in (rest.find(mark) for mark in "/?#") if at >= 0]
+    return "@" in rest[min(ends, default=len(rest)) :]
 
 
 def is_secret_key(key: object) -> bool:

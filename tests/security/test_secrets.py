@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from sandbox.cli.main import main
@@ -320,6 +320,8 @@ def test_log_lines_and_tracebacks_never_show_the_password(password, encode):
 @given(
     password=passwords(st.characters(min_codepoint=33, max_codepoint=0x2FF)), encode=st.booleans()
 )
+# Found by the search once: a raw '?' made the rest a query, whose keys kombu quoted back.
+@example(password=f"?{START}{END}=", encode=False)
 def test_sandbox_run_never_shows_the_password_when_the_broker_refuses(cli, password, encode):
     assume(FAILOVER not in password)
     uri = amqp_uri(password, encode, port=find_free_port())
