@@ -6,8 +6,9 @@ read ``${VAR}``); a ``--define AMQP_URI=...`` overrides them all. Every local us
 process's command line, so a password belongs in the file or the environment: one given on
 the command line anyway is masked there at start (see :mod:`sandbox.cli.argv`).
 
-A broker URI whose password cannot be told apart from the rest (a space, a raw ``;``, a URI
-that does not parse) is refused with a one-line error that does not quote it.
+A broker URI whose password cannot be told apart from the rest (a space, a raw ``;``, ``/``,
+``?`` or ``#``, a URI that does not parse) is refused with a one-line error that does not
+quote it.
 """
 
 from __future__ import annotations
