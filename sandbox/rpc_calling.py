@@ -331,16 +331,8 @@ class ClusterRpc(DependencyProvider):
         context_data = worker_ctx.context_data
         return RpcClient(partial(self._send, context_data))
 
-    def _send(
-        self,
-        context_data: dict,
-        service_name: str,
-        method_name: str,
-        args: tuple,
-        kwargs: dict,
-        wait_sent: bool = False,
-    ) -> RpcReply:
-        return self.caller.send(service_name, method_name, args, kwargs, context_data, wait_sent)
+    def _send(self, context_data: dict, *request: Any, wait_sent: bool = False) -> RpcReply:
+        return self.caller.send(*request, context_data, wait_sent)
 
 
 class ServiceRpc(ClusterRpc):
