@@ -165,17 +165,8 @@ class Flaky:
 """
 
 
-def test_a_worker_that_dies_while_starting_is_started_again_after_a_delay(cli, vhost_uri):
-    process = cli(
-        "run",
-        "services",
-        "--workers",
-        "2",
-        "-d",
-        "WEB_SERVER_ADDRESS=127.0.0.1:0",
-        modules={"services": DIES_ONCE},
-        env={"SANDBOX_AMQP_URI": vhost_uri},
-    )
+def test_a_worker_that_dies_while_starting_is_started_again_after_a_delay(serve, vhost_uri):
+    process = serve(DIES_ONCE, "--workers", "2", uri=vhost_uri, wait=False).process
     process.wait_for_line("died while starting (exit code 1): starting another in 0.5s", 60)
     while sum(" ready" in line for line in process.lines) < 2:  # the other, and the new one
         process.wait_for_line(" ready", 60)
