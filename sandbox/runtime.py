@@ -170,6 +170,9 @@ class GreenRuntime:
         self.patched = eventlet.patcher.is_monkey_patched("thread")
         self.ident: int | None = None  # the hub's OS thread, once it runs
         self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # Whether a post wrote to the pipe since the hub last drained it: posts made meanwhile
+        # need not write again (each write lets go of the interpreter lock).
+        self._wake_pending = False
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
@@ -230,6 +233,10 @@ class GreenRuntime:
 
         def wake(fd: int) -> None:
             self._drain_pipe()
+            # Cleared once the pipe is empty (cleared before, a post's byte could be drained
+            # with the flag left set, and later posts would never wake the hub), and before
+            # the inbox is looked at again: what was posted before this is run.
+            self._wake_pending = False
             if waiting[0]:
                 loop.switch()
 
@@ -342,6 +349,9 @@ class GreenRuntime:
         if not self.running:
             raise RuntimeStopped("the sandbox runtime is stopped")
         self._inbox.put(task)
+        if self._wake_pending:
+            return  # the hub runs the inbox after the wake-up on its way
+        self._wake_pending = True
         try:
             _os.write(self._write_fd, b"x")
         except BlockingIOError:

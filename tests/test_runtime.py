@@ -4,10 +4,12 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import eventlet
 import pytest
 
+from sandbox.pending import Pending
 from sandbox.runtime import (
     GreenRuntime,
     add_context_capturer,
@@ -154,6 +156,28 @@ def test_many_concurrent_submissions_from_threads(runtime):
     for t in threads:
         t.join()
     assert sorted(results) == [i * 2 for i in range(50)]
+
+
+def test_posts_from_many_threads_at_once_all_run(runtime):
+    """A post that finds a wake-up of the hub on its way writes none of its own: none may be
+    left in the inbox with no wake-up to come. Threads woken together as the hub polls post
+    together, as they do publishing (see AmqpPublisher.publish_from_any_thread)."""
+    done = []
+
+    def worker():
+        for _ in range(2000):
+            answered = Pending()
+            runtime.post(answered.settle, True)
+            answered.wait(None)
+        done.append(True)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(10)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0))
+    assert len(done) == 10, "a thread still waits for the hub to run what it posted"
 
 
 def test_stop_kills_green_threads_and_refuses_new_work():
