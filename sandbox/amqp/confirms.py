@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import amqp
@@ -36,12 +37,15 @@ Returned = tuple[Exception, str, str]
 class PendingConfirm:
     """A published message waiting for the broker's word on it."""
 
-    __slots__ = ("_outcome", "returnable")
+    __slots__ = ("_outcome", "returnable", "notify")
 
     def __init__(self, returnable: tuple[str, str, bytes] | None):
         # (exchange, routing key, body) of a mandatory message: what its return would show.
         self.returnable = returnable
         self._outcome = eventlet.event.Event()
+        # Told ``(returned, error)`` as it settles, in the hub, instead of a green thread
+        # waiting: for a publish that a plain thread waits for.
+        self.notify: Callable[[Returned | None, BaseException | None], None] | None = None
 
     def wait(self) -> Returned | None:
         """Until confirmed: None, or what the return said; raises on a nack or a failure."""
@@ -49,9 +53,13 @@ class PendingConfirm:
 
     def settle(self, returned: Returned | None) -> None:
         self._outcome.send(returned)
+        if self.notify is not None:
+            self.notify(returned, None)
 
     def fail(self, exc: BaseException) -> None:
         self._outcome.send_exception(exc)
+        if self.notify is not None:
+            self.notify(None, exc)
 
 
 class ConfirmPipeline:

@@ -103,6 +103,12 @@ class ConnectionPool:
                 self._pipeline = ConfirmPipeline(connect(self.uri, **self._options))
             return self._pipeline
 
+    def open_pipeline(self) -> ConfirmPipeline | None:
+        """The confirm pipeline if one is open and sound: what :meth:`pipeline` would return
+        without waiting."""
+        pipeline = self._pipeline
+        return pipeline if pipeline is not None and pipeline.broken is None else None
+
     def queue_exists(self, name: str) -> bool:
         """Whether the broker has queue ``name``; a yes is remembered until :meth:`forget_queue`."""
         if name in self._known_queues:

@@ -23,10 +23,12 @@ import kombu.compression
 from kombu.entity import maybe_delivery_mode
 
 from sandbox import recorder, serialization
-from sandbox.amqp.confirms import ConfirmPipeline
+from sandbox.amqp.confirms import ConfirmPipeline, Returned
 from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_delays
 from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
+from sandbox.pending import Pending
+from sandbox.runtime import get_runtime, runs_eventlet
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +125,75 @@ class AmqpPublisher:
         options.update(content_type=content_type, content_encoding=content_encoding)
         return OutgoingMessage(payload, body, options, kind, _delays(retry, retry_policy))
 
-    def send(self, message: OutgoingMessage) -> None:
+    def publish_from_any_thread(self, payload: Any, **kwargs: Any) -> None:
+        """:meth:`publish`, from any thread: it returns once the broker confirmed.
+
+        A plain thread encodes the message itself and hands the hub its frames, which join
+        the confirm pipeline at once when it is open and has seen the exchange and what
+        ``declare`` names: no green thread per message, and the thread is woken once, as
+        the confirm comes. Otherwise, and when that connection fails first, the hub
+        publishes the message as :meth:`publish` does, retries and all.
+        """
+        runtime = get_runtime()
+        if runtime.in_hub() or runs_eventlet():
+            runtime.call(self.publish, payload, **kwargs)
+            return
+        message = self.prepare(payload, **kwargs)
+        confirmed = Pending()
+        runtime.post(self._send_at_once, message, confirmed)
+        confirmed.wait(None)
+        sent, error = confirmed.outcome
+        if isinstance(error, CONNECTION_ERRORS):
+            runtime.call(self.send, message, failed=error)
+        elif error is not None:
+            raise error
+        elif not sent:
+            runtime.call(self.send, message)
+
+    def send(self, message: OutgoingMessage, failed: BaseException | None = None) -> None:
         """Publish a prepared message, on a fresh connection again when one fails;
-        BrokerUnavailable once the retries are spent."""
+        BrokerUnavailable once the retries are spent. ``failed``: the connection error that
+        failed a first attempt, made elsewhere (the next one waits for the first delay)."""
         with broker_errors(self.amqp_uri):
-            returned = _retrying(partial(self._send, message), message.retry_delays)
-        if returned:
-            exc, exchange, routing_key = returned[0]
-            recorder.notify("message_published", {**message.record(), "returned": str(exc)})
-            raise UndeliverableMessage(
-                f"{exc} (exchange {exchange!r}, routing key {routing_key!r})"
-            )
-        recorder.notify("message_published", message.record())
+            returned = _retrying(partial(self._send, message), message.retry_delays, failed)
+        self._report(message, returned[0] if returned else None)
+
+    def _report(self, message: OutgoingMessage, returned: Returned | None) -> None:
+        """Tell the recorder of a confirmed message; UndeliverableMessage if it came back."""
+        if returned is None:
+            recorder.notify("message_published", message.record())
+            return
+        exc, exchange, routing_key = returned
+        recorder.notify("message_published", {**message.record(), "returned": str(exc)})
+        raise UndeliverableMessage(f"{exc} (exchange {exchange!r}, routing key {routing_key!r})")
+
+    def _send_at_once(self, message: OutgoingMessage, confirmed: Pending) -> None:
+        """In the hub's loop, for a plain thread: publish on the open pipeline, or settle
+        ``confirmed`` with False to have the thread publish the usual way."""
+        pipeline = self.pool.open_pipeline()
+        if pipeline is None or not self._knows_entities(pipeline, message):
+            confirmed.settle(False)
+            return
+        try:
+            pending = pipeline.publish(*self._frames(pipeline, message))
+        except Exception as exc:
+            confirmed.settle(error=exc)
+            return
+        pending.notify = partial(self._confirmed, message, confirmed)
+
+    def _confirmed(
+        self,
+        message: OutgoingMessage,
+        confirmed: Pending,
+        returned: Returned | None,
+        error: BaseException | None,
+    ) -> None:
+        if error is None:
+            try:
+                self._report(message, returned)
+            except UndeliverableMessage as exc:
+                error = exc
+        confirmed.settle(error is None, error)
 
     def declare_entities(self) -> None:
         """Declare the entities of ``declare`` on the broker now, as Nameko's ``Publisher``
@@ -161,9 +220,17 @@ class AmqpPublisher:
     def _send_pipelined(self, message: OutgoingMessage) -> list[tuple[Exception, str, str]]:
         """Publish on the pool's confirm pipeline, in flight with others, until confirmed."""
         pipeline = self.pool.pipeline()
+        self._ensure_entities(pipeline, message.options["declare"], _exchange_name(message))
+        outcome = pipeline.publish(*self._frames(pipeline, message)).wait()
+        return [] if outcome is None else [outcome]
+
+    def _frames(
+        self, pipeline: ConfirmPipeline, message: OutgoingMessage
+    ) -> tuple[bytes, tuple[str, str, bytes] | None]:
+        """A message's Basic.Publish frames on ``pipeline``'s channel, and what a return of
+        it would show (if mandatory)."""
         exchange = message.options.get("exchange") or ""
-        name = getattr(exchange, "name", exchange)
-        self._ensure_entities(pipeline, message.options["declare"], name)
+        name = _exchange_name(message)
         compression, headers, properties = message_fields(message.options)
         if not properties.get("delivery_mode") and isinstance(exchange, kombu.Exchange):
             properties["delivery_mode"] = maybe_delivery_mode(exchange.delivery_mode)
@@ -174,20 +241,24 @@ class AmqpPublisher:
             body, headers["compression"] = kombu.compression.compress(body, compression)
         routing_key = message.options.get("routing_key") or ""
         mandatory = bool(message.options.get("mandatory"))
-        frames = pipeline.channel.publish_frames(
-            body, name, routing_key, properties, headers, mandatory
+        channel = pipeline.channel
+        frames = channel.publish_frames(body, name, routing_key, properties, headers, mandatory)
+        return frames, (name, routing_key, body) if mandatory else None
+
+    def _knows_entities(self, pipeline: ConfirmPipeline, message: OutgoingMessage) -> bool:
+        """Whether ``pipeline`` has seen the exchange, and what ``declare`` names, declared."""
+        exchange = _exchange_name(message)
+        known = pipeline.known
+        return (not exchange or exchange in known) and all(
+            entity in known for entity in message.options["declare"]
         )
-        returned = pipeline.publish(frames, (name, routing_key, body) if mandatory else None)
-        outcome = returned.wait()
-        return [] if outcome is None else [outcome]
 
     def _ensure_entities(self, pipeline: ConfirmPipeline, declare: list, exchange: str) -> None:
         """Declare what this pipeline's connection has not seen declared, and make sure the
         exchange exists: a publish to a missing one would close the channel under every
         publish in flight, not only under its own (this one raises NotFound instead)."""
         missing = [entity for entity in declare if entity not in pipeline.known]
-        check = exchange and exchange not in pipeline.known
-        if not missing and not check:
+        if not missing and (not exchange or exchange in pipeline.known):
             return
         with self.pool.acquire() as pooled:
             for entity in missing:
@@ -204,21 +275,31 @@ class AmqpPublisher:
 Publisher = AmqpPublisher
 
 
+def _exchange_name(message: OutgoingMessage) -> str:
+    exchange = message.options.get("exchange") or ""
+    return getattr(exchange, "name", exchange)
+
+
 def _delays(retry: bool, policy: Mapping[str, Any]) -> Iterator[float]:
     return retry_delays(policy) if retry else iter(())
 
 
-def _retrying(fn: Callable[[], T], delays: Iterator[float]) -> T:
-    """``fn()``, called again after each delay while it fails with a connection error."""
+def _retrying(
+    fn: Callable[[], T], delays: Iterator[float], failed: BaseException | None = None
+) -> T:
+    """``fn()``, called again after each delay while it fails with a connection error;
+    ``failed``, the error of an attempt made before, waits for the first delay."""
     while True:
+        if failed is not None:
+            delay = next(delays, None)
+            if delay is None:
+                raise failed
+            log.debug("publish failed (%r), retrying in %ss", failed, delay)
+            eventlet.sleep(delay)
         try:
             return fn()
         except CONNECTION_ERRORS as exc:
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            log.debug("publish failed (%r), retrying in %ss", exc, delay)
-            eventlet.sleep(delay)
+            failed = exc
 
 
 @dataclass

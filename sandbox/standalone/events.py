@@ -9,7 +9,6 @@ from sandbox import recorder
 from sandbox.config import config as global_config
 from sandbox.events import get_event_exchange
 from sandbox.messaging import publisher_for
-from sandbox.runtime import get_runtime
 
 __all__ = ["event_dispatcher", "get_event_exchange"]
 
@@ -29,12 +28,8 @@ def event_dispatcher(
 
     def dispatch(service_name: str, event_type: str, event_data: Any) -> None:
         exchange = get_event_exchange(service_name, config)
-        get_runtime().call(
-            publisher.publish,
-            event_data,
-            exchange=exchange,
-            routing_key=event_type,
-            kind=recorder.PUBLISHED_EVENT,
+        publisher.publish_from_any_thread(
+            event_data, exchange=exchange, routing_key=event_type, kind=recorder.PUBLISHED_EVENT
         )
 
     return dispatch

@@ -9,7 +9,7 @@ from polling import wait_until
 from test_amqp_consume import Echo, Sleepy
 
 from sandbox.exceptions import RpcTimeout, UnknownService
-from sandbox.rpc_replies import Pending
+from sandbox.pending import Pending
 from sandbox.runtime import get_runtime
 from sandbox.standalone.rpc import ClusterRpcProxy
 
