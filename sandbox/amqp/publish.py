@@ -28,7 +28,7 @@ from sandbox.amqp.connection import CONNECTION_ERRORS, broker_errors, retry_dela
 from sandbox.amqp.pool import ConnectionPool, PooledChannel, get_pool
 from sandbox.constants import DEFAULT_RETRY_POLICY, PERSISTENT
 from sandbox.pending import Pending
-from sandbox.runtime import get_runtime, runs_eventlet
+from sandbox.runtime import RuntimeStopped, get_runtime, runs_eventlet
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ T = TypeVar("T")
 # recorded message's fate in the broker.
 _ID_PREFIX = secrets.token_hex(6)
 _message_numbers = itertools.count(1)
+
+# How often a plain thread waiting for its confirm looks whether the runtime still runs.
+STOPPED_CHECK = 1.0  # seconds
 
 
 def published_here(message_id: str | None) -> bool:
@@ -52,7 +55,8 @@ class UndeliverableMessage(Exception):
 class AmqpPublisher:
     """Publishes messages to ``amqp_uri``; call options override the constructor's.
 
-    Must be used in the thread whose hub owns the connections: the runtime's hub thread.
+    Must be used in the thread whose hub owns the connections, the runtime's hub thread, but
+    for :meth:`publish_from_any_thread`.
     """
 
     def __init__(
@@ -141,7 +145,10 @@ class AmqpPublisher:
         message = self.prepare(payload, **kwargs)
         confirmed = Pending()
         runtime.post(self._send_at_once, message, confirmed)
-        confirmed.wait(None)
+        # A hub that stops meanwhile abandons the pipeline's green threads: none settles it.
+        while not confirmed.wait(STOPPED_CHECK):
+            if not runtime.running:
+                raise RuntimeStopped("the sandbox runtime stopped before the broker confirmed")
         sent, error = confirmed.outcome
         if isinstance(error, CONNECTION_ERRORS):
             runtime.call(self.send, message, failed=error)
@@ -179,6 +186,7 @@ class AmqpPublisher:
         except Exception as exc:
             confirmed.settle(error=exc)
             return
+        # In time: the frames go out once this task ends, and the confirm after them.
         pending.notify = partial(self._confirmed, message, confirmed)
 
     def _confirmed(
@@ -188,10 +196,12 @@ class AmqpPublisher:
         returned: Returned | None,
         error: BaseException | None,
     ) -> None:
+        # In the pipeline's reader: what fails here is the caller's (a return, a recorder
+        # listener's error), never the pipeline's.
         if error is None:
             try:
                 self._report(message, returned)
-            except UndeliverableMessage as exc:
+            except Exception as exc:
                 error = exc
         confirmed.settle(error is None, error)
 
