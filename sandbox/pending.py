@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import eventlet
 import eventlet.event
@@ -32,7 +32,7 @@ class Pending:
     __slots__ = ("outcome", "interrupt", "_done", "_event", "_settling")
 
     def __init__(self) -> None:
-        self.outcome: tuple[dict | None, BaseException | None] | None = None
+        self.outcome: tuple[Any, BaseException | None] | None = None
         self._done = threading.Lock()
         self._done.acquire()
         self._event: eventlet.event.Event | None = None
@@ -40,8 +40,9 @@ class Pending:
         self._settling = threading.Lock()
         self.interrupt: Callable[[], None] | None = None  # set by the thread reading for it
 
-    def settle(self, body: dict | None = None, error: BaseException | None = None) -> None:
-        """The outcome (a reply's body), or the error to raise instead (once; any thread)."""
+    def settle(self, body: Any = None, error: BaseException | None = None) -> None:
+        """The outcome (a reply's body, whether a message went out), or the error to raise
+        instead (once; any thread)."""
         with self._settling:
             if self.outcome is not None:
                 return

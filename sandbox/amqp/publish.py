@@ -178,7 +178,8 @@ class AmqpPublisher:
         """In the hub's loop, for a plain thread: publish on the open pipeline, or settle
         ``confirmed`` with False to have the thread publish the usual way."""
         pipeline = self.pool.open_pipeline()
-        if pipeline is None or not self._knows_entities(pipeline, message):
+        declare, exchange = message.options["declare"], _exchange_name(message)
+        if pipeline is None or not _knows_entities(pipeline, declare, exchange):
             confirmed.settle(False)
             return
         try:
@@ -240,7 +241,7 @@ class AmqpPublisher:
         """A message's Basic.Publish frames on ``pipeline``'s channel, and what a return of
         it would show (if mandatory)."""
         exchange = message.options.get("exchange") or ""
-        name = _exchange_name(message)
+        name = getattr(exchange, "name", exchange)
         compression, headers, properties = message_fields(message.options)
         if not properties.get("delivery_mode") and isinstance(exchange, kombu.Exchange):
             properties["delivery_mode"] = maybe_delivery_mode(exchange.delivery_mode)
@@ -255,21 +256,13 @@ class AmqpPublisher:
         frames = channel.publish_frames(body, name, routing_key, properties, headers, mandatory)
         return frames, (name, routing_key, body) if mandatory else None
 
-    def _knows_entities(self, pipeline: ConfirmPipeline, message: OutgoingMessage) -> bool:
-        """Whether ``pipeline`` has seen the exchange, and what ``declare`` names, declared."""
-        exchange = _exchange_name(message)
-        known = pipeline.known
-        return (not exchange or exchange in known) and all(
-            entity in known for entity in message.options["declare"]
-        )
-
     def _ensure_entities(self, pipeline: ConfirmPipeline, declare: list, exchange: str) -> None:
         """Declare what this pipeline's connection has not seen declared, and make sure the
         exchange exists: a publish to a missing one would close the channel under every
         publish in flight, not only under its own (this one raises NotFound instead)."""
-        missing = [entity for entity in declare if entity not in pipeline.known]
-        if not missing and (not exchange or exchange in pipeline.known):
+        if _knows_entities(pipeline, declare, exchange):
             return
+        missing = [entity for entity in declare if entity not in pipeline.known]
         with self.pool.acquire() as pooled:
             for entity in missing:
                 kombu.common.maybe_declare(entity, pooled.channel)
@@ -283,6 +276,12 @@ class AmqpPublisher:
 
 # Nameko's name (``nameko.amqp.publish.Publisher``); unique names inside sandbox.
 Publisher = AmqpPublisher
+
+
+def _knows_entities(pipeline: ConfirmPipeline, declare: list, exchange: str) -> bool:
+    """Whether ``pipeline`` has seen ``exchange``, and what ``declare`` names, declared."""
+    known = pipeline.known
+    return (not exchange or exchange in known) and all(entity in known for entity in declare)
 
 
 def _exchange_name(message: OutgoingMessage) -> str:
